@@ -1,0 +1,1 @@
+"""Front ends: each turns its platform's events into requests and implements the reply sink."""

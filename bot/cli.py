@@ -1,0 +1,138 @@
+"""The command line: ``serve``, ``ask``, ``chat``, ``doctor`` and ``usage``.
+
+Settings are loaded once here; every ``RelayError`` that reaches this level
+becomes one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import ConfigError, RelayError
+from .settings import PROVIDER_NAMES, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llama-relay",
+        description="Slack and Discord (and terminal) chat bot for Llama-3.1-70B-Instruct.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run every configured platform (Slack, Discord)")
+    ask = sub.add_parser("ask", help="answer one question on stdout")
+    ask.add_argument("question", nargs="*", help="the question (read from stdin when omitted)")
+    ask.add_argument("--provider", choices=PROVIDER_NAMES, help="use this provider only")
+    chat = sub.add_parser("chat", help="a conversation in the terminal, kept in the database")
+    chat.add_argument("--session", default="default", help="conversation name (resume it later)")
+    chat.add_argument("--provider", choices=PROVIDER_NAMES, help="use this provider only")
+    sub.add_parser("doctor", help="check the configuration and reach every provider")
+    usage = sub.add_parser("usage", help="tokens and cost from the ledger")
+    usage.add_argument("--by", choices=("provider", "user", "channel", "model"), default="provider")
+    usage.add_argument("--days", type=float, default=30.0, help="look back this many days")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        from .runtime import setup_logging
+
+        setup_logging(settings, quiet=args.command in ("ask", "chat", "usage", "doctor"))
+        return asyncio.run(_run(args, settings))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RelayError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters import terminal
+
+    from .runtime import open_service
+
+    if args.command == "ask":
+        question = " ".join(args.question) if args.question else await asyncio.to_thread(sys.stdin.read)
+        async with open_service(settings, args.provider) as service:
+            return await terminal.ask(service, question, args.provider)
+    if args.command == "chat":
+        async with open_service(settings, args.provider) as service:
+            return await terminal.chat(service, args.session, args.provider)
+    if args.command == "doctor":
+        return await doctor(settings)
+    if args.command == "usage":
+        return await usage(settings, args.by, args.days)
+    if args.command == "serve":
+        from .serve import serve
+
+        return await serve(settings)
+    raise AssertionError(args.command)
+
+
+async def doctor(settings: Settings) -> int:
+    """Send one tiny request to every configured provider and print a table."""
+    from .conversation import Turn
+    from .providers.base import ChatRequest
+    from .runtime import build_router
+
+    names = settings.provider_order()
+    if not names:
+        raise ConfigError("no provider is configured: set BOT_PROVIDERS and a provider key")
+    rows = [("provider", "model", "window", "first token", "status")]
+    working = 0
+    for name in names:
+        config = settings.provider(name)
+        if not config.configured:
+            rows.append((name, config.model, str(config.context_window), "-", "not configured"))
+            continue
+        router = build_router(settings, name)
+        provider = router.providers[0]
+        request = ChatRequest([Turn("user", "Say OK.")], max_tokens=8)
+        started = time.monotonic()
+        first: float | None = None
+        try:
+            async for delta in provider.stream(request):
+                if first is None and delta.text:
+                    first = time.monotonic() - started
+            status = "ok"
+            working += 1
+        except RelayError as exc:
+            status = exc.user_message
+        finally:
+            await router.aclose()
+        ttft = f"{first * 1000:.0f} ms" if first is not None else "-"
+        rows.append((name, config.model, str(config.context_window), ttft, status))
+    _print_table(rows)
+    return 0 if working else 1
+
+
+async def usage(settings: Settings, by: str, days: float) -> int:
+    from .store import SqliteStore
+
+    store = await SqliteStore.open(settings.bot_database)
+    try:
+        totals = await store.usage_totals(by, since=time.time() - days * 86400)
+    finally:
+        await store.close()
+    rows = [(by, "requests", "tokens in", "tokens out", "cost (USD)")]
+    rows += [(t.key, str(t.requests), str(t.prompt_tokens), str(t.completion_tokens), f"{t.cost_usd:.6f}") for t in totals]
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))

@@ -1,0 +1,1 @@
+"""Package data: the Llama 3 tokenizer file (see NOTICE)."""

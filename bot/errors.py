@@ -1,0 +1,156 @@
+"""The one error tree of llama-relay.
+
+Every failure the core can see is one of these.  Providers and adapters map
+their library's exceptions here with ``raise ... from``; users only ever see
+``error.user_message`` (a short sentence), never raw exception text.
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base of every error the bot handles on purpose."""
+
+    #: Whether trying the same request again (after a pause) may succeed.
+    retryable: bool = False
+
+    @property
+    def user_message(self) -> str:
+        return str(self) or "Something went wrong."
+
+
+class ConfigError(RelayError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class EmptyPrompt(RelayError):
+    def __init__(self) -> None:
+        super().__init__("The question is empty: type something to ask.")
+
+
+# --- providers -------------------------------------------------------------
+
+
+class ProviderError(RelayError):
+    """A provider failed.  ``provider`` is the display name, ``status`` the HTTP status."""
+
+    hint: str = ""
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.detail = detail
+        self.status = status
+        if hint is not None:
+            self.hint = hint
+        super().__init__(self._compose())
+
+    def _what(self) -> str:
+        return "failed"
+
+    def _compose(self) -> str:
+        code = f" ({self.status})" if self.status else ""
+        text = f"{self.provider} {self._what()}{code}"
+        if self.hint:
+            text += f": {self.hint}"
+        return text
+
+
+class AuthFailed(ProviderError):
+    def _what(self) -> str:
+        return "rejected the API key"
+
+
+class QuotaExceeded(ProviderError):
+    """Payment required or a daily quota used up: no point retrying soon."""
+
+    def _what(self) -> str:
+        return "has no quota left"
+
+
+class NotFound(ProviderError):
+    def _what(self) -> str:
+        return "does not know this model or endpoint"
+
+
+class BadRequest(ProviderError):
+    def _what(self) -> str:
+        return "rejected the request"
+
+
+class ContextTooLong(ProviderError):
+    def _what(self) -> str:
+        return "says the conversation is too long for its context window"
+
+
+class RateLimited(ProviderError):
+    retryable = True
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str = "",
+        *,
+        status: int | None = 429,
+        hint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(provider, detail, status=status, hint=hint)
+
+    def _what(self) -> str:
+        return "is rate limiting us"
+
+
+class ProviderUnavailable(ProviderError):
+    retryable = True
+
+    def _what(self) -> str:
+        return "is unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+    def _what(self) -> str:
+        return "timed out"
+
+
+class StreamInterrupted(ProviderError):
+    """The stream broke after text had started; the partial text is kept."""
+
+    def _what(self) -> str:
+        return "cut the answer off"
+
+
+class NoProviderConfigured(ConfigError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No provider is configured: set BOT_PROVIDERS and the key of at least one "
+            "provider (see config/.env.example)"
+        )
+
+
+# --- platforms -------------------------------------------------------------
+
+
+class PlatformError(RelayError):
+    """A chat platform call failed (Slack, Discord)."""
+
+
+class PlatformRateLimited(PlatformError):
+    retryable = True
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail or f"rate limited, retry after {retry_after:.1f}s")
+
+
+class MessageGone(PlatformError):
+    """The message being edited was deleted, or the interaction expired."""

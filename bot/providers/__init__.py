@@ -1,0 +1,1 @@
+"""Model providers: one module per wire format, a registry and a failover router."""

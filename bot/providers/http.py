@@ -1,0 +1,175 @@
+"""What every HTTP provider shares: timeouts, error mapping, SSE frames.
+
+Third-party exceptions (httpx, JSON) are mapped to ``bot.errors`` here, at the
+boundary, so provider modules only deal with their own wire format.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from .. import errors
+from ..errors import ProviderError
+
+#: Longest Retry-After we honour before giving up on this provider for now.
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 60.0  # longest gap between chunks: above AIGateway's 15 s keep-alives
+    turn: float = 300.0  # a whole answer
+
+    def httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=30.0, pool=10.0)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_message(body: object) -> tuple[str, object]:
+    """(message, code) from any of the error shapes providers use."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or ""), err.get("code") or err.get("type")
+        if isinstance(err, str):
+            return err, None
+        errs = body.get("errors")
+        if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+            return str(errs[0].get("message") or ""), errs[0].get("code")
+        if body.get("object") == "error":
+            return str(body.get("message") or ""), body.get("code")
+        if "detail" in body:
+            return str(body["detail"]), None
+        if "message" in body:
+            return str(body["message"]), body.get("code")
+    if isinstance(body, str):
+        return body[:200], None
+    return "", None
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """How to name a provider and its key in messages users read."""
+
+    display: str
+    key_env: str  # "DEEPINFRA_TOKEN"
+
+
+def status_error(
+    who: Describe, status: int, body: object, headers: Mapping[str, str]
+) -> ProviderError:
+    """Map an HTTP error status (and body) to a typed error with a helpful hint."""
+    message, code = error_message(body)
+    name = who.display
+    lowered = message.lower()
+    if status in (401, 403):
+        return errors.AuthFailed(name, message, status=status, hint=f"check {who.key_env}")
+    if status == 402:
+        return errors.QuotaExceeded(name, message, status=status, hint="add credit to the account")
+    if status == 404:
+        return errors.NotFound(name, message, status=status, hint="check the base URL and model name")
+    if status == 413 or "context" in lowered and ("length" in lowered or "exceed" in lowered):
+        return errors.ContextTooLong(name, message, status=status, hint="start a new thread")
+    if status == 429:
+        wait = retry_after(headers)
+        return errors.RateLimited(
+            name, message, status=status, retry_after=wait, hint="try again in a minute"
+        )
+    if status in (408, 504):
+        return errors.ProviderTimeout(name, message, status=status, hint="try again")
+    if status == 409 or status >= 500:
+        return errors.ProviderUnavailable(name, message, status=status, hint="try again shortly")
+    del code
+    return errors.BadRequest(name, message, status=status, hint="the request was not accepted")
+
+
+async def read_error_body(response: httpx.Response) -> object:
+    raw = await response.aread()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def transport_error(who: Describe, exc: httpx.HTTPError, *, started: bool) -> ProviderError:
+    """Map an httpx exception; after the first token it is an interruption."""
+    if started:
+        return errors.StreamInterrupted(who.display, str(exc), hint="the answer is incomplete")
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.ProviderTimeout(who.display, str(exc), hint="try again")
+    if isinstance(exc, httpx.ConnectError):
+        return errors.ProviderUnavailable(who.display, str(exc), hint="could not connect")
+    return errors.ProviderUnavailable(who.display, str(exc), hint="the connection failed")
+
+
+class JsonFrames:
+    """Decoded JSON ``data:`` frames of an SSE response, until ``[DONE]``.
+
+    SSE framing (CRLF, comments, split frames, incremental UTF-8) is httpx-sse's
+    job.  ``done`` tells afterwards whether ``[DONE]`` arrived (EOF without it
+    may be a cut stream).  An ``event: error`` frame or bad JSON is a typed error.
+    """
+
+    def __init__(self, who: Describe, response: httpx.Response) -> None:
+        self.who = who
+        self.response = response
+        self.done = False
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, object]]:
+        try:
+            async for event in EventSource(self.response).aiter_sse():
+                data = event.data
+                if not data:
+                    continue
+                if data.strip() == "[DONE]":
+                    self.done = True
+                    return
+                try:
+                    frame = json.loads(data)
+                except ValueError as exc:
+                    raise errors.StreamInterrupted(self.who.display, f"bad frame: {data[:80]!r}") from exc
+                if event.event == "error" and isinstance(frame, dict):
+                    frame = {"error": frame.get("error", frame)}
+                if isinstance(frame, dict):
+                    yield frame
+        except SSEError as exc:
+            raise errors.BadRequest(self.who.display, str(exc)) from exc
+
+
+def frame_error(who: Describe, frame: Mapping[str, object], *, started: bool) -> ProviderError | None:
+    """A mid-stream error frame (``error`` key or ``object: error``), if this is one."""
+    if "error" not in frame and frame.get("object") != "error":
+        return None
+    message, _ = error_message(dict(frame))
+    if started:
+        return errors.StreamInterrupted(who.display, message, hint="the answer is incomplete")
+    return errors.ProviderUnavailable(who.display, message, hint="try again shortly")

@@ -1,0 +1,174 @@
+"""Ordered failover across providers, with retries before the first token only.
+
+For each request the router fits the conversation to each candidate's window
+(a provider whose window holds the whole history is preferred over one that
+would have to trim harder), then tries candidates in order.  A provider that
+fails before its first token is retried when the error is transient
+(Retry-After honoured, else exponential backoff with jitter), otherwise the
+request moves on to the next provider.  Failing providers cool down for a
+while and are tried last.  Once text has flowed, errors go to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from .. import errors
+from ..conversation import Fitted, Turn, WindowTooSmall, fit
+from ..tokens import TokenCounter
+from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
+from .http import MAX_RETRY_AFTER
+
+log = logging.getLogger(__name__)
+
+COOLDOWN = 5.0
+COOLDOWN_LONG = 300.0  # auth, quota, not found: someone has to act
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    def delay(self, attempt: int, error: errors.ProviderError) -> float | None:
+        """Seconds before try ``attempt + 1``; None when retrying is pointless."""
+        if not error.retryable or attempt + 1 >= self.attempts:
+            return None
+        wait = getattr(error, "retry_after", None)
+        if wait is not None:
+            return wait if wait <= self.max_retry_after else None
+        return min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+
+
+@dataclass(slots=True)
+class Plan:
+    provider: Provider
+    fitted: Fitted
+
+
+class Routed:
+    """One routed answer: iterate it for deltas; ``provider`` and ``fitted`` say who served it."""
+
+    def __init__(self, router: Router, plans: list[Plan], max_tokens: int, sampling: Sampling) -> None:
+        self._router = router
+        self._plans = plans
+        self._max_tokens = max_tokens
+        self._sampling = sampling
+        self.provider: ProviderInfo | None = None
+        self.fitted: Fitted | None = plans[0].fitted if plans else None
+        self.failures: list[errors.ProviderError] = []
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[Delta]:
+        last: errors.ProviderError | None = None
+        for plan in self._plans:
+            request = ChatRequest(plan.fitted.turns, self._max_tokens, self._sampling)
+            try:
+                async for delta in self._router.attempt(plan.provider, request):
+                    if self.provider is None:
+                        self.provider, self.fitted = plan.provider.info, plan.fitted
+                    yield delta
+                return
+            except errors.ProviderError as exc:
+                if self.provider is not None:
+                    raise  # text already flowed: no failover mid-answer
+                self.failures.append(exc)
+                last = exc
+                log.warning("provider %s failed before its first token: %s", plan.provider.info.name, exc)
+        assert last is not None
+        raise last
+
+
+class Router:
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not providers:
+            raise errors.NoProviderConfigured()
+        self.providers = list(providers)
+        self.retry = retry
+        self._sleep = sleep
+        self._cool_until: dict[str, float] = {}
+
+    def by_name(self, name: str) -> Provider:
+        for provider in self.providers:
+            if provider.info.name == name:
+                return provider
+        raise errors.ConfigError(f"provider {name!r} is not configured")
+
+    def plan(
+        self,
+        turns: Sequence[Turn],
+        max_tokens: int,
+        counter: TokenCounter,
+        only: str | None = None,
+    ) -> list[Plan]:
+        """Candidates in the order to try them, each with the conversation fitted to its window."""
+        candidates = [self.by_name(only)] if only else self.providers
+        plans: list[Plan] = []
+        for provider in candidates:
+            info = provider.info
+            reserve = min(max_tokens, info.context_window // 2)
+            try:
+                fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
+            except WindowTooSmall:
+                continue
+            plans.append(Plan(provider, fitted))
+        if not plans:
+            raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
+        now = time.monotonic()
+        # Stable sort: cooled-down providers last, then those that would drop history.
+        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.fitted.dropped > 0))
+        return plans
+
+    def answer(
+        self,
+        turns: Sequence[Turn],
+        max_tokens: int,
+        counter: TokenCounter,
+        sampling: Sampling = Sampling(),
+        only: str | None = None,
+    ) -> Routed:
+        return Routed(self, self.plan(turns, max_tokens, counter, only), max_tokens, sampling)
+
+    async def attempt(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Delta]:
+        """One provider, retried before its first token while the error is transient."""
+        name = provider.info.name
+        for attempt in range(self.retry.attempts):
+            started = False
+            try:
+                async for delta in provider.stream(request):
+                    started = True
+                    yield delta
+                self._cool_until.pop(name, None)
+                return
+            except errors.ProviderError as exc:
+                if started:
+                    raise
+                wait = self.retry.delay(attempt, exc)
+                if wait is None:
+                    self._cool_down(name, exc)
+                    raise
+                log.info("retrying %s in %.2fs after: %s", name, wait, exc)
+                await self._sleep(wait)
+
+    def _cool_down(self, name: str, exc: errors.ProviderError) -> None:
+        long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
+        self._cool_until[name] = time.monotonic() + (COOLDOWN_LONG if long else COOLDOWN)
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()

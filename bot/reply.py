@@ -1,0 +1,302 @@
+"""The one streaming loop: provider deltas in, paced platform edits out.
+
+``ReplyStream`` drives a ``Sink`` (what an adapter implements):
+
+* the first visible text goes out at once, later edits at most one per
+  ``interval`` per message, one edit in flight, the latest text wins;
+* every edit draws from a shared ``EditBudget`` (per workspace or channel);
+  a platform 429 pauses that budget and slows this stream down;
+* past the sink's length limit the answer continues in a new message, cut on
+  a safe boundary (``bot.splitting``);
+* whatever fails, the reply ends in a final state: complete, or the partial
+  text plus a short note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from . import splitting
+from .errors import MessageGone, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
+from .pacing import EditBudget
+from .providers.base import Delta, Usage
+
+log = logging.getLogger(__name__)
+
+#: Room kept free in the last message for the notes the sink appends.
+NOTE_ROOM = 300
+FINAL_ATTEMPTS = 6
+MAX_INTERVAL = 8.0
+
+State = Literal["complete", "partial", "failed"]
+
+
+class Sink(Protocol):
+    """Where a reply is shown.  Adapters implement this; the core drives it.
+
+    ``max_chars`` is the length limit of one message in ``measure`` units
+    (rendered length: escaping and conversions included).  ``start`` may not
+    have been called before ``fail`` (a request refused before streaming), and
+    ``update`` may never be called before ``finish``: each method must work on
+    its own.  A platform 429 is raised as ``PlatformRateLimited``; a deleted
+    message or expired interaction as ``MessageGone``.
+    """
+
+    max_chars: int
+
+    def measure(self, text: str) -> int: ...
+
+    async def start(self) -> None:
+        """Show that an answer is coming (placeholder, typing, status)."""
+
+    async def update(self, text: str) -> None:
+        """Show ``text`` in the current message (posting it if needed)."""
+
+    async def split(self, text: str) -> None:
+        """``text`` is the final text of the current message; later updates go to a new one."""
+
+    async def finish(self, text: str, notes: Sequence[str]) -> None:
+        """Final text of the last message, with notes (e.g. "earlier messages were left out")."""
+
+    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
+        """Final state after a failure: the partial ``text`` (may be empty) and notes saying why."""
+
+
+@dataclass(slots=True)
+class ReplyOutcome:
+    text: str = ""  # the provider's whole answer, as received
+    state: State = "complete"
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: RelayError | None = None
+    edits: int = 0
+    messages: int = 1
+    rate_limited: int = 0
+    #: monotonic times, for benchmarks
+    first_delta_at: float | None = None
+    first_visible_at: float | None = None
+    last_delta_at: float | None = None
+    final_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class _Source:
+    """Collects deltas; the text grows as a list of pieces, joined on demand."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.length = 0
+        self.version = 0
+        self.changed = asyncio.Event()
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def text(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+
+class ReplyStream:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        interval: float = 1.0,
+        budget: EditBudget | None = None,
+        idle_note: str = "(the answer was cut off)",
+    ) -> None:
+        self.sink = sink
+        self.interval = interval
+        self._base_interval = interval
+        self.budget = budget
+        self.idle_note = idle_note
+        self._outcome = ReplyOutcome()
+        self._src = _Source()
+        self._committed = 0  # characters of the answer already in finished messages
+        self._reopen = ""  # fence reopened at the start of the current message
+        self._shown_version = -1
+        self._last_edit = 0.0
+
+    # -- public ---------------------------------------------------------------
+
+    async def run(self, deltas: AsyncIterator[Delta], notes: Sequence[str] = ()) -> ReplyOutcome:
+        """Stream ``deltas`` into the sink and always leave a final state.
+
+        Provider errors end the reply as partial/failed with a note; platform
+        errors during interim edits are survived; cancellation (shutdown)
+        finalises the reply as interrupted and re-raises.
+        """
+        out = self._outcome
+        out.notes = list(notes)
+        reader = asyncio.ensure_future(self._read(deltas))
+        error: RelayError | None = None
+        try:
+            await self._pump(reader)
+            await reader
+        except RelayError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            reader.cancel()
+            await self._finalise(StreamInterrupted("The bot", hint="it was restarted; ask again"))
+            raise
+        finally:
+            if not reader.done():
+                reader.cancel()
+        if error is None and self._src.finish_reason is None:
+            error = StreamInterrupted("The provider", hint="the stream ended early")
+        await self._finalise(error)
+        return out
+
+    # -- reading --------------------------------------------------------------
+
+    async def _read(self, deltas: AsyncIterator[Delta]) -> None:
+        src, out = self._src, self._outcome
+        async for delta in deltas:
+            now = time.monotonic()
+            if delta.text:
+                if out.first_delta_at is None:
+                    out.first_delta_at = now
+                src.pieces.append(delta.text)
+                src.length += len(delta.text)
+                src.version += 1
+                src.changed.set()
+                out.last_delta_at = now
+            if delta.usage is not None:
+                src.usage = delta.usage
+            if delta.finish_reason is not None:
+                src.finish_reason = delta.finish_reason
+
+    # -- interim edits ----------------------------------------------------------
+
+    async def _pump(self, reader: asyncio.Future[None]) -> None:
+        """Interim edits until the reader is done (or fails)."""
+        src = self._src
+        while not reader.done():
+            if src.version == self._shown_version:
+                src.changed.clear()
+                await _first(reader, src.changed.wait())
+                continue
+            if self._shown_version >= 0:  # the first text goes out at once
+                delay = self._last_edit + self.interval - time.monotonic()
+                if delay > 0 and not await _until_done(reader, delay):
+                    break
+            if self.budget is not None:
+                acquired = asyncio.ensure_future(self.budget.acquire())
+                await _first(reader, acquired)
+                if not acquired.done():
+                    acquired.cancel()  # the final edit will take an urgent token instead
+                    break
+            await self._show_interim()
+
+    async def _show_interim(self) -> None:
+        version = self._src.version
+        text = await self._roll_over(self._current())
+        self._last_edit = time.monotonic()
+        try:
+            await self.sink.update(text)
+        except PlatformRateLimited as exc:
+            self._rate_limited(exc)
+            return
+        except MessageGone:
+            raise
+        except PlatformError as exc:
+            log.warning("interim edit failed: %s", exc)
+            return
+        self._shown_version = version
+        self._outcome.edits += 1
+        self.interval = max(self._base_interval, self.interval * 0.9)  # recover after 429s
+        if self._outcome.first_visible_at is None:
+            self._outcome.first_visible_at = time.monotonic()
+
+    def _rate_limited(self, exc: PlatformRateLimited) -> None:
+        self._outcome.rate_limited += 1
+        if self.budget is not None:
+            self.budget.pause(exc.retry_after)
+        self._last_edit = time.monotonic() + exc.retry_after
+        self.interval = min(self.interval * 1.5, MAX_INTERVAL)
+
+    # -- text and rollover ------------------------------------------------------
+
+    def _current(self) -> str:
+        return self._reopen + self._src.text()[self._committed :]
+
+    async def _roll_over(self, text: str, room: int = 0) -> str:
+        """Finish messages while ``text`` is too long; return what stays in the current one."""
+        limit = self.sink.max_chars - room
+        while self.sink.measure(text) > limit:
+            cut = splitting.cut(text, limit, self.sink.measure)
+            await self._final_call(self.sink.split, cut.head)
+            self._committed += cut.consumed - len(self._reopen)
+            self._reopen = cut.reopen
+            self._outcome.messages += 1
+            text = self._current()
+        return text
+
+    # -- the final state ----------------------------------------------------------
+
+    async def _finalise(self, error: RelayError | None) -> None:
+        out, src = self._outcome, self._src
+        out.text = src.text()
+        out.usage = src.usage
+        out.finish_reason = src.finish_reason
+        notes = list(out.notes)
+        if error is not None:
+            out.error = error
+            out.state = "partial" if out.text else "failed"
+            notes.append(error.user_message)
+        elif src.finish_reason == "length":
+            notes.append("(the answer reached the length limit)")
+        out.notes = notes
+        try:
+            text = await self._roll_over(self._current(), room=NOTE_ROOM if notes else 0)
+            if error is None:
+                await self._final_call(self.sink.finish, text, notes)
+            else:
+                await self._final_call(self.sink.fail, text, notes, error)
+        except RelayError as exc:
+            log.error("could not finalise the reply: %s", exc)
+            out.state = "failed"
+            out.error = out.error or exc
+            return
+        out.final_at = time.monotonic()
+        if out.first_visible_at is None:
+            out.first_visible_at = out.final_at
+
+    async def _final_call(self, method, *args) -> None:  # type: ignore[no-untyped-def]
+        """A call that must land: urgent budget, retried on platform 429s."""
+        for attempt in range(FINAL_ATTEMPTS):
+            if self.budget is not None:
+                await self.budget.acquire(urgent=True)
+            try:
+                await method(*args)
+            except PlatformRateLimited as exc:
+                self._rate_limited(exc)
+                if attempt == FINAL_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(exc.retry_after)
+                continue
+            self._outcome.edits += 1
+            self._last_edit = time.monotonic()
+            return
+
+
+async def _first(reader: asyncio.Future[None], other: object) -> None:
+    """Wait until ``other`` (a coroutine or future) completes or the reader is done."""
+    task = asyncio.ensure_future(other)  # type: ignore[arg-type]
+    try:
+        await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done() and not isinstance(other, asyncio.Future):
+            task.cancel()
+
+
+async def _until_done(reader: asyncio.Future[None], delay: float) -> bool:
+    """Sleep ``delay`` seconds; False if the reader finished first."""
+    await asyncio.wait({reader}, timeout=delay)
+    return not reader.done()

@@ -1,0 +1,85 @@
+"""Assemble the running service from settings: store, providers, router, logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from .errors import ConfigError, NoProviderConfigured
+from .providers.registry import build_provider
+from .providers.router import Router
+from .service import RelayService
+from .settings import Settings
+from .store import SqliteStore
+
+
+def build_router(
+    settings: Settings, only: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+) -> Router:
+    names = [only] if only else settings.provider_order()
+    if not names:
+        raise NoProviderConfigured()
+    providers = []
+    for name in names:
+        config = settings.provider(name)
+        if not config.configured:
+            raise ConfigError(f"provider {name!r} is not configured: {missing_setting(name)}")
+        providers.append(build_provider(name, settings, transport))
+    return Router(providers)
+
+
+def missing_setting(name: str) -> str:
+    return {
+        "aigateway": "set AIGATEWAY_API_KEY",
+        "deepinfra": "set DEEPINFRA_TOKEN",
+        "dataoorts": "set DATAOORTS_API_KEY",
+        "cloudflare": "set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_AUTH_TOKEN",
+        "openai": "set OPENAI_BASE_URL (and OPENAI_API_KEY if the server needs one)",
+    }[name]
+
+
+@asynccontextmanager
+async def open_service(settings: Settings, only: str | None = None) -> AsyncIterator[RelayService]:
+    router = build_router(settings, only)
+    try:
+        store = await SqliteStore.open(settings.bot_database)
+    except (sqlite3.Error, OSError) as exc:
+        await router.aclose()
+        raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
+    try:
+        yield RelayService(settings, store, router)
+    finally:
+        await router.aclose()
+        await store.close()
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(settings: Settings, *, quiet: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.bot_log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel("WARNING" if quiet else settings.bot_log_level)
+    for noisy in ("httpx", "httpcore", "aiosqlite", "discord.gateway", "websockets"):
+        logging.getLogger(noisy).setLevel("WARNING")

@@ -1,0 +1,54 @@
+"""``serve``: run every configured platform on one event loop until SIGTERM/SIGINT.
+
+Each platform adapter exposes ``async def run(service, settings, stop)``: it
+connects, answers until ``stop`` is set, then lets replies in flight finish
+and closes its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+
+from .errors import ConfigError
+from .runtime import open_service
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def platforms(settings: Settings) -> list[str]:
+    """Adapter modules to start, by which tokens are set."""
+    chosen = []
+    if settings.slack_bot_token is not None:
+        chosen.append("adapters.slack")
+    if settings.discord_token is not None:
+        chosen.append("adapters.discord")
+    return chosen
+
+
+async def serve(settings: Settings) -> int:
+    modules = platforms(settings)
+    if not modules:
+        raise ConfigError("no platform is configured: set SLACK_BOT_TOKEN and/or DISCORD_TOKEN")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_service(settings) as service:
+        runs = [
+            asyncio.create_task(importlib.import_module(name).run(service, settings, stop), name=name)
+            for name in modules
+        ]
+        log.info("serving %s", ", ".join(m.split(".")[-1] for m in modules))
+        done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()  # one platform failing stops the others cleanly
+        await asyncio.wait(runs)
+    failed = [t for t in runs if not t.cancelled() and t.exception() is not None]
+    for task in failed:
+        log.error("%s stopped: %s", task.get_name(), task.exception())
+    if failed and isinstance(failed[0].exception(), ConfigError):
+        raise failed[0].exception()  # type: ignore[misc]
+    return 1 if failed else 0

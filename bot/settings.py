@@ -1,0 +1,208 @@
+"""All configuration, from the environment and a ``.env`` file, loaded once in ``main()``.
+
+Field names are the environment variable names (case-insensitive).  Secrets
+are ``SecretStr`` so they never show in logs or reprs.  ``load_settings``
+turns a validation failure into a ``ConfigError`` whose message names each
+wrong variable on one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigError
+
+PROVIDER_NAMES = ("aigateway", "deepinfra", "dataoorts", "cloudflare", "openai")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One provider's settings, gathered from its ``<NAME>_*`` variables."""
+
+    name: str
+    api_key: SecretStr | None
+    base_url: str
+    model: str
+    context_window: int
+    price_in: float
+    price_out: float
+    account_id: str | None = None  # Cloudflare only
+
+    @property
+    def configured(self) -> bool:
+        if self.name == "cloudflare":
+            return self.api_key is not None and bool(self.account_id)
+        if self.name == "openai":
+            return bool(self.base_url)
+        return self.api_key is not None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # -- the bot ---------------------------------------------------------------------
+    bot_providers: CommaList = Field(default_factory=list)
+    bot_database: Path = Path("llama-relay.db")
+    bot_max_tokens: int = Field(1024, ge=16, le=131_072)
+    bot_system_prompt: str = (
+        "You are a helpful assistant in a team chat. Answer clearly and concisely. "
+        "Use Markdown for code and lists."
+    )
+    bot_edit_interval: float = Field(1.0, ge=0.0, le=30.0)
+    bot_message_limit: int = Field(0, ge=0)  # 0: the platform's own limit
+    bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bot_log_json: bool = False
+
+    # sampling (checked against each provider's ranges when a request is built)
+    bot_temperature: float | None = None
+    bot_top_p: float | None = None
+    bot_top_k: int | None = None
+    bot_min_p: float | None = None
+    bot_seed: int | None = None
+    bot_stop: CommaList = Field(default_factory=list)
+    bot_presence_penalty: float | None = None
+    bot_frequency_penalty: float | None = None
+    bot_repetition_penalty: float | None = None
+
+    # provider timeouts, seconds
+    bot_connect_timeout: float = Field(10.0, gt=0)
+    bot_read_timeout: float = Field(60.0, gt=0)  # longest gap between two chunks
+    bot_turn_timeout: float = Field(300.0, gt=0)  # a whole answer
+
+    # -- providers ---------------------------------------------------------------------
+    aigateway_api_key: SecretStr | None = None
+    aigateway_base_url: str = "https://api.aigateway.sh/v1"
+    aigateway_model: str = "meta/llama-3.1-70b-instruct"
+    aigateway_context_window: int = Field(131_072, ge=512)
+    aigateway_price_in: float = Field(0.29, ge=0)
+    aigateway_price_out: float = Field(0.60, ge=0)
+
+    deepinfra_token: SecretStr | None = None
+    deepinfra_base_url: str = "https://api.deepinfra.com/v1/openai"
+    deepinfra_model: str = "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"
+    deepinfra_context_window: int = Field(131_072, ge=512)
+    deepinfra_price_in: float = Field(0.13, ge=0)
+    deepinfra_price_out: float = Field(0.40, ge=0)
+
+    dataoorts_api_key: SecretStr | None = None
+    dataoorts_base_url: str = "https://cloud.dataoorts.com/api/v1"
+    dataoorts_model: str = "meta/llama-3.1-70b-instruct"
+    dataoorts_context_window: int = Field(25_000, ge=512)
+    dataoorts_price_in: float = Field(0.31, ge=0)
+    dataoorts_price_out: float = Field(0.34, ge=0)
+
+    cloudflare_account_id: str | None = None
+    cloudflare_auth_token: SecretStr | None = None
+    cloudflare_base_url: str = "https://api.cloudflare.com/client/v4"
+    cloudflare_model: str = "@cf/meta/llama-3.1-70b-instruct"
+    cloudflare_context_window: int = Field(24_000, ge=512)
+    cloudflare_price_in: float = Field(0.40, ge=0)
+    cloudflare_price_out: float = Field(0.40, ge=0)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = ""
+    openai_model: str = "meta-llama/Llama-3.1-70B-Instruct"
+    openai_context_window: int = Field(131_072, ge=512)
+    openai_price_in: float = Field(0.0, ge=0)
+    openai_price_out: float = Field(0.0, ge=0)
+
+    # -- Slack ---------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_port: int = Field(3000, ge=1, le=65535)
+    slack_native_streaming: bool = False
+    slack_thread_followups: bool = True
+    slack_allowed_channels: CommaList = Field(default_factory=list)
+    slack_allowed_users: CommaList = Field(default_factory=list)
+    slack_edits_per_minute: float = Field(50.0, gt=0)
+
+    # -- Discord ---------------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_reply_mode: Literal["reply", "thread"] = "reply"
+    discord_allow_bots: bool = False
+    discord_allowed_guilds: CommaList = Field(default_factory=list)
+    discord_allowed_channels: CommaList = Field(default_factory=list)
+    discord_allowed_roles: CommaList = Field(default_factory=list)
+    discord_allowed_users: CommaList = Field(default_factory=list)
+    discord_edits_per_minute: float = Field(60.0, gt=0)
+
+    _split_lists = field_validator(
+        "bot_providers",
+        "bot_stop",
+        "slack_allowed_channels",
+        "slack_allowed_users",
+        "discord_allowed_guilds",
+        "discord_allowed_channels",
+        "discord_allowed_roles",
+        "discord_allowed_users",
+        mode="before",
+    )(_split)
+
+    @field_validator("bot_providers")
+    @classmethod
+    def _known_providers(cls, names: list[str]) -> list[str]:
+        names = [n.lower() for n in names]
+        unknown = [n for n in names if n not in PROVIDER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDER_NAMES)}")
+        return names
+
+    # -- derived -------------------------------------------------------------------------
+
+    def provider(self, name: str) -> ProviderConfig:
+        key_field = {"deepinfra": "deepinfra_token", "cloudflare": "cloudflare_auth_token"}.get(
+            name, f"{name}_api_key"
+        )
+        return ProviderConfig(
+            name=name,
+            api_key=getattr(self, key_field),
+            base_url=getattr(self, f"{name}_base_url").rstrip("/"),
+            model=getattr(self, f"{name}_model"),
+            context_window=getattr(self, f"{name}_context_window"),
+            price_in=getattr(self, f"{name}_price_in"),
+            price_out=getattr(self, f"{name}_price_out"),
+            account_id=self.cloudflare_account_id if name == "cloudflare" else None,
+        )
+
+    def provider_order(self) -> list[str]:
+        """``BOT_PROVIDERS`` if set, else every configured provider, cheapest first."""
+        if self.bot_providers:
+            return list(self.bot_providers)
+        configs = [self.provider(n) for n in PROVIDER_NAMES]
+        ready = [c for c in configs if c.configured]
+        return [c.name for c in sorted(ready, key=lambda c: c.price_in + c.price_out)]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings; raise ``ConfigError`` naming every wrong variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,329 @@
+"""Persistent state in one SQLite file (WAL), behind a small interface.
+
+What lives here: processed event ids (exactly-once), conversations and their
+turns (the terminal's history), the token-count cache, replies and their
+state (so a restart can finalise what a crash left), the usage and cost
+ledger, and per-channel settings.  ``Store`` is the interface; ``SqliteStore``
+is the implementation a PostgreSQL one can replace when replicas share state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
+
+from .conversation import Turn
+
+# Each entry moves the schema one version up; applied in order, once, in a transaction.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        text TEXT NOT NULL,
+        author TEXT,
+        message_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
+    CREATE TABLE token_counts (
+        message_id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        tokens INTEGER NOT NULL
+    );
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT,
+        locator TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL,
+        provider TEXT,
+        model TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX replies_by_state ON replies(state);
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        reply_id INTEGER,
+        platform TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        user_id TEXT,
+        channel TEXT,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL
+    );
+    CREATE INDEX usage_by_user ON usage(user_id, at);
+    CREATE INDEX usage_by_channel ON usage(channel, at);
+    CREATE TABLE channel_settings (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (platform, channel, name)
+    );
+    """,
+]
+
+OPEN_STATES = ("pending", "streaming")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    platform: str
+    provider: str
+    model: str
+    user_id: str | None
+    channel: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    reply_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    id: int
+    platform: str
+    channel: str
+    thread: str | None
+    locator: dict[str, object]  # where the reply's messages are, as the adapter needs
+    state: str
+    provider: str | None
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    key: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class Store(Protocol):
+    async def claim_event(self, event_id: str, platform: str) -> bool: ...
+    async def load_turns(self, key: str) -> list[Turn]: ...
+    async def add_turns(self, key: str, turns: Sequence[Turn]) -> None: ...
+    async def reset_conversation(self, key: str) -> None: ...
+    async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]: ...
+    async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None: ...
+    async def open_reply(self, platform: str, channel: str, thread: str | None) -> int: ...
+    async def update_reply(self, reply_id: int, **fields: object) -> None: ...
+    async def unfinished_replies(self, platform: str) -> list[ReplyRecord]: ...
+    async def record_usage(self, record: UsageRecord) -> None: ...
+    async def usage_totals(self, by: str, since: float = 0.0) -> list[UsageTotal]: ...
+    async def close(self) -> None: ...
+
+
+class SqliteStore:
+    """The SQLite implementation.  Open with ``await SqliteStore.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteStore:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        # BEGIN IMMEDIATE takes the write lock first, so two processes never
+        # run the same migration twice.
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = await self.schema_version()
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version={number}")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    # -- exactly once --------------------------------------------------------------
+
+    async def claim_event(self, event_id: str, platform: str) -> bool:
+        """True the first time an event id is seen, False for every redelivery."""
+        cur = await self._db.execute(
+            "INSERT OR IGNORE INTO events(event_id, platform, received_at) VALUES (?, ?, ?)",
+            (event_id, platform, time.time()),
+        )
+        return cur.rowcount == 1
+
+    # -- conversations -----------------------------------------------------------------
+
+    async def _conversation_id(self, key: str) -> int:
+        await self._db.execute(
+            "INSERT OR IGNORE INTO conversations(key, created_at) VALUES (?, ?)", (key, time.time())
+        )
+        async with self._db.execute("SELECT id FROM conversations WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def load_turns(self, key: str) -> list[Turn]:
+        sql = (
+            "SELECT role, text, author, message_id, turns.id FROM turns JOIN conversations c "
+            "ON c.id = turns.conversation_id WHERE c.key = ? ORDER BY turns.id"
+        )
+        async with self._db.execute(sql, (key,)) as cur:
+            rows = await cur.fetchall()
+        # Turns typed in the terminal have no platform id: their row id keys the count cache.
+        return [Turn(role=r[0], text=r[1], author=r[2], message_id=r[3] or f"{key}#{r[4]}") for r in rows]
+
+    async def add_turns(self, key: str, turns: Sequence[Turn]) -> None:
+        """Append turns in one transaction: either all are stored or none."""
+        now = time.time()
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cid = await self._conversation_id(key)
+            await self._db.executemany(
+                "INSERT INTO turns(conversation_id, role, text, author, message_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(cid, t.role, t.text, t.author, t.message_id, now) for t in turns],
+            )
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    async def reset_conversation(self, key: str) -> None:
+        await self._db.execute("DELETE FROM conversations WHERE key = ?", (key,))
+
+    # -- token counts --------------------------------------------------------------------
+
+    async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        out: dict[str, tuple[str, int]] = {}
+        ids = list(message_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT message_id, digest, tokens FROM token_counts WHERE message_id IN ({marks})"
+            async with self._db.execute(sql, chunk) as cur:
+                for mid, dig, n in await cur.fetchall():
+                    out[mid] = (dig, int(n))
+        return out
+
+    async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        if rows:
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO token_counts(message_id, digest, tokens) VALUES (?, ?, ?)", rows
+            )
+
+    # -- replies ----------------------------------------------------------------------------
+
+    async def open_reply(self, platform: str, channel: str, thread: str | None) -> int:
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO replies(platform, channel, thread, state, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'pending', ?, ?)",
+            (platform, channel, thread, now, now),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    _REPLY_FIELDS = frozenset({"state", "provider", "model", "error", "locator"})
+
+    async def update_reply(self, reply_id: int, **fields: object) -> None:
+        unknown = set(fields) - self._REPLY_FIELDS
+        if unknown:
+            raise ValueError(f"unknown reply fields: {sorted(unknown)}")
+        if "locator" in fields:
+            fields["locator"] = json.dumps(fields["locator"])
+        assigns = ", ".join(f"{name} = ?" for name in fields)
+        await self._db.execute(
+            f"UPDATE replies SET {assigns}, updated_at = ? WHERE id = ?",
+            (*fields.values(), time.time(), reply_id),
+        )
+
+    async def unfinished_replies(self, platform: str) -> list[ReplyRecord]:
+        sql = (
+            "SELECT id, platform, channel, thread, locator, state, provider, model FROM replies "
+            "WHERE platform = ? AND state IN ('pending', 'streaming') ORDER BY id"
+        )
+        async with self._db.execute(sql, (platform,)) as cur:
+            rows = await cur.fetchall()
+        return [
+            ReplyRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7]) for r in rows
+        ]
+
+    async def reply(self, reply_id: int) -> ReplyRecord | None:
+        sql = "SELECT id, platform, channel, thread, locator, state, provider, model FROM replies WHERE id = ?"
+        async with self._db.execute(sql, (reply_id,)) as cur:
+            r = await cur.fetchone()
+        if r is None:
+            return None
+        return ReplyRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7])
+
+    # -- usage ------------------------------------------------------------------------------
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO usage(at, reply_id, platform, provider, model, user_id, channel, "
+            "prompt_tokens, completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                time.time(),
+                record.reply_id,
+                record.platform,
+                record.provider,
+                record.model,
+                record.user_id,
+                record.channel,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.cost_usd,
+            ),
+        )
+
+    _GROUPS = {"provider": "provider", "user": "user_id", "channel": "channel", "model": "model"}
+
+    async def usage_totals(self, by: str, since: float = 0.0) -> list[UsageTotal]:
+        column = self._GROUPS[by]
+        sql = (
+            f"SELECT COALESCE({column}, '-'), COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+            f"SUM(cost_usd) FROM usage WHERE at >= ? GROUP BY {column} ORDER BY SUM(cost_usd) DESC"
+        )
+        async with self._db.execute(sql, (since,)) as cur:
+            rows = await cur.fetchall()
+        return [UsageTotal(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
