@@ -120,7 +120,7 @@ class ReplyStream:
         self._src = _Source()
         self._committed = 0  # characters of the answer already in finished messages
         self._reopen = ""  # fence reopened at the start of the current message
-        self._shown_version = -1
+        self._shown_version = 0  # version 0: no text yet
         self._last_edit = 0.0
 
     # -- public ---------------------------------------------------------------
@@ -182,7 +182,7 @@ class ReplyStream:
                 src.changed.clear()
                 await _first(reader, src.changed.wait())
                 continue
-            if self._shown_version >= 0:  # the first text goes out at once
+            if self._outcome.edits:  # the first text goes out at once
                 delay = self._last_edit + self.interval - time.monotonic()
                 if delay > 0 and not await _until_done(reader, delay):
                     break
