@@ -1,0 +1,105 @@
+"""One door to the Slack Web API: every call goes through ``SlackApi.call``.
+
+slack_sdk errors are mapped to ``bot.errors`` here (``raise ... from``):
+
+* HTTP 429 / ``ratelimited`` -> ``PlatformRateLimited(retry_after)``;
+* ``message_not_in_streaming_state`` -> ``StreamClosed`` (a ``MessageGone``);
+* ``message_not_found`` / ``channel_not_found`` / ``thread_not_found`` ->
+  ``MessageGone``;
+* ``missing_scope`` / ``not_in_channel`` -> ``PlatformError`` after one clear
+  log line naming the scope or the channel;
+* anything else (including network errors) -> ``PlatformError``.
+
+Calls that are not paced by the reply stream (placeholders, history, user
+names) can ask for ``retries``: a 429 then waits its Retry-After and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited
+
+log = logging.getLogger(__name__)
+
+GONE = frozenset({"message_not_found", "channel_not_found", "thread_not_found", "cant_update_message"})
+MAX_RETRY_AFTER = 60.0
+
+
+class StreamClosed(MessageGone):
+    """A native stream expired (``message_not_in_streaming_state``); the message itself is still there."""
+
+
+def retry_after(error: SlackApiError) -> float:
+    headers = getattr(error.response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            value = value[0] if isinstance(value, list) else value
+            try:
+                return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+            except ValueError:
+                break
+    return 1.0
+
+
+def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> PlatformError:
+    """The ``bot.errors`` error for a failed Slack call (logging the ones an operator must fix)."""
+    status = getattr(error.response, "status_code", None)
+    data = getattr(error.response, "data", None)
+    code = data.get("error", "") if isinstance(data, dict) else ""
+    if status == 429 or code == "ratelimited":
+        return PlatformRateLimited(f"slack {method}: rate limited", retry_after=retry_after(error))
+    if code == "message_not_in_streaming_state":
+        return StreamClosed(f"slack {method}: the stream has ended")
+    if code in GONE:
+        log.warning("slack %s: %s (channel %s)", method, code, params.get("channel", "?"))
+        return MessageGone(f"slack {method}: {code}")
+    if code == "missing_scope":
+        needed = data.get("needed", "?") if isinstance(data, dict) else "?"
+        log.error("slack %s failed: the app lacks the scope %r; add it and reinstall the app", method, needed)
+        return PlatformError(f"slack {method}: missing scope {needed}")
+    if code == "not_in_channel":
+        log.error(
+            "slack %s failed: the bot is not in channel %s; invite it with /invite", method, params.get("channel")
+        )
+        return PlatformError(f"slack {method}: not in channel {params.get('channel')}")
+    return PlatformError(f"slack {method}: {code or f'HTTP {status}'}")
+
+
+class SlackApi:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self.calls = 0
+
+    async def call(self, method: str, *, retries: int = 0, **params: Any) -> dict[str, Any]:
+        """Call ``method``; JSON body for chat.* methods, form data otherwise."""
+        params = {k: v for k, v in params.items() if v is not None}
+        for attempt in range(retries + 1):
+            try:
+                return await self._once(method, params)
+            except PlatformRateLimited as exc:
+                if attempt == retries:
+                    raise
+                log.info("slack %s rate limited; retrying in %.1fs", method, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        try:
+            if method.startswith(("chat.", "assistant.")):
+                response = await self.client.api_call(method, json=params)
+            else:
+                response = await self.client.api_call(method, params=params)
+        except SlackApiError as exc:
+            raise map_error(method, params, exc) from exc
+        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise PlatformError(f"slack {method}: {type(exc).__name__}") from exc
+        data = response.data
+        return data if isinstance(data, dict) else {}

@@ -1,0 +1,136 @@
+"""The Bolt ``AsyncApp`` and its listeners, and the connection that feeds it.
+
+Listeners only hand over to ``SlackRelay`` (Bolt acks events itself before
+they run; ``/ask`` acks first thing).  ``SlackBot`` owns the connection:
+Socket Mode when an app token is set, else the HTTP Events API on
+``SLACK_HOST:SLACK_PORT`` at ``/slack/events`` with Bolt's signature check.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import ConfigError, PlatformError
+from bot.service import RelayService
+from bot.settings import Settings
+
+from .api import SlackApi
+from .relay import SlackRelay
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+GREETING = "Hi! Ask me anything: I answer in this thread."
+SUGGESTED_PROMPTS = [
+    {"title": "Explain a concept", "message": "Explain how TCP congestion control works, briefly."},
+    {"title": "Review some code", "message": "Review this Python function for bugs:"},
+    {"title": "Draft a message", "message": "Draft a short, friendly status update for my team."},
+]
+
+
+def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=True,
+        name="llama-relay",
+        logger=logging.getLogger("slack_bolt.llama_relay"),
+    )
+    assistant = AsyncAssistant()
+
+    @assistant.thread_started
+    async def thread_started(say: Any, set_suggested_prompts: Any) -> None:
+        try:
+            await say(GREETING)
+            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
+        except Exception as exc:  # slack_sdk errors: the greeting is optional
+            log.info("slack: assistant greeting not shown: %s", exc)
+
+    @assistant.user_message
+    async def user_message(body: dict[str, Any], payload: dict[str, Any]) -> None:
+        await relay.on_message(body, payload, assistant=True)
+
+    app.use(assistant)
+
+    @app.event("app_mention")
+    async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+        await relay.on_message(body, event)
+
+    @app.event("message")
+    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        await relay.on_message(body, event)
+
+    @app.command("/ask")
+    async def on_ask(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        if not str(command.get("text") or "").strip():
+            await ack("Ask me something: `/ask how do I undo a git commit?`")
+            return
+        await ack()
+        await relay.on_command(command, respond)
+
+    return app
+
+
+class SlackBot:
+    """A connected bot: ``start()``, answer, ``stop()``."""
+
+    def __init__(self, service: RelayService, settings: Settings) -> None:
+        token = settings.slack_bot_token
+        if token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set")
+        self.settings = settings
+        self.client = AsyncWebClient(token=token.get_secret_value(), base_url=settings.slack_api_url)
+        self.api = SlackApi(self.client)
+        self.relay = SlackRelay(service, settings, self.api)
+        secret = settings.slack_signing_secret
+        if settings.slack_app_token is None and secret is None:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is required for the HTTP Events API (or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        self.app = build_app(self.relay, self.client, secret.get_secret_value() if secret else None)
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = settings.slack_port
+
+    @property
+    def mode(self) -> str:
+        return "socket" if self.settings.slack_app_token is not None else "http"
+
+    async def start(self) -> None:
+        try:
+            await self.relay.identify()
+        except PlatformError as exc:
+            raise ConfigError(f"SLACK_BOT_TOKEN: auth.test failed ({exc}); check the token and SLACK_API_URL") from exc
+        if self.settings.slack_app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                self.app, app_token=self.settings.slack_app_token.get_secret_value(), web_client=self.client
+            )
+            await self._socket.connect_async()
+            log.info("slack: connected in Socket Mode")
+            return
+        self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH, port=self.port), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.slack_host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("slack: Events API on http://%s:%d%s", self.settings.slack_host, self.port, EVENTS_PATH)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop taking events, let replies in flight finish (bounded), close the connection."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._socket is not None:
+            await self._socket.disconnect_async()
+        await self.relay.drain(grace)
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None

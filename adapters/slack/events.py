@@ -1,0 +1,207 @@
+"""Pure translation of Slack events and messages: what to answer, and as which turns.
+
+Nothing here does I/O.  ``trigger`` decides whether an event asks the bot
+something; ``thread_turns`` turns a thread (as ``conversations.replies``
+returns it) into conversation turns, the bot's own split replies joined back
+into one turn with ``bot.splitting.join_parts``.
+
+The bot marks its own messages with message metadata (``event_type`` =
+``REPLY_EVENT``): ``part`` (0 for the first message of a reply, 1.. for
+continuations), ``head`` (characters of a header before the answer, for
+``/ask``), ``foot`` (characters of the notes footer) and ``asker``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.conversation import Turn
+from bot.splitting import join_parts
+
+from .format import unescape
+
+REPLY_EVENT = "llama_relay_reply"
+PLACEHOLDER = "_thinking…_"
+
+#: message subtypes that are a person saying something; every other subtype is ignored
+_SPOKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+_USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
+_SPECIAL_REF = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>|<!subteam\^[A-Z0-9]+(?:\|([^>]*))?>")
+_LINK_REF = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+
+Kind = Literal["mention", "dm", "followup"]
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A message that may ask the bot something, and where the answer goes."""
+
+    kind: Kind
+    team: str
+    channel: str
+    user: str
+    ts: str
+    text: str  # the raw Slack text
+    thread_ts: str | None  # the thread the message is in (None: top level)
+
+    @property
+    def reply_thread(self) -> str | None:
+        """Where the answer goes: the thread, or a new thread under a channel message; DMs stay flat."""
+        if self.thread_ts:
+            return self.thread_ts
+        return None if self.kind == "dm" else self.ts
+
+    @property
+    def in_thread(self) -> bool:
+        return bool(self.thread_ts and self.thread_ts != self.ts)
+
+
+def is_spoken(event: Mapping[str, Any], bot_user: str | None, bot_id: str | None) -> bool:
+    """A person's new message: no edits, deletions, joins, other bots or our own messages."""
+    if event.get("subtype") not in _SPOKEN_SUBTYPES:
+        return False
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot_user
+
+
+def mentions(text: str, user_id: str | None) -> bool:
+    return bool(user_id) and f"<@{user_id}" in text
+
+
+def trigger(
+    event: Mapping[str, Any],
+    team: str,
+    bot_user: str | None,
+    bot_id: str | None,
+) -> Trigger | None:
+    """The trigger an ``app_mention`` or ``message`` event carries, if any.
+
+    Follow-ups (thread messages without a mention) come back with kind
+    ``followup``: the caller still has to check that the bot answered there.
+    """
+    if not is_spoken(event, bot_user, bot_id):
+        return None
+    channel, ts, text = event.get("channel"), event.get("ts"), event.get("text") or ""
+    if not channel or not ts:
+        return None
+    thread_ts = event.get("thread_ts")
+    if event.get("channel_type") == "im" or (event.get("type") == "message" and str(channel).startswith("D")):
+        kind: Kind = "dm"
+    elif event.get("type") == "app_mention" or mentions(text, bot_user):
+        kind = "mention"
+    elif thread_ts and thread_ts != ts:
+        kind = "followup"
+    else:
+        return None
+    return Trigger(kind, team, str(channel), str(event["user"]), str(ts), text, thread_ts)
+
+
+def allowed(trig: Trigger, channels: Sequence[str], users: Sequence[str]) -> bool:
+    """The optional allowlists (empty: everyone, everywhere)."""
+    if channels and trig.kind != "dm" and trig.channel not in channels:
+        return False
+    return not users or trig.user in users
+
+
+def user_ids(texts: Iterable[str]) -> set[str]:
+    return {m.group(1) for text in texts for m in _USER_REF.finditer(text)}
+
+
+def plain_text(text: str, bot_user: str | None, names: Mapping[str, str]) -> str:
+    """Slack message text as a person would read it: mentions as names, links as URLs."""
+
+    def user(m: re.Match[str]) -> str:
+        if m.group(1) == bot_user:
+            return ""
+        return "@" + names.get(m.group(1), m.group(1))
+
+    text = _USER_REF.sub(user, text)
+    text = _CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    text = _SPECIAL_REF.sub(lambda m: "@" + (m.group(1) or (m.group(2) or "group").lstrip("@")), text)
+    text = _LINK_REF.sub(lambda m: f"[{m.group(2)}]({m.group(1)})" if m.group(2) else m.group(1), text)
+    return unescape(text).strip()
+
+
+def reply_meta(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The bot's reply metadata on a message, if it carries ours."""
+    meta = message.get("metadata") or {}
+    if meta.get("event_type") != REPLY_EVENT:
+        return None
+    payload = meta.get("event_payload")
+    return payload if isinstance(payload, dict) else {}
+
+
+def _is_own(message: Mapping[str, Any], bot_user: str | None, bot_id: str | None) -> bool:
+    return (bot_id is not None and message.get("bot_id") == bot_id) or (
+        bot_user is not None and message.get("user") == bot_user
+    )
+
+
+def _own_parts(message: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(header question or None, answer text) of one of the bot's messages."""
+    text = message.get("text") or ""
+    head, foot = int(meta.get("head", 0) or 0), int(meta.get("foot", 0) or 0)
+    question = text[:head] if head else None
+    answer = text[head : len(text) - foot if foot else None]
+    return question, answer
+
+
+def thread_turns(
+    messages: Sequence[Mapping[str, Any]],
+    bot_user: str | None,
+    bot_id: str | None,
+    names: Mapping[str, str],
+) -> list[Turn]:
+    """A thread, oldest first, as turns: people as user turns, the bot's replies as assistant turns.
+
+    Continuation messages (``part`` > 0) join the reply they continue; other
+    bots, placeholders and non-spoken subtypes are left out.
+    """
+    turns: list[Turn] = []
+    parts: list[str] = []  # raw texts of the reply being assembled
+    first_ts: str | None = None
+
+    def close() -> None:
+        nonlocal parts, first_ts
+        if parts:
+            text = plain_text(join_parts(parts), bot_user, names)
+            if text:
+                turns.append(Turn("assistant", text, message_id=f"slack:{first_ts}"))
+        parts, first_ts = [], None
+
+    for message in messages:
+        ts = str(message.get("ts", ""))
+        if _is_own(message, bot_user, bot_id):
+            meta = reply_meta(message)
+            if message.get("text") == PLACEHOLDER:
+                continue
+            if meta is None:  # a bot message without our metadata: take it as one reply
+                close()
+                parts, first_ts = [message.get("text") or ""], ts
+                close()
+                continue
+            question, answer = _own_parts(message, meta)
+            if int(meta.get("part", 0) or 0) == 0 or not parts:
+                close()
+                if question and meta.get("asker"):
+                    asked = plain_text(question.split(" asked: ", 1)[-1], bot_user, names)
+                    author = names.get(str(meta["asker"]), str(meta["asker"]))
+                    turns.append(Turn("user", asked, author=author, message_id=f"slack:{ts}:q"))
+                first_ts = ts
+            parts.append(answer)
+            continue
+        close()
+        if not is_spoken(message, bot_user, bot_id):
+            continue
+        text = plain_text(message.get("text") or "", bot_user, names)
+        if text:
+            user = str(message.get("user"))
+            turns.append(Turn("user", text, author=names.get(user, user), message_id=f"slack:{ts}"))
+    close()
+    return turns

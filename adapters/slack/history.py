@@ -1,0 +1,131 @@
+"""Reading a conversation back from Slack: thread replies, DM history, display names.
+
+``conversations.replies`` pages run oldest first, so a thread is read to its
+end, keeping only a tail big enough to fill the token budget (the oldest
+messages beyond it are dropped as pages arrive).  ``conversations.history``
+(a DM's top level) runs newest first, so reading stops as soon as the budget
+is surely full.  Display names come from ``users.info``, cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot import tokens
+from bot.errors import PlatformError
+
+from .api import SlackApi
+
+log = logging.getLogger(__name__)
+
+PAGE = 200
+MAX_PAGES = 50
+#: read until the raw texts hold this much more than the window (names, markup change counts)
+MARGIN = 1.25
+
+
+class History:
+    def __init__(self, api: SlackApi, *, max_users: int = 5000, max_counts: int = 50_000) -> None:
+        self.api = api
+        self._names: OrderedDict[str, str] = OrderedDict()
+        self._max_users = max_users
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._max_counts = max_counts
+
+    # -- token estimate ----------------------------------------------------------------------
+
+    def _cost(self, message: Mapping[str, Any]) -> int:
+        key = f"{message.get('ts')}:{len(message.get('text') or '')}"
+        n = self._counts.get(key)
+        if n is None:
+            n = tokens.count(message.get("text") or "") + tokens.PER_MESSAGE
+            self._counts[key] = n
+            if len(self._counts) > self._max_counts:
+                self._counts.popitem(last=False)
+        return n
+
+    # -- threads ------------------------------------------------------------------------------
+
+    async def thread(self, channel: str, thread_ts: str, budget: int, latest: str | None = None) -> list[dict]:
+        """The thread's messages, oldest first, up to ``latest``; only the tail that fills ``budget``."""
+        kept: list[dict] = []
+        total = 0
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            data = await self.api.call(
+                "conversations.replies",
+                retries=3,
+                channel=channel,
+                ts=thread_ts,
+                cursor=cursor,
+                limit=PAGE,
+                latest=latest,
+                inclusive=True if latest else None,
+                include_all_metadata=True,
+            )
+            for message in data.get("messages") or []:
+                kept.append(message)
+                total += self._cost(message)
+            while len(kept) > 1 and total - self._cost(kept[0]) > budget * MARGIN:
+                total -= self._cost(kept.pop(0))
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not data.get("has_more") or not cursor:
+                break
+        return kept
+
+    async def channel(self, channel: str, budget: int, latest: str) -> list[dict]:
+        """A DM's top-level messages up to ``latest``, oldest first, stopping once ``budget`` is surely full."""
+        newest_first: list[dict] = []
+        total = 0
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            data = await self.api.call(
+                "conversations.history",
+                retries=3,
+                channel=channel,
+                latest=latest,
+                inclusive=True,
+                cursor=cursor,
+                limit=min(PAGE, 50 if not newest_first else PAGE),
+                include_all_metadata=True,
+            )
+            for message in data.get("messages") or []:
+                newest_first.append(message)
+                total += self._cost(message)
+                if total > budget * MARGIN:
+                    return newest_first[::-1]
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not data.get("has_more") or not cursor:
+                break
+        return newest_first[::-1]
+
+    # -- names ---------------------------------------------------------------------------------
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """Display names of ``user_ids`` (falling back to the id when a lookup fails)."""
+        out: dict[str, str] = {}
+        for uid in dict.fromkeys(user_ids):
+            out[uid] = await self.name(uid)
+        return out
+
+    async def name(self, user_id: str) -> str:
+        cached = self._names.get(user_id)
+        if cached is not None:
+            self._names.move_to_end(user_id)
+            return cached
+        try:
+            data = await self.api.call("users.info", retries=2, user=user_id)
+        except PlatformError as exc:
+            log.info("no display name for %s: %s", user_id, exc)
+            return user_id
+        user = data.get("user") or {}
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
+        name = str(name or user_id)
+        self._names[user_id] = name
+        if len(self._names) > self._max_users:
+            self._names.popitem(last=False)
+        return name

@@ -1,0 +1,242 @@
+"""The thin I/O layer between Bolt listeners and ``RelayService``.
+
+Listeners hand events here and return at once (Bolt has acked already);
+``SlackRelay`` decides with the pure ``events`` functions, dedupes through
+the store (the event id, and the message's channel+ts so an ``app_mention``
+and a ``message`` for one message answer once), reads the history, picks a
+sink and runs the answer in a tracked background task.  One ``EditBudget``
+per workspace is shared by every reply streaming there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+from bot.conversation import Turn
+from bot.errors import PlatformError
+from bot.pacing import EditBudget
+from bot.reply import Sink
+from bot.service import RelayService, Request
+from bot.settings import Settings
+
+from . import events
+from .api import SlackApi
+from .events import Trigger
+from .format import escape, quiet_crowds
+from .history import History
+from .sink import STREAM_LIFETIME, Place, StreamSink, UpdateSink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 8192
+KNOWN_THREADS = 20_000
+TITLE_CHARS = 60
+NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with `/invite @{name}` and ask again."
+
+Respond = Callable[[str], Awaitable[Any]]
+
+
+class SlackRelay:
+    def __init__(self, service: RelayService, settings: Settings, api: SlackApi) -> None:
+        self.service = service
+        self.settings = settings
+        self.api = api
+        self.history = History(api)
+        self.budgets: dict[str, EditBudget] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.threads: OrderedDict[tuple[str, str], bool] = OrderedDict()  # has the bot answered there?
+        self.bot_user: str | None = None
+        self.bot_id: str | None = None
+        self.bot_name = "the bot"
+        self.team: str | None = None
+        self.stream_lifetime = STREAM_LIFETIME
+        self.window = self._window(settings)
+
+    @staticmethod
+    def _window(settings: Settings) -> int:
+        windows = [settings.provider(name).context_window for name in settings.provider_order()]
+        return max(windows, default=DEFAULT_WINDOW)
+
+    async def identify(self) -> None:
+        """Who the bot is (``auth.test``): its user id, bot id and workspace."""
+        data = await self.api.call("auth.test", retries=3)
+        self.bot_user, self.bot_id = data.get("user_id"), data.get("bot_id")
+        self.team = data.get("team_id")
+        self.bot_name = str(data.get("user") or self.bot_name)
+        log.info("slack: signed in as %s (%s) in team %s", self.bot_name, self.bot_user, self.team)
+
+    def budget(self, team: str | None) -> EditBudget:
+        key = team or self.team or "-"
+        if key not in self.budgets:
+            self.budgets[key] = EditBudget(self.settings.slack_edits_per_minute)
+        return self.budgets[key]
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(self._guard(work, name), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _guard(work: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except PlatformError as exc:
+            log.warning("slack %s: %s", name, exc)
+        except Exception:  # a bug: keep serving the others, with the traceback in the log
+            log.exception("slack %s failed", name)
+
+    async def drain(self, timeout: float) -> None:
+        """Let replies in flight finish; cancel (and so finalise) what is left after ``timeout``."""
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def on_message(self, body: Mapping[str, Any], event: Mapping[str, Any], *, assistant: bool = False) -> None:
+        """An ``app_mention`` or ``message`` event (Bolt acked it already)."""
+        team = str(body.get("team_id") or event.get("team") or self.team or "")
+        trig = events.trigger(event, team, self.bot_user, self.bot_id)
+        if trig is None:
+            return
+        if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
+            log.info("slack: %s in %s is not on the allowlist", trig.user, trig.channel)
+            return
+        event_id = body.get("event_id")
+        if event_id and not await self.service.store.claim_event(f"slack:{event_id}", "slack"):
+            log.info("slack: event %s delivered again; already handled", event_id)
+            return
+        if trig.kind == "followup" and not await self._followed(trig):
+            return
+        if not await self.service.store.claim_event(f"slack:msg:{trig.channel}:{trig.ts}", "slack"):
+            log.info("slack: message %s in %s already answered", trig.ts, trig.channel)
+            return
+        self.spawn(self._answer(trig, assistant=assistant), f"reply-{trig.channel}-{trig.ts}")
+
+    async def _followed(self, trig: Trigger) -> bool:
+        """Whether a thread message without a mention gets an answer: the bot must have answered there."""
+        if not self.settings.slack_thread_followups or not trig.thread_ts:
+            return False
+        key = (trig.channel, trig.thread_ts)
+        known = self.threads.get(key)
+        if known is None:
+            try:
+                data = await self.api.call(
+                    "conversations.replies", retries=3, channel=trig.channel, ts=trig.thread_ts, limit=200
+                )
+            except PlatformError as exc:
+                log.warning("slack: cannot read thread %s in %s: %s", trig.thread_ts, trig.channel, exc)
+                return False
+            known = any(self._is_own(m) for m in data.get("messages") or [])
+            self._remember_thread(key, known)
+        return known
+
+    def _is_own(self, message: Mapping[str, Any]) -> bool:
+        return bool(
+            (self.bot_id and message.get("bot_id") == self.bot_id)
+            or (self.bot_user and message.get("user") == self.bot_user)
+        )
+
+    def _remember_thread(self, key: tuple[str, str], answered: bool) -> None:
+        self.threads[key] = answered
+        self.threads.move_to_end(key)
+        if len(self.threads) > KNOWN_THREADS:
+            self.threads.popitem(last=False)
+
+    # -- answering ------------------------------------------------------------------------------
+
+    async def _answer(self, trig: Trigger, *, assistant: bool) -> None:
+        turns = await self._turns(trig)
+        place = Place(trig.channel, trig.reply_thread, trig.team or None, trig.user)
+        sink = self._sink(place, assistant=assistant)
+        if place.thread_ts:
+            self._remember_thread((trig.channel, place.thread_ts), True)
+        if assistant and len(turns) == 1 and place.thread_ts:
+            await self._title(place, turns[0].text)
+        request = Request("slack", trig.channel, turns, thread=place.thread_ts, user_id=trig.user)
+        await self.service.answer(request, sink, budget=self.budget(trig.team))
+
+    async def _title(self, place: Place, question: str) -> None:
+        """Name a new assistant thread after its first question."""
+        title = " ".join(question.split())
+        title = title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+        try:
+            await self.api.call(
+                "assistant.threads.setTitle", channel_id=place.channel, thread_ts=place.thread_ts, title=title
+            )
+        except PlatformError as exc:
+            log.info("slack: thread title not set: %s", exc)
+
+    def _sink(self, place: Place, *, assistant: bool = False) -> Sink:
+        if self.settings.slack_native_streaming and place.thread_ts:
+            return StreamSink(self.api, place, lifetime=self.stream_lifetime)
+        return UpdateSink(self.api, place, status=assistant)
+
+    async def _turns(self, trig: Trigger) -> list[Turn]:
+        """History (oldest first) ending with the question; a history read failure leaves just the question."""
+        messages: list[Mapping[str, Any]] = []
+        try:
+            if trig.in_thread and trig.thread_ts:
+                messages = await self.history.thread(trig.channel, trig.thread_ts, self.window, latest=trig.ts)
+            elif trig.kind == "dm":
+                messages = await self.history.channel(trig.channel, self.window, latest=trig.ts)
+        except PlatformError as exc:
+            log.warning("slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc)
+        earlier = [m for m in messages if str(m.get("ts")) != trig.ts and _before(m, trig.ts)]
+        if trig.kind == "dm" and not trig.in_thread:
+            earlier = [m for m in earlier if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")]
+        people = {trig.user, *(str(m["user"]) for m in earlier if m.get("user"))}
+        names = await self.history.names(people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)]))
+        turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names)
+        question = events.plain_text(trig.text, self.bot_user, names)
+        author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
+        return [*turns, Turn("user", question, author=author, message_id=f"slack:{trig.ts}")]
+
+    # -- /ask -------------------------------------------------------------------------------------
+
+    async def on_command(self, command: Mapping[str, Any], respond: Respond) -> None:
+        """``/ask question``: a visible message in the channel with the answer streamed into it."""
+        text = str(command.get("text") or "").strip()
+        channel, user = str(command.get("channel_id")), str(command.get("user_id"))
+        team = str(command.get("team_id") or self.team or "")
+        trig = Trigger("mention", team, channel, user, str(command.get("trigger_id")), text, None)
+        if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
+            await respond("Sorry, I don't answer here.")
+            return
+        trigger_id = command.get("trigger_id")
+        if trigger_id and not await self.service.store.claim_event(f"slack:cmd:{trigger_id}", "slack"):
+            return
+        self.spawn(self._ask(trig, respond), f"ask-{channel}-{trigger_id}")
+
+    async def _ask(self, trig: Trigger, respond: Respond) -> None:
+        names = await self.history.names({trig.user} | events.user_ids([trig.text]))
+        question = events.plain_text(trig.text, self.bot_user, names)
+        header = f"<@{trig.user}> asked: {quiet_crowds(escape(question))}\n\n"
+        place = Place(trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True)
+        sink = UpdateSink(self.api, place)
+        request = Request("slack", trig.channel, [Turn("user", question, author=names.get(trig.user))], user_id=trig.user)
+        request.thread = f"ask:{trig.ts}"  # one-shot: never queued behind another answer in the channel
+        await self.service.answer(request, sink, budget=self.budget(trig.team))
+        if sink.first_ts:
+            self._remember_thread((trig.channel, sink.first_ts), True)
+        else:
+            await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
+
+
+def _before(message: Mapping[str, Any], ts: str) -> bool:
+    try:
+        return float(message.get("ts") or 0) <= float(ts)
+    except ValueError:
+        return True
