@@ -157,8 +157,12 @@ def thread_turns(
     bot_user: str | None,
     bot_id: str | None,
     names: Mapping[str, str],
+    *,
+    labelled: bool = True,
 ) -> list[Turn]:
     """A thread, oldest first, as turns: people as user turns, the bot's replies as assistant turns.
+
+    ``labelled``: user turns carry the person's display name (shared channels, not DMs).
 
     Continuation messages (``part`` > 0) join the reply they continue; other
     bots, placeholders and non-spoken subtypes are left out.
@@ -191,7 +195,7 @@ def thread_turns(
                 close()
                 if question and meta.get("asker"):
                     asked = plain_text(question.split(" asked: ", 1)[-1], bot_user, names)
-                    author = names.get(str(meta["asker"]), str(meta["asker"]))
+                    author = names.get(str(meta["asker"]), str(meta["asker"])) if labelled else None
                     turns.append(Turn("user", asked, author=author, message_id=f"slack:{ts}:q"))
                 first_ts = ts
             parts.append(answer)
@@ -202,6 +206,7 @@ def thread_turns(
         text = plain_text(message.get("text") or "", bot_user, names)
         if text:
             user = str(message.get("user"))
-            turns.append(Turn("user", text, author=names.get(user, user), message_id=f"slack:{ts}"))
+            author = names.get(user, user) if labelled else None
+            turns.append(Turn("user", text, author=author, message_id=f"slack:{ts}"))
     close()
     return turns

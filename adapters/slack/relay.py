@@ -199,7 +199,7 @@ class SlackRelay:
             earlier = [m for m in earlier if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")]
         people = {trig.user, *(str(m["user"]) for m in earlier if m.get("user"))}
         names = await self.history.names(people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)]))
-        turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names)
+        turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm")
         question = events.plain_text(trig.text, self.bot_user, names)
         author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
         return [*turns, Turn("user", question, author=author, message_id=f"slack:{trig.ts}")]

@@ -1,0 +1,338 @@
+"""A fake Slack on 127.0.0.1: the Web API and the Socket Mode websocket it hands out.
+
+* ``POST /api/{method}`` (JSON or form bodies) records every call with its
+  params in ``calls`` and keeps channels' messages, so ``conversations.replies``
+  / ``conversations.history`` (paginated) return what the bot posted and what
+  tests "said".  Streams (``chat.startStream/appendStream/stopStream``) expire
+  after ``stream_lifetime`` seconds like Slack's (``message_not_in_streaming_state``).
+* Rate limits: ``limit(method, count, window)`` allows ``count`` calls per
+  ``window`` seconds per workspace (token); over it the answer is HTTP 429 with
+  ``Retry-After``.  ``early_retries`` counts calls for the same message that came
+  back before their Retry-After was over (a client that does not honour it).
+* ``apps.connections.open`` hands out ``ws://127.0.0.1:PORT/link/``; ``deliver``
+  sends an ``events_api`` envelope over it and waits for the ack.
+* ``sign`` builds the headers of a correctly signed HTTP Events API request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+BOT_USER, BOT_ID, TEAM = "UBOT", "BBOT", "T1"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    token: str
+    at: float
+    status: int = 200
+
+
+@dataclass
+class Stream:
+    started: float
+    open: bool = True
+
+
+@dataclass
+class FakeSlack:
+    names: dict[str, str] = field(default_factory=dict)
+    stream_lifetime: float = 300.0
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # method -> error codes to return
+    rate_limited: int = 0
+    early_retries: int = 0
+
+    def __post_init__(self) -> None:
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._connected = asyncio.Event()
+        self._ack_events: dict[str, asyncio.Event] = {}
+        self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._limits: dict[str, tuple[int, float]] = {}
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        self._penalty: dict[tuple[str, str], float] = {}
+        self._streams: dict[tuple[str, str], Stream] = {}
+
+    # -- server ----------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/link/", self._link)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- scripting -------------------------------------------------------------------------------
+
+    def limit(self, method: str, count: int, window: float) -> None:
+        self._limits[method] = (count, window)
+
+    def next_ts(self) -> str:
+        n = next(self._ts)
+        return f"{1_700_000_000 + n}.{n:06d}"
+
+    def say(
+        self, text: str, *, channel: str = "C1", user: str = "U1", thread_ts: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """A person posts ``text``: it is stored, and its ``message`` event returned."""
+        ts = self.next_ts()
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts, **extra}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self._store(channel, message)
+        kind = "im" if channel.startswith("D") else "channel"
+        return {**message, "channel": channel, "channel_type": kind, "team": TEAM, "event_ts": ts}
+
+    def callback(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        """The ``event_callback`` body Slack sends for ``event``."""
+        return {
+            "type": "event_callback",
+            "token": "verification-token",
+            "team_id": TEAM,
+            "api_app_id": "A1",
+            "event_id": event_id or f"Ev{next(self._ids):06d}",
+            "event_time": int(time.time()),
+            "event": event,
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Messages of a thread, parent first."""
+        msgs = [m for m in self.messages[channel].values() if m.get("thread_ts") == thread_ts or m["ts"] == thread_ts]
+        return sorted(msgs, key=lambda m: float(m["ts"]))
+
+    def bot_messages(self, channel: str) -> list[dict[str, Any]]:
+        return sorted(
+            (m for m in self.messages[channel].values() if m.get("bot_id") == BOT_ID), key=lambda m: float(m["ts"])
+        )
+
+    def called(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.status == 200]
+
+    # -- socket mode -----------------------------------------------------------------------------
+
+    async def deliver(
+        self, body: dict[str, Any], *, kind: str = "events_api", retry_attempt: int = 0, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Send an envelope over the websocket and wait for the app's ack (returned)."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+        envelope_id = f"env-{next(self._ids)}"
+        done = self._ack_events[envelope_id] = asyncio.Event()
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+            "payload": body,
+        }
+        await self._sockets[-1].send_str(json.dumps(envelope))
+        await asyncio.wait_for(done.wait(), timeout)
+        return self.acks[envelope_id]
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}}))
+        self._connected.set()
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                envelope_id = data.get("envelope_id")
+                if envelope_id:
+                    self.acks[envelope_id] = data
+                    if envelope_id in self._ack_events:
+                        self._ack_events[envelope_id].set()
+        self._sockets.remove(ws)
+        if not self._sockets:
+            self._connected.clear()
+        return ws
+
+    # -- HTTP mode -------------------------------------------------------------------------------
+
+    @staticmethod
+    def sign(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(timestamp if timestamp is not None else int(time.time()))
+        digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+        return {
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/json",
+        }
+
+    # -- the Web API -----------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = dict(request.query)
+        raw = await request.text()
+        if raw:
+            if request.content_type == "application/json":
+                params.update(json.loads(raw))
+            else:
+                params.update(dict(parse_qsl(raw, keep_blank_values=True)))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        call = Call(method, params, token, time.monotonic())
+        self.calls.append(call)
+        limited = self._over_limit(method, token, params)
+        if limited:
+            call.status = 429
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=limited)
+        if self.errors.get(method):
+            return web.json_response({"ok": False, "error": self.errors[method].pop(0)})
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        data = handler(params) if handler else {"ok": True}
+        return web.json_response(data)
+
+    def _over_limit(self, method: str, token: str, params: dict[str, Any]) -> dict[str, str] | None:
+        now = time.monotonic()
+        target = (str(params.get("channel")), str(params.get("ts") or params.get("thread_ts") or ""))
+        if now < self._penalty.get(target, 0.0):
+            self.early_retries += 1
+        if method not in self._limits:
+            return None
+        count, window = self._limits[method]
+        key = (method, token)
+        start, used = self._windows.get(key, (now, 0))
+        if now - start >= window:
+            start, used = now, 0
+        if used >= count:
+            wait = max(1, math.ceil(start + window - now))
+            self._penalty[target] = now + wait - 0.05
+            self.rate_limited += 1
+            return {"Retry-After": str(wait)}
+        self._windows[key] = (start, used + 1)
+        return None
+
+    def _store(self, channel: str, message: dict[str, Any]) -> None:
+        self.messages[channel][message["ts"]] = message
+
+    def _bot_message(self, params: dict[str, Any], text: str) -> dict[str, Any]:
+        ts = self.next_ts()
+        message: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": text, "ts": ts}
+        if params.get("thread_ts"):
+            message["thread_ts"] = params["thread_ts"]
+        if params.get("metadata"):
+            message["metadata"] = _json(params["metadata"])
+        self._store(params["channel"], message)
+        return message
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "team_id": TEAM, "user": "relaybot", "team": "Test"}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket=abc"}
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._bot_message(params, params.get("text") or params.get("markdown_text") or "")
+        return {"ok": True, "channel": params["channel"], "ts": message["ts"], "message": message}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages[params["channel"]].get(params["ts"])
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message["text"] = params.get("text") or params.get("markdown_text") or ""
+        if params.get("metadata"):
+            message["metadata"] = _json(params["metadata"])
+        self._streams.pop((params["channel"], params["ts"]), None)
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"], "text": message["text"]}
+
+    def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("thread_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not params["channel"].startswith("D") and not params.get("recipient_user_id"):
+            return {"ok": False, "error": "missing_recipient_user_id"}
+        message = self._bot_message(params, params.get("markdown_text") or "")
+        self._streams[(params["channel"], message["ts"])] = Stream(time.monotonic())
+        return {"ok": True, "channel": params["channel"], "ts": message["ts"]}
+
+    def _stream(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        stream = self._streams.get((params["channel"], params["ts"]))
+        if stream is None or not stream.open or time.monotonic() - stream.started > self.stream_lifetime:
+            return None
+        return self.messages[params["channel"]][params["ts"]]
+
+    def _chat_appendStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._stream(params)
+        if message is None:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message["text"] += params.get("markdown_text") or ""
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def _chat_stopStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._stream(params)
+        if message is None:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message["text"] += params.get("markdown_text") or ""
+        if params.get("metadata"):
+            message["metadata"] = _json(params["metadata"])
+        self._streams[(params["channel"], params["ts"])].open = False
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        msgs = self.thread(params["channel"], params["ts"])
+        if params.get("latest"):
+            msgs = [m for m in msgs if float(m["ts"]) <= float(params["latest"])]
+        return _page(msgs, params)
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        msgs = [m for m in self.messages[params["channel"]].values() if m.get("thread_ts") in (None, m["ts"])]
+        if params.get("latest"):
+            msgs = [m for m in msgs if float(m["ts"]) <= float(params["latest"])]
+        return _page(sorted(msgs, key=lambda m: -float(m["ts"])), params)
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        uid = params["user"]
+        name = self.names.get(uid, uid.lower())
+        return {"ok": True, "user": {"id": uid, "name": name.lower(), "profile": {"display_name": name}}}
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _page(msgs: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    start = int(params.get("cursor") or 0)
+    size = int(params.get("limit") or 100)
+    page = msgs[start : start + size]
+    more = start + size < len(msgs)
+    return {
+        "ok": True,
+        "messages": [dict(m) for m in page],
+        "has_more": more,
+        "response_metadata": {"next_cursor": str(start + size) if more else ""},
+    }
