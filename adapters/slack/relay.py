@@ -163,8 +163,8 @@ class SlackRelay:
         sink = self._sink(place, assistant=assistant)
         if place.thread_ts:
             self._remember_thread((trig.channel, place.thread_ts), True)
-        if assistant and len(turns) == 1 and place.thread_ts:
-            await self._title(place, turns[0].text)
+        if assistant and place.thread_ts and not any(t.role == "user" for t in turns[:-1]):
+            await self._title(place, turns[-1].text)
         request = Request("slack", trig.channel, turns, thread=place.thread_ts, user_id=trig.user)
         await self.service.answer(request, sink, budget=self.budget(trig.team))
 
