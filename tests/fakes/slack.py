@@ -55,7 +55,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # method -> error codes to return
+    #: method -> errors to return next, each an error code or a whole error body
+    errors: dict[str, list[str | dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     rate_limited: int = 0
     early_retries: int = 0
 
@@ -213,7 +214,8 @@ class FakeSlack:
             call.status = 429
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=limited)
         if self.errors.get(method):
-            return web.json_response({"ok": False, "error": self.errors[method].pop(0)})
+            error = self.errors[method].pop(0)
+            return web.json_response({"ok": False, **(error if isinstance(error, dict) else {"error": error})})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         data = handler(params) if handler else {"ok": True}
         return web.json_response(data)

@@ -1,0 +1,110 @@
+"""Slack Web API errors mapped to bot.errors, through the real AsyncWebClient and the fake Slack."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.api import SlackApi, StreamClosed
+from adapters.slack.history import History
+from adapters.slack.sink import Place, UpdateSink
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited
+from tests.slack_env import slack  # noqa: F401
+
+
+@pytest.fixture
+def api(slack):
+    return SlackApi(AsyncWebClient(token="xoxb-fake", base_url=slack.api_url))
+
+
+async def test_rate_limit_becomes_platform_rate_limited_with_retry_after(slack, api):
+    slack.limit("chat.update", count=0, window=3.0)
+    posted = await api.call("chat.postMessage", channel="C1", text="x")
+    with pytest.raises(PlatformRateLimited) as caught:
+        await api.call("chat.update", channel="C1", ts=posted["ts"], text="y")
+    assert 1.0 <= caught.value.retry_after <= 3.0
+
+
+async def test_retries_wait_out_a_rate_limit(slack, api):
+    slack.limit("users.info", count=1, window=1.0)
+    await api.call("users.info", user="U1")
+    data = await api.call("users.info", retries=2, user="U1")
+    assert data["user"]["id"] == "U1"
+    assert slack.rate_limited == 1 and slack.early_retries == 0
+
+
+async def test_deleted_message_is_message_gone(slack, api):
+    with pytest.raises(MessageGone):
+        await api.call("chat.update", channel="C1", ts="1.000", text="y")
+    slack.errors["chat.postMessage"].append("channel_not_found")
+    with pytest.raises(MessageGone):
+        await api.call("chat.postMessage", channel="C404", text="x")
+
+
+async def test_expired_stream_is_stream_closed(slack, api):
+    with pytest.raises(StreamClosed):
+        await api.call("chat.appendStream", channel="C1", ts="1.000", markdown_text="x")
+
+
+async def test_missing_scope_and_not_in_channel_are_logged_clearly(slack, api, caplog):
+    caplog.set_level(logging.ERROR, logger="adapters.slack")
+    slack.errors["conversations.replies"].append({"error": "missing_scope", "needed": "channels:history"})
+    with pytest.raises(PlatformError):
+        await api.call("conversations.replies", channel="C1", ts="1.0")
+    assert "lacks the scope 'channels:history'" in caplog.text
+    slack.errors["chat.postMessage"].append("not_in_channel")
+    with pytest.raises(PlatformError):
+        await api.call("chat.postMessage", channel="C42", text="x")
+    assert "not in channel C42" in caplog.text and "/invite" in caplog.text
+
+
+async def test_other_errors_are_platform_errors_without_secrets(slack, api):
+    slack.errors["chat.postMessage"].append("invalid_blocks")
+    with pytest.raises(PlatformError) as caught:
+        await api.call("chat.postMessage", channel="C1", text="x")
+    assert "invalid_blocks" in str(caught.value) and "xoxb" not in str(caught.value)
+
+
+async def test_unreachable_slack_is_a_platform_error():
+    api = SlackApi(AsyncWebClient(token="xoxb-fake", base_url="http://127.0.0.1:9/api/", timeout=2))
+    with pytest.raises(PlatformError):
+        await api.call("auth.test")
+
+
+async def test_update_sink_posts_placeholder_then_edits_it(slack, api):
+    sink = UpdateSink(api, Place("C1", "5.0"))
+    await sink.start()
+    await sink.update("partial")
+    await sink.finish("**done**", ["(earlier messages were left out)"])
+    (message,) = slack.bot_messages("C1")
+    assert message["text"] == "*done*\n\n_(earlier messages were left out)_"
+    assert message["thread_ts"] == "5.0"
+    assert message["metadata"]["event_payload"]["foot"] == len("\n\n_(earlier messages were left out)_")
+
+
+async def test_history_pages_through_a_long_thread(slack, api):
+    root = slack.say("root")
+    for n in range(450):
+        slack.say(f"reply {n}", thread_ts=root["ts"])
+    messages = await History(api).thread("C1", root["ts"], budget=100_000)
+    assert len(messages) == 451 and messages[-1]["text"] == "reply 449"
+    assert len(slack.called("conversations.replies")) == 3  # 200 + 200 + 51
+
+
+async def test_history_keeps_only_the_tail_the_budget_can_use(slack, api):
+    root = slack.say("root")
+    for n in range(450):
+        slack.say(f"reply number {n} " + "word " * 20, thread_ts=root["ts"])
+    messages = await History(api).thread("C1", root["ts"], budget=500)
+    assert 10 < len(messages) < 40 and messages[-1]["text"].startswith("reply number 449")
+
+
+async def test_dm_history_stops_reading_once_the_budget_is_full(slack, api):
+    for n in range(300):
+        slack.say(f"message {n} " + "word " * 20, channel="D1")
+    latest = slack.say("latest", channel="D1")["ts"]
+    messages = await History(api).channel("D1", budget=500, latest=latest)
+    assert messages[-1]["text"] == "latest"
+    assert len(slack.called("conversations.history")) == 1  # the first page already filled it
