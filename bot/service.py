@@ -106,6 +106,7 @@ class RelayService:
             sink,
             interval=self.settings.bot_edit_interval if interval is None else interval,
             budget=budget,
+            max_chars=self.settings.bot_message_limit,
         )
         question = request.question
         if question is None or not question.text.strip():

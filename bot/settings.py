@@ -52,7 +52,11 @@ class ProviderConfig:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
     )
 
     # -- the bot ---------------------------------------------------------------------
@@ -64,7 +68,7 @@ class Settings(BaseSettings):
         "Use Markdown for code and lists."
     )
     bot_edit_interval: float = Field(1.0, ge=0.0, le=30.0)
-    bot_message_limit: int = Field(0, ge=0)  # 0: the platform's own limit
+    bot_message_limit: int = Field(0, ge=0)  # continue in a new message past this; 0: the platform's limit
     bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_log_json: bool = False
 

@@ -55,3 +55,23 @@ def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, name, value)
         load_settings(_env_file=None)
     message = str(info.value)
     assert message.startswith(name) and "\n" not in message
+
+
+def test_env_example_documents_every_setting_and_loads_as_is(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    example = (Path(__file__).parent.parent / "config" / ".env.example").read_text()
+    documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    assert documented == {name.upper() for name in Settings.model_fields}
+    (tmp_path / ".env").write_text(example)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_settings()
+    assert loaded.model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_readme_table_lists_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []
