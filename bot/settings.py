@@ -149,7 +149,6 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
-    slack_host: str = "0.0.0.0"  # where the HTTP Events API listens
     slack_native_streaming: bool = False
     slack_thread_followups: bool = True
     slack_allowed_channels: CommaList = Field(default_factory=list)

@@ -46,14 +46,13 @@ async def start_bot(make_settings, slack: FakeSlack) -> AsyncIterator[Callable[.
             "slack_bot_token": "xoxb-fake",
             "slack_app_token": "xapp-fake",
             "slack_api_url": slack.api_url,
-            "slack_host": "127.0.0.1",
             "slack_port": 0,
         }
         values.update(overrides)
         settings = make_settings(**values)
         store = await SqliteStore.open(settings.bot_database)
         router = build_router(settings)
-        bot = SlackBot(RelayService(settings, store, router), settings)
+        bot = SlackBot(RelayService(settings, store, router), settings, host="127.0.0.1")
         await bot.start()
         started.append((bot, store, router))
         return bot

@@ -3,7 +3,7 @@
 Listeners only hand over to ``SlackRelay`` (Bolt acks events itself before
 they run; ``/ask`` acks first thing).  ``SlackBot`` owns the connection:
 Socket Mode when an app token is set, else the HTTP Events API on
-``SLACK_HOST:SLACK_PORT`` at ``/slack/events`` with Bolt's signature check.
+``SLACK_PORT`` (all interfaces) at ``/slack/events`` with Bolt's signature check.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bot.service import RelayService
 from bot.settings import Settings
 
 from .api import SlackApi
+from .recovery import finalise
 from .relay import SlackRelay
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
         await relay.on_message(body, event)
 
+    @app.command("/relay")
+    async def on_relay(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        await respond(text=await relay.on_relay(command), response_type="ephemeral")
+
     @app.command("/ask")
     async def on_ask(ack: Any, command: dict[str, Any], respond: Any) -> None:
         if not str(command.get("text") or "").strip():
@@ -80,11 +86,12 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
 class SlackBot:
     """A connected bot: ``start()``, answer, ``stop()``."""
 
-    def __init__(self, service: RelayService, settings: Settings) -> None:
+    def __init__(self, service: RelayService, settings: Settings, *, host: str = "0.0.0.0") -> None:
         token = settings.slack_bot_token
         if token is None:
             raise ConfigError("SLACK_BOT_TOKEN is not set")
         self.settings = settings
+        self.service = service
         self.client = AsyncWebClient(token=token.get_secret_value(), base_url=settings.slack_api_url)
         self.api = SlackApi(self.client)
         self.relay = SlackRelay(service, settings, self.api)
@@ -96,6 +103,7 @@ class SlackBot:
         self.app = build_app(self.relay, self.client, secret.get_secret_value() if secret else None)
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
+        self.host = host
         self.port = settings.slack_port
 
     @property
@@ -107,30 +115,36 @@ class SlackBot:
             await self.relay.identify()
         except PlatformError as exc:
             raise ConfigError(f"SLACK_BOT_TOKEN: auth.test failed ({exc}); check the token and SLACK_API_URL") from exc
+        recovered = await self.service.recover("slack", lambda record: finalise(self.api, record))
+        if recovered:
+            log.info("slack: finalised %d replies left unfinished by a restart", recovered)
         if self.settings.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(
                 self.app, app_token=self.settings.slack_app_token.get_secret_value(), web_client=self.client
             )
             await self._socket.connect_async()
+            self.service.health["slack"] = True
             log.info("slack: connected in Socket Mode")
             return
         self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH, port=self.port), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.slack_host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("slack: Events API on http://%s:%d%s", self.settings.slack_host, self.port, EVENTS_PATH)
+        self.service.health["slack"] = True
+        log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
 
-    async def stop(self, grace: float = 30.0) -> None:
-        """Stop taking events, let replies in flight finish (bounded), close the connection."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking events, let replies in flight finish (``service.drain``), close the connection."""
+        self.service.health["slack"] = False
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._socket is not None:
             await self._socket.disconnect_async()
-        await self.relay.drain(grace)
+        await self.service.drain(grace)
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None

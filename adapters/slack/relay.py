@@ -10,12 +10,13 @@ per workspace is shared by every reply streaming there.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from bot.access import Caller
+from bot.commands import relay_command
 from bot.conversation import Turn
 from bot.errors import PlatformError
 from bot.pacing import EditBudget
@@ -47,7 +48,6 @@ class SlackRelay:
         self.api = api
         self.history = History(api)
         self.budgets: dict[str, EditBudget] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
         self.threads: OrderedDict[tuple[str, str], bool] = OrderedDict()  # has the bot answered there?
         self.bot_user: str | None = None
         self.bot_id: str | None = None
@@ -78,30 +78,16 @@ class SlackRelay:
     # -- tasks --------------------------------------------------------------------------------
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(self._guard(work, name), name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        """Run ``work`` as a service task (tracked, so a shutdown drains it)."""
+        if self.service.spawn(self._guard(work, name), name=name) is None:
+            log.info("slack: shutting down; %s not started", name)
 
     @staticmethod
     async def _guard(work: Coroutine[Any, Any, None], name: str) -> None:
         try:
             await work
-        except asyncio.CancelledError:
-            raise
         except PlatformError as exc:
             log.warning("slack %s: %s", name, exc)
-        except Exception:  # a bug: keep serving the others, with the traceback in the log
-            log.exception("slack %s failed", name)
-
-    async def drain(self, timeout: float) -> None:
-        """Let replies in flight finish; cancel (and so finalise) what is left after ``timeout``."""
-        if not self.tasks:
-            return
-        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=10)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -165,7 +151,9 @@ class SlackRelay:
             self._remember_thread((trig.channel, place.thread_ts), True)
         if assistant and place.thread_ts and not any(t.role == "user" for t in turns[:-1]):
             await self._title(place, turns[-1].text)
-        request = Request("slack", trig.channel, turns, thread=place.thread_ts, user_id=trig.user)
+        request = Request(
+            "slack", trig.channel, turns, thread=place.thread_ts, user_id=trig.user, workspace=trig.team or None
+        )
         await self.service.answer(request, sink, budget=self.budget(trig.team))
 
     async def _title(self, place: Place, question: str) -> None:
@@ -204,6 +192,14 @@ class SlackRelay:
         author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
         return [*turns, Turn("user", question, author=author, message_id=f"slack:{trig.ts}")]
 
+    # -- /relay -------------------------------------------------------------------------------------
+
+    async def on_relay(self, command: Mapping[str, Any]) -> str:
+        """``/relay …``: status, channel settings, usage (shown to the caller only)."""
+        team = str(command.get("team_id") or self.team or "") or None
+        caller = Caller("slack", str(command.get("user_id")), str(command.get("channel_id")), team)
+        return quiet_crowds(escape(await relay_command(self.service, caller, str(command.get("text") or ""))))
+
     # -- /ask -------------------------------------------------------------------------------------
 
     async def on_command(self, command: Mapping[str, Any], respond: Respond) -> None:
@@ -226,12 +222,18 @@ class SlackRelay:
         header = f"<@{trig.user}> asked: {quiet_crowds(escape(question))}\n\n"
         place = Place(trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True)
         sink = UpdateSink(self.api, place)
-        request = Request("slack", trig.channel, [Turn("user", question, author=names.get(trig.user))], user_id=trig.user)
-        request.thread = f"ask:{trig.ts}"  # one-shot: never queued behind another answer in the channel
-        await self.service.answer(request, sink, budget=self.budget(trig.team))
+        request = Request(
+            "slack",
+            trig.channel,
+            [Turn("user", question, author=names.get(trig.user))],
+            thread=f"ask:{trig.ts}",  # one-shot: never queued behind another answer in the channel
+            user_id=trig.user,
+            workspace=trig.team or None,
+        )
+        outcome = await self.service.answer(request, sink, budget=self.budget(trig.team))
         if sink.first_ts:
             self._remember_thread((trig.channel, sink.first_ts), True)
-        else:
+        elif outcome.messages:  # not blocked, yet nothing could be posted
             await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
 
 

@@ -81,6 +81,20 @@ class _Messages:
     def meta(self, foot: int = 0) -> dict[str, Any]:
         return metadata(self.part, len(self.header), foot, self.place.user if self.header else None)
 
+    def where(self, kind: str, ts: str | None) -> dict[str, object] | None:
+        """Where the message being written is, for crash recovery (``RelayService.recover``)."""
+        if ts is None:
+            return None
+        return {
+            "kind": kind,
+            "channel": self.place.channel,
+            "ts": ts,
+            "thread_ts": self.thread,
+            "part": self.part,
+            "head": len(self.header),
+            "asker": self.place.user if self.header else None,
+        }
+
     def remember(self, ts: str) -> None:
         if self.first_ts is None:
             self.first_ts = ts
@@ -98,6 +112,9 @@ class UpdateSink(_Messages):
 
     def measure(self, text: str) -> int:
         return utf8_len(self.header + to_mrkdwn(text))
+
+    def locator(self) -> dict[str, object] | None:
+        return self.where("update", self.ts)
 
     async def start(self) -> None:
         if self.status and await self._set_status():
@@ -181,6 +198,9 @@ class StreamSink(_Messages):
 
     def measure(self, text: str) -> int:
         return len(to_markdown(text))
+
+    def locator(self) -> dict[str, object] | None:
+        return self.where("stream", self.ts)
 
     async def start(self) -> None:
         await self._open("")

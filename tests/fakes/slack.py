@@ -306,16 +306,11 @@ class FakeSlack:
         return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
-        msgs = self.thread(params["channel"], params["ts"])
-        if params.get("latest"):
-            msgs = [m for m in msgs if float(m["ts"]) <= float(params["latest"])]
-        return _page(msgs, params)
+        return _page(_window(self.thread(params["channel"], params["ts"]), params), params)
 
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         msgs = [m for m in self.messages[params["channel"]].values() if m.get("thread_ts") in (None, m["ts"])]
-        if params.get("latest"):
-            msgs = [m for m in msgs if float(m["ts"]) <= float(params["latest"])]
-        return _page(sorted(msgs, key=lambda m: -float(m["ts"])), params)
+        return _page(sorted(_window(msgs, params), key=lambda m: -float(m["ts"])), params)
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         uid = params["user"]
@@ -325,6 +320,15 @@ class FakeSlack:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _window(msgs: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``oldest`` / ``latest`` filters (inclusive)."""
+    if params.get("latest"):
+        msgs = [m for m in msgs if float(m["ts"]) <= float(params["latest"])]
+    if params.get("oldest"):
+        msgs = [m for m in msgs if float(m["ts"]) >= float(params["oldest"])]
+    return msgs
 
 
 def _page(msgs: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
