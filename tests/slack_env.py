@@ -73,10 +73,15 @@ def thread_texts(slack: FakeSlack, channel: str, thread_ts: str | None) -> list[
     ]
 
 
-async def reply_text(slack: FakeSlack, channel: str, thread_ts: str | None, expected: str, timeout: float = 15.0) -> list[str]:
+async def reply_text(
+    slack: FakeSlack, channel: str, thread_ts: str | None, expected: str, timeout: float = 15.0
+) -> list[str]:
     """Wait until the bot's messages there read ``expected`` (the last one exactly); return all texts."""
     await until(
-        lambda: thread_texts(slack, channel, thread_ts) and thread_texts(slack, channel, thread_ts)[-1] == expected,
+        lambda: (
+            thread_texts(slack, channel, thread_ts)
+            and thread_texts(slack, channel, thread_ts)[-1] == expected
+        ),
         timeout,
         what=f"the reply {expected[:40]!r} in {channel}",
     )

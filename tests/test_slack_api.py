@@ -11,7 +11,8 @@ from adapters.slack.api import SlackApi, StreamClosed
 from adapters.slack.history import History
 from adapters.slack.sink import Place, UpdateSink
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited
-from tests.slack_env import slack  # noqa: F401
+
+pytest_plugins = ("tests.slack_env",)
 
 
 @pytest.fixture

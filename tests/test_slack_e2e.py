@@ -7,7 +7,9 @@ import logging
 from adapters.slack.events import PLACEHOLDER
 from bot.splitting import join_parts
 from tests.fakes.slack import BOT_USER
-from tests.slack_env import mention, reply_text, slack, start_bot, thread_texts, until  # noqa: F401
+from tests.slack_env import mention, reply_text, thread_texts, until
+
+pytest_plugins = ("tests.slack_env",)
 
 
 async def test_mention_gets_a_streamed_reply_in_its_thread(slack, start_bot, fake_llm):
@@ -23,7 +25,10 @@ async def test_mention_gets_a_streamed_reply_in_its_thread(slack, start_bot, fak
     assert len(slack.called("chat.postMessage")) == 1
     updates = [c.params["text"] for c in slack.called("chat.update")]
     assert len(updates) >= 2 and len(updates[0]) < len(expected)  # streamed, not posted at the end
-    assert fake_llm.requests[0]["messages"][-1] == {"role": "user", "content": "Ada: what is the capital of France?"}
+    assert fake_llm.requests[0]["messages"][-1] == {
+        "role": "user",
+        "content": "Ada: what is the capital of France?",
+    }
 
 
 async def test_thread_follow_up_carries_the_history(slack, start_bot, fake_llm):
@@ -102,7 +107,14 @@ async def test_ask_command_streams_into_a_visible_message(slack, start_bot, fake
 async def test_empty_ask_gets_usage_in_the_ack(slack, start_bot, fake_llm):
     await start_bot()
     ack = await slack.deliver(
-        {"command": "/ask", "text": "  ", "user_id": "U1", "channel_id": "C7", "team_id": "T1", "trigger_id": "t2"},
+        {
+            "command": "/ask",
+            "text": "  ",
+            "user_id": "U1",
+            "channel_id": "C7",
+            "team_id": "T1",
+            "trigger_id": "t2",
+        },
         kind="slash_commands",
     )
     assert "/ask" in ack["payload"]["text"]
@@ -140,7 +152,11 @@ async def test_edits_other_bots_and_own_messages_are_ignored(slack, start_bot, f
     ignored = [
         {**slack.say(f"<@{BOT_USER}> edited"), "subtype": "message_changed"},
         {**slack.say(f"<@{BOT_USER}> gone"), "subtype": "message_deleted"},
-        {**slack.say(f"<@{BOT_USER}> from a bot", user="UOTHER"), "bot_id": "BOTHER", "subtype": "bot_message"},
+        {
+            **slack.say(f"<@{BOT_USER}> from a bot", user="UOTHER"),
+            "bot_id": "BOTHER",
+            "subtype": "bot_message",
+        },
         {**slack.say("my own message", user=BOT_USER), "bot_id": "BBOT"},
     ]
     for event in ignored:
@@ -174,7 +190,9 @@ async def test_long_answer_continues_in_more_messages_and_joins_back(slack, star
     await start_bot()
     event = mention(slack, f"<@{BOT_USER}> write a lot")
     await slack.deliver(slack.callback(event))
-    await until(lambda: "".join(thread_texts(slack, "C1", event["ts"])) == answer, what="the whole long answer")
+    await until(
+        lambda: "".join(thread_texts(slack, "C1", event["ts"])) == answer, what="the whole long answer"
+    )
     texts = thread_texts(slack, "C1", event["ts"])
     assert len(texts) >= 3
     assert all(len(t.encode()) <= 3500 for t in texts)

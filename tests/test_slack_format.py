@@ -24,7 +24,10 @@ from bot.splitting import cut
         ("> quoted *text*", "> quoted _text_"),
         ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
         ("use `x**2 < y` here", "use `x**2 &lt; y` here"),
-        ("```python\nif a < b and c:\n    **not bold**\n```", "```\nif a &lt; b and c:\n    **not bold**\n```"),
+        (
+            "```python\nif a < b and c:\n    **not bold**\n```",
+            "```\nif a &lt; b and c:\n    **not bold**\n```",
+        ),
         ("2 * 3 * 4", "2 * 3 * 4"),
         ("snake_case_name stays", "snake_case_name stays"),
     ],
@@ -35,7 +38,15 @@ def test_markdown_becomes_mrkdwn(markdown, mrkdwn):
 
 @pytest.mark.parametrize(
     "text",
-    ["<!channel>", "<!here>", "<!everyone>", "<!subteam^S0123ABC>", "<!subteam^S0123ABC|@devs>", "<@U123>", "<#C1>"],
+    [
+        "<!channel>",
+        "<!here>",
+        "<!everyone>",
+        "<!subteam^S0123ABC>",
+        "<!subteam^S0123ABC|@devs>",
+        "<@U123>",
+        "<#C1>",
+    ],
 )
 def test_control_sequences_never_survive(text):
     for rendered in (to_mrkdwn(f"hi {text}!"), to_mrkdwn(f"`{text}`"), to_mrkdwn(f"```\n{text}\n```")):
@@ -70,12 +81,21 @@ def test_escaping_round_trips():
 
 
 def event(**kwargs):
-    base = {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "10.0", "channel_type": "channel"}
+    base = {
+        "type": "message",
+        "channel": "C1",
+        "user": "U1",
+        "text": "hi",
+        "ts": "10.0",
+        "channel_type": "channel",
+    }
     return {**base, **kwargs}
 
 
 def test_trigger_kinds():
-    assert events.trigger(event(type="app_mention", text="<@UBOT> hi"), "T1", "UBOT", "BBOT").kind == "mention"
+    assert (
+        events.trigger(event(type="app_mention", text="<@UBOT> hi"), "T1", "UBOT", "BBOT").kind == "mention"
+    )
     assert events.trigger(event(text="<@UBOT> hi"), "T1", "UBOT", "BBOT").kind == "mention"
     assert events.trigger(event(), "T1", "UBOT", "BBOT") is None  # channel chatter
     follow = events.trigger(event(thread_ts="5.0"), "T1", "UBOT", "BBOT")
@@ -112,7 +132,9 @@ def test_allowlists():
 def test_plain_text_reads_like_a_person_would():
     names = {"U2": "Grace"}
     text = "<@UBOT> ask <@U2> in <#C9|general> about <https://x.io|this> &amp; <!here>"
-    assert events.plain_text(text, "UBOT", names) == "ask @Grace in #general about [this](https://x.io) & @here"
+    assert (
+        events.plain_text(text, "UBOT", names) == "ask @Grace in #general about [this](https://x.io) & @here"
+    )
 
 
 def meta(part, **extra):
@@ -127,8 +149,13 @@ def test_thread_turns_join_split_replies_and_strip_notes():
     messages = [
         {"user": "U1", "text": "<@UBOT> write code", "ts": "1.0"},
         {"user": "UBOT", "bot_id": "BBOT", "text": to_mrkdwn(first.head), "ts": "2.0", "metadata": meta(0)},
-        {"user": "UBOT", "bot_id": "BBOT", "text": to_mrkdwn(rest) + note, "ts": "3.0",
-         "metadata": meta(1, foot=len(note))},
+        {
+            "user": "UBOT",
+            "bot_id": "BBOT",
+            "text": to_mrkdwn(rest) + note,
+            "ts": "3.0",
+            "metadata": meta(1, foot=len(note)),
+        },
         {"user": "U9", "bot_id": "B9", "text": "another bot", "ts": "3.5"},
         {"user": "UBOT", "bot_id": "BBOT", "text": PLACEHOLDER, "ts": "3.7", "metadata": meta(0)},
         {"user": "U2", "text": "thanks", "ts": "4.0"},
@@ -145,8 +172,16 @@ def test_thread_turns_join_split_replies_and_strip_notes():
 def test_ask_header_becomes_the_user_turn():
     header = "<@U1> asked: what is 2+2?\n\n"
     messages = [
-        {"user": "UBOT", "bot_id": "BBOT", "text": header + "4", "ts": "1.0",
-         "metadata": meta(0, head=len(header), asker="U1")},
+        {
+            "user": "UBOT",
+            "bot_id": "BBOT",
+            "text": header + "4",
+            "ts": "1.0",
+            "metadata": meta(0, head=len(header), asker="U1"),
+        },
     ]
     turns = events.thread_turns(messages, "UBOT", "BBOT", {"U1": "Ada"})
-    assert [(t.role, t.text, t.author) for t in turns] == [("user", "what is 2+2?", "Ada"), ("assistant", "4", None)]
+    assert [(t.role, t.text, t.author) for t in turns] == [
+        ("user", "what is 2+2?", "Ada"),
+        ("assistant", "4", None),
+    ]

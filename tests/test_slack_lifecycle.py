@@ -9,7 +9,9 @@ from adapters.slack.events import PLACEHOLDER
 from bot.runtime import open_service
 from bot.store import SqliteStore
 from tests.fakes.slack import BOT_USER
-from tests.slack_env import mention, reply_text, slack, start_bot, thread_texts, until  # noqa: F401
+from tests.slack_env import mention, reply_text, thread_texts, until
+
+pytest_plugins = ("tests.slack_env",)
 
 
 def slack_settings(make_settings, slack, **extra):
@@ -53,8 +55,15 @@ async def test_replies_left_by_a_crash_are_finalised_at_start(slack, start_bot, 
 
 async def test_relay_command_answers_the_caller_only(slack, start_bot):
     await start_bot(bot_admins="U1")
-    command = {"command": "/relay", "text": "config temperature 0.3", "user_id": "U1", "channel_id": "C1",
-               "team_id": "T1", "trigger_id": "t9", "response_url": f"{slack.api_url}respond"}
+    command = {
+        "command": "/relay",
+        "text": "config temperature 0.3",
+        "user_id": "U1",
+        "channel_id": "C1",
+        "team_id": "T1",
+        "trigger_id": "t9",
+        "response_url": f"{slack.api_url}respond",
+    }
     await slack.deliver(command, kind="slash_commands")
     reply = await until(lambda: slack.called("respond"), what="the ephemeral answer")
     assert reply[0].params["response_type"] == "ephemeral"
@@ -90,8 +99,15 @@ async def test_quota_refusal_is_a_short_note_in_the_thread(slack, start_bot, fak
 async def test_ask_in_a_channel_the_bot_is_not_in_tells_the_user(slack, start_bot, fake_llm):
     await start_bot()
     slack.errors["chat.postMessage"] += ["not_in_channel"] * 3
-    command = {"command": "/ask", "text": "hello?", "user_id": "U1", "channel_id": "C5", "team_id": "T1",
-               "trigger_id": "t10", "response_url": f"{slack.api_url}respond"}
+    command = {
+        "command": "/ask",
+        "text": "hello?",
+        "user_id": "U1",
+        "channel_id": "C5",
+        "team_id": "T1",
+        "trigger_id": "t10",
+        "response_url": f"{slack.api_url}respond",
+    }
     await slack.deliver(command, kind="slash_commands")
     reply = await until(lambda: slack.called("respond"), what="the ephemeral hint")
     assert "/invite @relaybot" in reply[0].params["text"]

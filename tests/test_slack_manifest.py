@@ -12,8 +12,15 @@ MANIFEST = Path(__file__).resolve().parents[1] / "config" / "slack-app-manifest.
 def test_manifest_covers_the_adapter():
     manifest = yaml.safe_load(MANIFEST.read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"app_mentions:read", "chat:write", "commands", "channels:history", "im:history", "users:read",
-            "assistant:write"} <= scopes
+    assert {
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "channels:history",
+        "im:history",
+        "users:read",
+        "assistant:write",
+    } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.channels", "message.im", "assistant_thread_started"} <= events
     commands = {c["command"] for c in manifest["features"]["slash_commands"]}

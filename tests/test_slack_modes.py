@@ -8,17 +8,18 @@ import time
 import aiohttp
 
 from adapters.slack.format import ZWSP
-from bot.splitting import join_parts
 from tests.fakes.slack import BOT_USER, FakeSlack
-from tests.slack_env import mention, reply_text, slack, start_bot, thread_texts, until  # noqa: F401
+from tests.slack_env import mention, reply_text, thread_texts, until
 
 SECRET = "test-signing-secret"
 
+pytest_plugins = ("tests.slack_env",)
+
 
 async def post_event(port: int, body: str, headers: dict[str, str]) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers) as response:
-            return response.status
+    url = f"http://127.0.0.1:{port}/slack/events"
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        return response.status
 
 
 async def test_http_mode_answers_a_correctly_signed_event(slack, start_bot, fake_llm):
@@ -58,7 +59,9 @@ async def test_http_mode_retry_header_gets_no_second_answer(slack, start_bot, fa
     retry = {**FakeSlack.sign(body, SECRET), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     assert await post_event(bot.port, body, retry) == 200
     await until(lambda: "delivered again" in caplog.text)
-    await until(lambda: slack.bot_messages("C1") and slack.bot_messages("C1")[-1]["text"] == "Once over http.")
+    await until(
+        lambda: slack.bot_messages("C1") and slack.bot_messages("C1")[-1]["text"] == "Once over http."
+    )
     assert len(fake_llm.requests) == 1
 
 
@@ -99,7 +102,9 @@ async def test_native_stream_rolls_over_before_it_expires(slack, start_bot, fake
     bot.relay.stream_lifetime = 0.3
     event = mention(slack, f"<@{BOT_USER}> roll over")
     await slack.deliver(slack.callback(event))
-    await until(lambda: "".join(thread_texts(slack, "C1", event["ts"])) == answer, what="the whole streamed answer")
+    await until(
+        lambda: "".join(thread_texts(slack, "C1", event["ts"])) == answer, what="the whole streamed answer"
+    )
     assert len(slack.called("chat.startStream")) >= 2
     assert not any(c.status == 200 and c.method == "chat.update" for c in slack.calls)
     follow = slack.say("one answer?", thread_ts=event["ts"])
@@ -137,4 +142,7 @@ async def test_assistant_thread_greets_shows_status_titles_and_answers(slack, st
     assert status and status[0].params["status"] == "is thinking…"
     title = slack.called("assistant.threads.setTitle")
     assert title and title[0].params["title"] == "write me a haiku about queues"
-    assert fake_llm.requests[0]["messages"][-1] == {"role": "user", "content": "write me a haiku about queues"}
+    assert fake_llm.requests[0]["messages"][-1] == {
+        "role": "user",
+        "content": "write me a haiku about queues",
+    }

@@ -17,6 +17,7 @@ from .app import SlackBot
 
 __all__ = ["SlackBot", "run"]
 
+
 async def run(service: RelayService, settings: Settings, stop: asyncio.Event) -> None:
     bot = SlackBot(service, settings)
     await bot.start()

@@ -66,7 +66,9 @@ def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> Plat
         return PlatformError(f"slack {method}: missing scope {needed}")
     if code == "not_in_channel":
         log.error(
-            "slack %s failed: the bot is not in channel %s; invite it with /invite", method, params.get("channel")
+            "slack %s failed: the bot is not in channel %s; invite it with /invite",
+            method,
+            params.get("channel"),
         )
         return PlatformError(f"slack {method}: not in channel {params.get('channel')}")
     return PlatformError(f"slack {method}: {code or f'HTTP {status}'}")
@@ -99,7 +101,7 @@ class SlackApi:
                 response = await self.client.api_call(method, params=params)
         except SlackApiError as exc:
             raise map_error(method, params, exc) from exc
-        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SlackClientError, aiohttp.ClientError) as exc:
             raise PlatformError(f"slack {method}: {type(exc).__name__}") from exc
         data = response.data
         return data if isinstance(data, dict) else {}

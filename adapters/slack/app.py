@@ -46,12 +46,8 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     assistant = AsyncAssistant()
 
     @assistant.thread_started
-    async def thread_started(say: Any, set_suggested_prompts: Any) -> None:
-        try:
-            await say(GREETING)
-            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
-        except Exception as exc:  # slack_sdk errors: the greeting is optional
-            log.info("slack: assistant greeting not shown: %s", exc)
+    async def thread_started(payload: dict[str, Any]) -> None:
+        await relay.on_thread_started(payload, GREETING, SUGGESTED_PROMPTS)
 
     @assistant.user_message
     async def user_message(body: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -114,7 +110,9 @@ class SlackBot:
         try:
             await self.relay.identify()
         except PlatformError as exc:
-            raise ConfigError(f"SLACK_BOT_TOKEN: auth.test failed ({exc}); check the token and SLACK_API_URL") from exc
+            raise ConfigError(
+                f"SLACK_BOT_TOKEN: auth.test failed ({exc}); check the token and SLACK_API_URL"
+            ) from exc
         recovered = await self.service.recover("slack", lambda record: finalise(self.api, record))
         if recovered:
             log.info("slack: finalised %d replies left unfinished by a restart", recovered)

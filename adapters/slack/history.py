@@ -49,7 +49,9 @@ class History:
 
     # -- threads ------------------------------------------------------------------------------
 
-    async def thread(self, channel: str, thread_ts: str, budget: int, latest: str | None = None) -> list[dict]:
+    async def thread(
+        self, channel: str, thread_ts: str, budget: int, latest: str | None = None
+    ) -> list[dict]:
         """The thread's messages, oldest first, up to ``latest``; only the tail that fills ``budget``."""
         kept: list[dict] = []
         total = 0
@@ -123,7 +125,12 @@ class History:
             return user_id
         user = data.get("user") or {}
         profile = user.get("profile") or {}
-        name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
+        name = (
+            profile.get("display_name")
+            or profile.get("real_name")
+            or user.get("real_name")
+            or user.get("name")
+        )
         name = str(name or user_id)
         self._names[user_id] = name
         if len(self._names) > self._max_users:

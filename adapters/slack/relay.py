@@ -91,7 +91,9 @@ class SlackRelay:
 
     # -- events -------------------------------------------------------------------------------
 
-    async def on_message(self, body: Mapping[str, Any], event: Mapping[str, Any], *, assistant: bool = False) -> None:
+    async def on_message(
+        self, body: Mapping[str, Any], event: Mapping[str, Any], *, assistant: bool = False
+    ) -> None:
         """An ``app_mention`` or ``message`` event (Bolt acked it already)."""
         team = str(body.get("team_id") or event.get("team") or self.team or "")
         trig = events.trigger(event, team, self.bot_user, self.bot_id)
@@ -152,7 +154,12 @@ class SlackRelay:
         if assistant and place.thread_ts and not any(t.role == "user" for t in turns[:-1]):
             await self._title(place, turns[-1].text)
         request = Request(
-            "slack", trig.channel, turns, thread=place.thread_ts, user_id=trig.user, workspace=trig.team or None
+            "slack",
+            trig.channel,
+            turns,
+            thread=place.thread_ts,
+            user_id=trig.user,
+            workspace=trig.team or None,
         )
         await self.service.answer(request, sink, budget=self.budget(trig.team))
 
@@ -177,20 +184,49 @@ class SlackRelay:
         messages: list[Mapping[str, Any]] = []
         try:
             if trig.in_thread and trig.thread_ts:
-                messages = await self.history.thread(trig.channel, trig.thread_ts, self.window, latest=trig.ts)
+                messages = await self.history.thread(
+                    trig.channel, trig.thread_ts, self.window, latest=trig.ts
+                )
             elif trig.kind == "dm":
                 messages = await self.history.channel(trig.channel, self.window, latest=trig.ts)
         except PlatformError as exc:
-            log.warning("slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc)
+            log.warning(
+                "slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc
+            )
         earlier = [m for m in messages if str(m.get("ts")) != trig.ts and _before(m, trig.ts)]
         if trig.kind == "dm" and not trig.in_thread:
             earlier = [m for m in earlier if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")]
         people = {trig.user, *(str(m["user"]) for m in earlier if m.get("user"))}
-        names = await self.history.names(people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)]))
+        names = await self.history.names(
+            people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)])
+        )
         turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm")
         question = events.plain_text(trig.text, self.bot_user, names)
         author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
         return [*turns, Turn("user", question, author=author, message_id=f"slack:{trig.ts}")]
+
+    # -- AI-app assistant threads ----------------------------------------------------------------
+
+    async def on_thread_started(
+        self, event: Mapping[str, Any], greeting: str, prompts: list[dict[str, str]]
+    ) -> None:
+        """A new assistant thread: a greeting and suggested prompts (both optional niceties)."""
+        thread = event.get("assistant_thread") or {}
+        channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+        if not channel or not thread_ts:
+            return
+        try:
+            await self.api.call(
+                "chat.postMessage", retries=2, channel=channel, thread_ts=thread_ts, text=greeting
+            )
+            await self.api.call(
+                "assistant.threads.setSuggestedPrompts",
+                channel_id=channel,
+                thread_ts=thread_ts,
+                prompts=prompts,
+            )
+        except PlatformError as exc:
+            log.info("slack: assistant greeting not shown: %s", exc)
 
     # -- /relay -------------------------------------------------------------------------------------
 
@@ -220,7 +256,9 @@ class SlackRelay:
         names = await self.history.names({trig.user} | events.user_ids([trig.text]))
         question = events.plain_text(trig.text, self.bot_user, names)
         header = f"<@{trig.user}> asked: {quiet_crowds(escape(question))}\n\n"
-        place = Place(trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True)
+        place = Place(
+            trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True
+        )
         sink = UpdateSink(self.api, place)
         request = Request(
             "slack",

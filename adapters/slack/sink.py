@@ -104,7 +104,9 @@ class _Messages:
 class UpdateSink(_Messages):
     """Post a placeholder, edit it with ``chat.update``, continue in new messages (mrkdwn ``text``)."""
 
-    def __init__(self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT, status: bool = False) -> None:
+    def __init__(
+        self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT, status: bool = False
+    ) -> None:
         super().__init__(api, place)
         self.max_chars = max_chars
         self.status = status  # an assistant thread: show "is thinking…" instead of a placeholder
@@ -170,7 +172,9 @@ class UpdateSink(_Messages):
             self.ts = str(data.get("ts"))
             self.remember(self.ts)
         else:
-            await self.api.call("chat.update", channel=self.place.channel, ts=self.ts, text=text, metadata=meta)
+            await self.api.call(
+                "chat.update", channel=self.place.channel, ts=self.ts, text=text, metadata=meta
+            )
 
 
 class StreamSink(_Messages):
@@ -255,7 +259,9 @@ class StreamSink(_Messages):
         if not delta:
             return
         try:
-            await self.api.call("chat.appendStream", channel=self.place.channel, ts=self.ts, markdown_text=delta)
+            await self.api.call(
+                "chat.appendStream", channel=self.place.channel, ts=self.ts, markdown_text=delta
+            )
         except StreamClosed:
             log.info("stream %s closed by Slack; finishing it with chat.update", self.ts)
             self.closed = True
@@ -299,5 +305,9 @@ class StreamSink(_Messages):
 
     async def _stop(self, rest: str, meta: dict[str, Any]) -> None:
         await self.api.call(
-            "chat.stopStream", channel=self.place.channel, ts=self.ts, markdown_text=rest or None, metadata=meta
+            "chat.stopStream",
+            channel=self.place.channel,
+            ts=self.ts,
+            markdown_text=rest or None,
+            metadata=meta,
         )

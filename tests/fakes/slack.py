@@ -132,12 +132,17 @@ class FakeSlack:
 
     def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """Messages of a thread, parent first."""
-        msgs = [m for m in self.messages[channel].values() if m.get("thread_ts") == thread_ts or m["ts"] == thread_ts]
+        msgs = [
+            m
+            for m in self.messages[channel].values()
+            if m.get("thread_ts") == thread_ts or m["ts"] == thread_ts
+        ]
         return sorted(msgs, key=lambda m: float(m["ts"]))
 
     def bot_messages(self, channel: str) -> list[dict[str, Any]]:
         return sorted(
-            (m for m in self.messages[channel].values() if m.get("bot_id") == BOT_ID), key=lambda m: float(m["ts"])
+            (m for m in self.messages[channel].values() if m.get("bot_id") == BOT_ID),
+            key=lambda m: float(m["ts"]),
         )
 
     def called(self, method: str) -> list[Call]:
@@ -168,7 +173,9 @@ class FakeSlack:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.append(ws)
-        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}}))
+        await ws.send_str(
+            json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}})
+        )
         self._connected.set()
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -215,7 +222,9 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=limited)
         if self.errors.get(method):
             error = self.errors[method].pop(0)
-            return web.json_response({"ok": False, **(error if isinstance(error, dict) else {"error": error})})
+            return web.json_response(
+                {"ok": False, **(error if isinstance(error, dict) else {"error": error})}
+            )
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         data = handler(params) if handler else {"ok": True}
         return web.json_response(data)
@@ -245,7 +254,13 @@ class FakeSlack:
 
     def _bot_message(self, params: dict[str, Any], text: str) -> dict[str, Any]:
         ts = self.next_ts()
-        message: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": text, "ts": ts}
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": text,
+            "ts": ts,
+        }
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
         if params.get("metadata"):
@@ -254,7 +269,14 @@ class FakeSlack:
         return message
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "team_id": TEAM, "user": "relaybot", "team": "Test"}
+        return {
+            "ok": True,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "team_id": TEAM,
+            "user": "relaybot",
+            "team": "Test",
+        }
 
     def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket=abc"}
