@@ -17,7 +17,7 @@ from bot.splitting import cut
         ("**bold** and __also bold__", "*bold* and *also bold*"),
         ("*italic* and _italic_", "_italic_ and _italic_"),
         ("~~gone~~", "~gone~"),
-        ("see [the docs](https://example.com/a?b=1&c=2)", "see <https://example.com/a?b=1&c=2|the docs>"),
+        ("see [the docs](https://example.com/a?b=1&c=2)", "see <https://example.com/a?b=1&amp;c=2|the docs>"),
         ("# Title\n## Sub **title**", "*Title*\n*Sub title*"),
         ("- one\n* two\n  + nested", "• one\n• two\n  • nested"),
         ("1. first\n2. second", "1. first\n2. second"),

@@ -146,3 +146,15 @@ async def test_assistant_thread_greets_shows_status_titles_and_answers(slack, st
         "role": "user",
         "content": "write me a haiku about queues",
     }
+
+
+async def test_native_stream_long_answer_continues_in_new_streams(slack, start_bot, fake_llm):
+    answer = "\n\n".join(f"Paragraph {n}: " + "lorem ipsum " * 20 for n in range(8))
+    fake_llm.reply(answer)
+    await start_bot(slack_native_streaming=True, bot_message_limit=600)
+    event = mention(slack, f"<@{BOT_USER}> long native")
+    await slack.deliver(slack.callback(event))
+    await until(lambda: join_parts(thread_texts(slack, "C1", event["ts"])) == answer, what="the whole answer")
+    texts = thread_texts(slack, "C1", event["ts"])
+    assert len(texts) >= 3 and all(len(t) <= 600 for t in texts)
+    assert len(slack.called("chat.startStream")) == len(texts) == len(slack.called("chat.stopStream"))

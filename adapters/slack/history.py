@@ -9,6 +9,7 @@ is surely full.  Display names come from ``users.info``, cached.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -108,10 +109,9 @@ class History:
 
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Display names of ``user_ids`` (falling back to the id when a lookup fails)."""
-        out: dict[str, str] = {}
-        for uid in dict.fromkeys(user_ids):
-            out[uid] = await self.name(uid)
-        return out
+        ids = list(dict.fromkeys(user_ids))
+        found = await asyncio.gather(*(self.name(uid) for uid in ids))
+        return dict(zip(ids, found, strict=True))
 
     async def name(self, user_id: str) -> str:
         cached = self._names.get(user_id)
