@@ -7,7 +7,7 @@ import logging
 from adapters.slack.events import PLACEHOLDER
 from bot.splitting import join_parts
 from tests.fakes.slack import BOT_USER
-from tests.slack_env import mention, reply_text, thread_texts, until
+from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 pytest_plugins = ("tests.slack_env",)
 

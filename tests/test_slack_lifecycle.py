@@ -9,7 +9,7 @@ from adapters.slack.events import PLACEHOLDER
 from bot.runtime import open_service
 from bot.store import SqliteStore
 from tests.fakes.slack import BOT_USER
-from tests.slack_env import mention, reply_text, thread_texts, until
+from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 pytest_plugins = ("tests.slack_env",)
 

@@ -8,8 +8,9 @@ import time
 import aiohttp
 
 from adapters.slack.format import ZWSP
+from bot.splitting import join_parts
 from tests.fakes.slack import BOT_USER, FakeSlack
-from tests.slack_env import mention, reply_text, thread_texts, until
+from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 SECRET = "test-signing-secret"
 

@@ -90,7 +90,9 @@ def _line(line: str) -> str:
         return _HOLE.format(len(holes) - 1)
 
     line = _INLINE_CODE.sub(lambda m: hold(escape(m.group(0))), line)
-    line = _LINK.sub(lambda m: hold(f"<{m.group(2).replace('&', '&amp;')}|{quiet_crowds(escape(m.group(1)))}>"), line)
+    line = _LINK.sub(
+        lambda m: hold(f"<{m.group(2).replace('&', '&amp;')}|{quiet_crowds(escape(m.group(1)))}>"), line
+    )
     line = quiet_crowds(escape(line))
     heading = _HEADING.match(line)
     if heading:

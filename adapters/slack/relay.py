@@ -79,8 +79,11 @@ class SlackRelay:
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` as a service task (tracked, so a shutdown drains it)."""
-        if self.service.spawn(self._guard(work, name), name=name) is None:
+        if not self.service.accepting:
+            work.close()
             log.info("slack: shutting down; %s not started", name)
+            return
+        self.service.spawn(self._guard(work, name), name=name)
 
     @staticmethod
     async def _guard(work: Coroutine[Any, Any, None], name: str) -> None:
