@@ -185,3 +185,17 @@ def test_ask_header_becomes_the_user_turn():
         ("user", "what is 2+2?", "Ada"),
         ("assistant", "4", None),
     ]
+
+
+def test_interrupted_messages_keep_their_text_and_lose_the_placeholder():
+    from adapters.slack.recovery import interrupted_text
+
+    assert interrupted_text(PLACEHOLDER, 0) == (
+        "_(interrupted — ask again)_",
+        len("_(interrupted — ask again)_"),
+    )
+    header = "<@U1> asked: hi\n\n"
+    text, foot = interrupted_text(header + PLACEHOLDER, len(header))
+    assert text == header + "\n\n_(interrupted — ask again)_" and text.endswith(text[-foot:])
+    text, _ = interrupted_text("half **an**", 0, markdown=True)
+    assert text == "half **an**\n\n*(interrupted — ask again)*"

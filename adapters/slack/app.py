@@ -8,6 +8,7 @@ Socket Mode when an app token is set, else the HTTP Events API on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ from .relay import SlackRelay
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+HEALTH_EVERY = 5.0
 GREETING = "Hi! Ask me anything: I answer in this thread."
 SUGGESTED_PROMPTS = [
     {"title": "Explain a concept", "message": "Explain how TCP congestion control works, briefly."},
@@ -99,6 +101,7 @@ class SlackBot:
         self.app = build_app(self.relay, self.client, secret.get_secret_value() if secret else None)
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.host = host
         self.port = settings.slack_port
 
@@ -122,6 +125,7 @@ class SlackBot:
             )
             await self._socket.connect_async()
             self.service.health["slack"] = True
+            self._watch = asyncio.create_task(self._watch_socket(self._socket), name="slack-health")
             log.info("slack: connected in Socket Mode")
             return
         self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH, port=self.port), access_log=None)
@@ -134,8 +138,20 @@ class SlackBot:
         self.service.health["slack"] = True
         log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
 
+    async def _watch_socket(self, socket: AsyncSocketModeHandler) -> None:
+        """Keep ``service.health`` current while slack_sdk reconnects the websocket on its own."""
+        while True:
+            await asyncio.sleep(HEALTH_EVERY)
+            up = await socket.client.is_connected()
+            if up != self.service.health.get("slack"):
+                log.warning("slack: Socket Mode %s", "reconnected" if up else "disconnected; reconnecting")
+            self.service.health["slack"] = up
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking events, let replies in flight finish (``service.drain``), close the connection."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self.service.health["slack"] = False
         if self._runner is not None:
             await self._runner.cleanup()
