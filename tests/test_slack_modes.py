@@ -74,6 +74,7 @@ async def test_native_streaming_streams_into_the_thread(slack, start_bot, fake_l
     await slack.deliver(slack.callback(event))
     expected = answer.replace("<!here>", f"<{ZWSP}!here>").replace("@channel", f"@{ZWSP}channel")
     await reply_text(slack, "C1", event["ts"], expected)
+    await until(lambda: slack.called("chat.stopStream"), what="the stream to stop")
     start = slack.called("chat.startStream")
     assert len(start) == 1
     assert start[0].params["thread_ts"] == event["ts"]
