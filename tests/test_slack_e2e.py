@@ -241,3 +241,21 @@ async def test_twenty_concurrent_conversations_finish_while_the_limit_holds(slac
     assert slack.early_retries == 0  # ... and every Retry-After was honoured
     for event in events:
         assert len(thread_texts(slack, event["channel"], event["ts"])) == 1
+
+
+async def test_ask_with_a_provider_error_keeps_the_question_and_shows_the_note(slack, start_bot, fake_llm):
+    fake_llm.fail(401)
+    await start_bot()
+    command = {
+        "command": "/ask",
+        "text": "anyone there?",
+        "user_id": "U1",
+        "channel_id": "C8",
+        "team_id": "T1",
+        "trigger_id": "trig-err",
+        "response_url": f"{slack.api_url}respond",
+    }
+    await slack.deliver(command, kind="slash_commands")
+    texts = await until(lambda: [t for t in thread_texts(slack, "C8", None) if "API key" in t])
+    assert texts[0].startswith("<@U1> asked: anyone there?\n\n_") and texts[0].endswith("_")
+    assert PLACEHOLDER not in texts[0]

@@ -199,3 +199,8 @@ def test_interrupted_messages_keep_their_text_and_lose_the_placeholder():
     assert text == header + "\n\n_(interrupted — ask again)_" and text.endswith(text[-foot:])
     text, _ = interrupted_text("half **an**", 0, markdown=True)
     assert text == "half **an**\n\n*(interrupted — ask again)*"
+
+
+def test_ts_keys_sort_exactly():
+    assert events.ts_key("1700000000.000002") > events.ts_key("1700000000.000001")
+    assert events.ts_key("1700000001.000000") > events.ts_key("1700000000.999999")

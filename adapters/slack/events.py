@@ -60,6 +60,15 @@ class Trigger:
         return bool(self.thread_ts and self.thread_ts != self.ts)
 
 
+def ts_key(ts: str) -> tuple[int, int]:
+    """A Slack ts ("1700000000.000100") as a sortable key, exact (a float loses the microseconds)."""
+    seconds, _, micros = ts.partition(".")
+    try:
+        return int(seconds or 0), int(micros or 0)
+    except ValueError:
+        return 0, 0
+
+
 def is_spoken(event: Mapping[str, Any], bot_user: str | None, bot_id: str | None) -> bool:
     """A person's new message: no edits, deletions, joins, other bots or our own messages."""
     if event.get("subtype") not in _SPOKEN_SUBTYPES:

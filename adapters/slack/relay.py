@@ -279,7 +279,4 @@ class SlackRelay:
 
 
 def _before(message: Mapping[str, Any], ts: str) -> bool:
-    try:
-        return float(message.get("ts") or 0) <= float(ts)
-    except ValueError:
-        return True
+    return events.ts_key(str(message.get("ts") or "0")) <= events.ts_key(ts)

@@ -153,7 +153,7 @@ class UpdateSink(_Messages):
     async def _final(self, text: str, notes: Sequence[str]) -> None:
         body = self.header + to_mrkdwn(text)
         foot = footer(notes)
-        if not body:
+        if not text:  # the notes stand alone (under the /ask header, if any)
             foot = foot.lstrip("\n")
         await self._write(body + foot, self.meta(len(foot)))
 
