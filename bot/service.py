@@ -243,7 +243,11 @@ class RelayService:
             reply_id, request.platform, request.channel,
             len(fitted.turns) if fitted else 0, fitted.dropped if fitted else 0,
         )
-        outcome = await stream.run(routed, notes=fitted.notes if fitted else ())
+        try:
+            outcome = await stream.run(routed, notes=fitted.notes if fitted else ())
+        except asyncio.CancelledError:  # shutdown: the stream has shown "interrupted"
+            await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
+            raise
         await self._save_counts()
         await self._record(request, reply_id, routed, outcome, started)
         return outcome
