@@ -259,3 +259,13 @@ async def test_ask_with_a_provider_error_keeps_the_question_and_shows_the_note(s
     texts = await until(lambda: [t for t in thread_texts(slack, "C8", None) if "API key" in t])
     assert texts[0].startswith("<@U1> asked: anyone there?\n\n_") and texts[0].endswith("_")
     assert PLACEHOLDER not in texts[0]
+
+
+async def test_a_bare_mention_gets_a_short_hint_and_no_model_call(slack, start_bot, fake_llm):
+    await start_bot()
+    event = mention(slack, f"<@{BOT_USER}>")
+    await slack.deliver(slack.callback(event))
+    texts = await until(lambda: thread_texts(slack, "C1", event["ts"]), what="the hint")
+    await until(lambda: thread_texts(slack, "C1", event["ts"]) != [PLACEHOLDER], what="the placeholder to go")
+    assert thread_texts(slack, "C1", event["ts"]) == ["_The question is empty: type something to ask._"]
+    assert texts and fake_llm.requests == []

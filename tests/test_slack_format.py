@@ -29,6 +29,11 @@ from bot.splitting import cut
             "```\nif a &lt; b and c:\n    **not bold**\n```",
         ),
         ("2 * 3 * 4", "2 * 3 * 4"),
+        (
+            "Sizes:\n| name | size |\n|------|-----:|\n| a<b  | 1    |\nend",
+            "Sizes:\n```\n| name | size |\n|------|-----:|\n| a&lt;b  | 1    |\n```\nend",
+        ),
+        ("| not | a table |", "| not | a table |"),
         ("snake_case_name stays", "snake_case_name stays"),
     ],
 )

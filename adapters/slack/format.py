@@ -5,7 +5,8 @@ Two targets:
 * ``to_mrkdwn``: classic ``text`` (mrkdwn) for the ``chat.update`` path.
   ``&``, ``<`` and ``>`` are escaped, which disarms every control sequence
   (``<!channel>``, ``<!here>``, ``<!everyone>``, ``<!subteam^…>``, ``<@U…>``);
-  bold, italics, strike, links, headings, lists and code blocks are converted.
+  bold, italics, strike, links, headings, lists and code blocks are converted,
+  and tables (which mrkdwn lacks) become code blocks so their columns line up.
 * ``to_markdown``: standard Markdown for ``markdown_text`` (native streaming),
   where only the control sequences are broken up with a zero-width space.
 
@@ -31,6 +32,8 @@ _QUOTE = re.compile(r"^((?:&gt;[ \t]?)+)")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
 _ITALIC = re.compile(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _HOLE = "\ue000{}\ue001"
 _HOLE_RE = re.compile("\ue000(\\d+)\ue001")
 _BOLD_MARK = "\ue002"
@@ -79,7 +82,20 @@ def to_mrkdwn(md: str) -> str:
 
 
 def _prose(lines: Sequence[str]) -> list[str]:
-    return [_line(line) for line in lines]
+    """Prose lines converted; a Markdown table (no such thing in mrkdwn) becomes a code block."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        end = i
+        while end < len(lines) and _TABLE_ROW.match(lines[end]):
+            end += 1
+        if end - i >= 2 and _TABLE_RULE.match(lines[i + 1]):
+            out.extend(["```", *(escape(row.strip()) for row in lines[i:end]), "```"])
+            i = end
+        else:
+            out.append(_line(lines[i]))
+            i += 1
+    return out
 
 
 def _line(line: str) -> str:
