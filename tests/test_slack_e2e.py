@@ -34,7 +34,7 @@ async def test_mention_gets_a_streamed_reply_in_its_thread(slack, start_bot, fak
 async def test_thread_follow_up_carries_the_history(slack, start_bot, fake_llm):
     fake_llm.reply("Rome.")
     fake_llm.reply("About 2.8 million people.")
-    await start_bot()
+    bot = await start_bot()
     first = mention(slack, f"<@{BOT_USER}> capital of Italy?")
     await slack.deliver(slack.callback(first))
     await reply_text(slack, "C1", first["ts"], "Rome.")
@@ -49,6 +49,9 @@ async def test_thread_follow_up_carries_the_history(slack, start_bot, fake_llm):
         {"role": "assistant", "content": "Rome."},
         {"role": "user", "content": "Grace: and how many people live there?"},
     ]
+    # every turn's token count is cached under the message's channel and ts
+    cached = await bot.service.store.cached_counts([f"slack:C1:{first['ts']}", f"slack:C1:{follow['ts']}"])
+    assert len(cached) == 2
 
 
 async def test_thread_message_without_the_bot_gets_no_answer(slack, start_bot, fake_llm, caplog):

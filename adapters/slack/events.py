@@ -168,10 +168,12 @@ def thread_turns(
     names: Mapping[str, str],
     *,
     labelled: bool = True,
+    ids: str = "slack:",
 ) -> list[Turn]:
     """A thread, oldest first, as turns: people as user turns, the bot's replies as assistant turns.
 
     ``labelled``: user turns carry the person's display name (shared channels, not DMs).
+    ``ids`` prefixes each message's ts to make the turn's ``message_id`` (the token-count cache key).
 
     Continuation messages (``part`` > 0) join the reply they continue; other
     bots, placeholders and non-spoken subtypes are left out.
@@ -185,7 +187,7 @@ def thread_turns(
         if parts:
             text = plain_text(join_parts(parts), bot_user, names)
             if text:
-                turns.append(Turn("assistant", text, message_id=f"slack:{first_ts}"))
+                turns.append(Turn("assistant", text, message_id=f"{ids}{first_ts}"))
         parts, first_ts = [], None
 
     for message in messages:
@@ -205,7 +207,7 @@ def thread_turns(
                 if question and meta.get("asker"):
                     asked = plain_text(question.split(" asked: ", 1)[-1], bot_user, names)
                     author = names.get(str(meta["asker"]), str(meta["asker"])) if labelled else None
-                    turns.append(Turn("user", asked, author=author, message_id=f"slack:{ts}:q"))
+                    turns.append(Turn("user", asked, author=author, message_id=f"{ids}{ts}:q"))
                 first_ts = ts
             parts.append(answer)
             continue
@@ -216,6 +218,6 @@ def thread_turns(
         if text:
             user = str(message.get("user"))
             author = names.get(user, user) if labelled else None
-            turns.append(Turn("user", text, author=author, message_id=f"slack:{ts}"))
+            turns.append(Turn("user", text, author=author, message_id=f"{ids}{ts}"))
     close()
     return turns

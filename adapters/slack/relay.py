@@ -203,10 +203,13 @@ class SlackRelay:
         names = await self.history.names(
             people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)])
         )
-        turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm")
+        ids = f"slack:{trig.channel}:"
+        turns = events.thread_turns(
+            earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm", ids=ids
+        )
         question = events.plain_text(trig.text, self.bot_user, names)
         author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
-        return [*turns, Turn("user", question, author=author, message_id=f"slack:{trig.ts}")]
+        return [*turns, Turn("user", question, author=author, message_id=f"{ids}{trig.ts}")]
 
     # -- AI-app assistant threads ----------------------------------------------------------------
 
