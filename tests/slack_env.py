@@ -25,7 +25,8 @@ async def slack() -> AsyncIterator[FakeSlack]:
 @pytest.fixture
 async def start_bot(make_settings, slack: FakeSlack) -> AsyncIterator[Callable[..., Any]]:
     """Start a real SlackBot (Socket Mode by default) against the fake; stopped at teardown."""
-    started: list[tuple[SlackBot, SqliteStore, Any]] = []
+    bots: list[SlackBot] = []
+    opened: list[tuple[SqliteStore, Any]] = []
 
     async def start(**overrides: Any) -> SlackBot:
         values: dict[str, Any] = {
@@ -38,13 +39,15 @@ async def start_bot(make_settings, slack: FakeSlack) -> AsyncIterator[Callable[.
         settings = make_settings(**values)
         store = await SqliteStore.open(settings.bot_database)
         router = build_router(settings)
+        opened.append((store, router))
         bot = SlackBot(RelayService(settings, store, router), settings, host="127.0.0.1")
         await bot.start()
-        started.append((bot, store, router))
+        bots.append(bot)
         return bot
 
     yield start
-    for bot, store, router in started:
+    for bot in bots:
         await bot.stop(grace=10)
+    for store, router in opened:
         await router.aclose()
         await store.close()

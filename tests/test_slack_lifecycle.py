@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from adapters.slack import run
 from adapters.slack.events import PLACEHOLDER
+from bot.errors import ConfigError
 from bot.runtime import open_service
 from bot.store import SqliteStore
 from tests.fakes.slack import BOT_USER
@@ -111,3 +115,29 @@ async def test_ask_in_a_channel_the_bot_is_not_in_tells_the_user(slack, start_bo
     await slack.deliver(command, kind="slash_commands")
     reply = await until(lambda: slack.called("respond"), what="the ephemeral hint")
     assert "/invite @relaybot" in reply[0].params["text"]
+
+
+async def test_a_bad_app_token_is_a_clear_config_error(slack, start_bot):
+    slack.errors["apps.connections.open"].append("invalid_auth")
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN: cannot open Socket Mode \\(invalid_auth\\)"):
+        await start_bot()
+
+
+async def test_a_bad_bot_token_is_a_clear_config_error(slack, start_bot):
+    slack.errors["auth.test"].append("invalid_auth")
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
+        await start_bot()
+
+
+async def test_http_mode_needs_a_signing_secret(slack, start_bot):
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        await start_bot(slack_app_token=None)
+
+
+async def test_http_port_in_use_is_a_clear_config_error(slack, start_bot):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"SLACK_PORT: cannot listen on 127.0.0.1:{port}"):
+            await start_bot(slack_app_token=None, slack_signing_secret="s", slack_port=port)

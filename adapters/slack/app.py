@@ -12,9 +12,11 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError, PlatformError
@@ -123,6 +125,15 @@ class SlackBot:
             self._socket = AsyncSocketModeHandler(
                 self.app, app_token=self.settings.slack_app_token.get_secret_value(), web_client=self.client
             )
+            # Ask for the websocket URL ourselves: slack_sdk's connect() would retry a bad token forever.
+            try:
+                self._socket.client.wss_uri = await self._socket_url(
+                    self.settings.slack_app_token.get_secret_value()
+                )
+            except ConfigError:
+                await self._socket.close_async()
+                self._socket = None
+                raise
             await self._socket.connect_async()
             self.service.health["slack"] = True
             self._watch = asyncio.create_task(self._watch_socket(self._socket), name="slack-health")
@@ -131,12 +142,29 @@ class SlackBot:
         self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH, port=self.port), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"SLACK_PORT: cannot listen on {self.host}:{self.port} ({exc.strerror})"
+            ) from exc
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
         self.service.health["slack"] = True
         log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
+
+    async def _socket_url(self, app_token: str) -> str:
+        try:
+            response = await self.client.apps_connections_open(app_token=app_token)
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError) as exc:
+            raise ConfigError(
+                f"SLACK_APP_TOKEN: cannot open Socket Mode ({_reason(exc)}); check the app-level token "
+                "(xapp-, scope connections:write) and that Socket Mode is enabled for the app"
+            ) from exc
+        return str(response["url"])
 
     async def _watch_socket(self, socket: AsyncSocketModeHandler) -> None:
         """Keep ``service.health`` current while slack_sdk reconnects the websocket on its own."""
@@ -162,3 +190,10 @@ class SlackBot:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        data = getattr(exc.response, "data", None)
+        return str(data.get("error")) if isinstance(data, dict) else "Slack API error"
+    return type(exc).__name__
