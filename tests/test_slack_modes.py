@@ -165,3 +165,13 @@ async def test_native_stream_long_answer_continues_in_new_streams(slack, start_b
     texts = thread_texts(slack, "C1", event["ts"])
     assert len(texts) >= 3 and all(len(t) <= 600 for t in texts)
     assert len(slack.called("chat.startStream")) == len(texts)
+
+
+async def test_http_mode_answers_slacks_url_verification(slack, start_bot):
+    bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
+    body = json.dumps({"type": "url_verification", "token": "t", "challenge": "abc123"})
+    url = f"http://127.0.0.1:{bot.port}/slack/events"
+    headers = FakeSlack.sign(body, SECRET)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        assert response.status == 200
+        assert (await response.json())["challenge"] == "abc123"
