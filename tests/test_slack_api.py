@@ -9,7 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.api import SlackApi, StreamClosed
 from adapters.slack.history import History
-from adapters.slack.sink import Place, UpdateSink
+from adapters.slack.sink import Place, StreamSink, UpdateSink
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited
 
 pytest_plugins = ("tests.slack_env",)
@@ -109,3 +109,31 @@ async def test_dm_history_stops_reading_once_the_budget_is_full(slack, api):
     messages = await History(api).channel("D1", budget=500, latest=latest)
     assert messages[-1]["text"] == "latest"
     assert len(slack.called("conversations.history")) == 1  # the first page already filled it
+
+
+async def test_stream_sink_rolls_over_even_when_the_old_stream_just_expired(slack, api):
+    sink = StreamSink(api, Place("C1", "5.000001", team="T1", user="U1"), lifetime=0.0)
+    await sink.start()
+    await sink.update("first part ")  # the stream is old (lifetime 0): roll over
+    slack.stream_lifetime = -1.0  # Slack has expired every stream by now
+    await sink.update("first part second part ")  # stop fails: a new stream carries on
+    slack.stream_lifetime = 300.0
+    await sink.finish("first part second part end", [])
+    texts = [m["text"] for m in slack.bot_messages("C1")]
+    assert "".join(texts) == "first part second part end"
+    assert [m["metadata"]["event_payload"]["part"] for m in slack.bot_messages("C1")] == list(
+        range(len(texts))
+    )
+
+
+async def test_stream_sink_finishes_a_closed_stream_with_chat_update(slack, api):
+    sink = StreamSink(api, Place("C1", "5.000001", team="T1", user="U1"))
+    await sink.start()
+    await sink.update("some words ")
+    slack.stream_lifetime = -1.0
+    await sink.finish("some words and the end", ["(a note)"])
+    (message,) = slack.bot_messages("C1")
+    assert message["text"] == "some words and the end\n\n*(a note)*"
+    assert slack.called("chat.update")[-1].params["metadata"]["event_payload"]["foot"] == len(
+        "\n\n*(a note)*"
+    )

@@ -252,7 +252,7 @@ class StreamSink(_Messages):
         if self.closed or not mine.startswith(self.sent):
             await self._replace(mine)
             return
-        if time.monotonic() - self.started_at > self.lifetime:
+        if self.sent and time.monotonic() - self.started_at > self.lifetime:
             await self._roll_over(mine)
             return
         delta = mine[len(self.sent) :]
@@ -271,7 +271,10 @@ class StreamSink(_Messages):
 
     async def _roll_over(self, mine: str) -> None:
         """Stop the ageing stream with what it holds and continue in a new one."""
-        await self._stop("", self.meta())
+        try:
+            await self._stop("", self.meta())
+        except StreamClosed:  # expired already: mark it as ours with chat.update
+            await self._replace(self.sent, self.meta())
         self.offset += len(self.sent)
         self.part += 1
         self.ts = None
