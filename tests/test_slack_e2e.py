@@ -272,3 +272,49 @@ async def test_a_bare_mention_gets_a_short_hint_and_no_model_call(slack, start_b
     await until(lambda: thread_texts(slack, "C1", event["ts"]) != [PLACEHOLDER], what="the placeholder to go")
     assert thread_texts(slack, "C1", event["ts"]) == ["_The question is empty: type something to ask._"]
     assert texts and fake_llm.requests == []
+
+
+async def test_long_dm_answer_continues_at_the_top_level_and_joins_back(slack, start_bot, fake_llm):
+    answer = "\n".join(f"line {n}: " + " ".join(["text"] * 12) for n in range(20))
+    fake_llm.reply(answer)
+    fake_llm.reply("ok")
+    await start_bot(bot_message_limit=400)
+    first = slack.say("tell me a lot", channel="D2")
+    await slack.deliver(slack.callback(first))
+    await until(lambda: join_parts(thread_texts(slack, "D2", None)) == answer, what="the whole DM answer")
+    assert len(thread_texts(slack, "D2", None)) >= 3
+    second = slack.say("thanks", channel="D2")
+    await slack.deliver(slack.callback(second))
+    await until(lambda: thread_texts(slack, "D2", None)[-1] == "ok")
+    assert fake_llm.requests[1]["messages"][1:] == [
+        {"role": "user", "content": "tell me a lot"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "thanks"},
+    ]
+
+
+async def test_long_ask_answer_continues_in_the_thread_of_its_message(slack, start_bot, fake_llm):
+    answer = " ".join(f"word{n}" for n in range(200))
+    fake_llm.reply(answer)
+    await start_bot(bot_message_limit=500)
+    command = {
+        "command": "/ask",
+        "text": "count",
+        "user_id": "U1",
+        "channel_id": "C9",
+        "team_id": "T1",
+        "trigger_id": "trig-long",
+        "response_url": f"{slack.api_url}respond",
+    }
+    await slack.deliver(command, kind="slash_commands")
+    header = "<@U1> asked: count\n\n"
+
+    def whole() -> bool:
+        top = thread_texts(slack, "C9", None)
+        if not top:
+            return False
+        rest = thread_texts(slack, "C9", slack.bot_messages("C9")[0]["ts"])
+        return top[0].startswith(header) and join_parts([top[0][len(header) :], *rest]) == answer
+
+    await until(whole, what="the /ask answer with its continuations")
+    assert len(thread_texts(slack, "C9", None)) == 1  # one visible message; the rest is in its thread
