@@ -39,13 +39,23 @@ SUGGESTED_PROMPTS = [
 ]
 
 
+class _NoTokenNotice(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN (read from the environment) is unused next to ``client``: it is by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("As you gave `client` as well")
+
+
 def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    bolt_log = logging.getLogger("slack_bolt.llama_relay")
+    if not any(isinstance(f, _NoTokenNotice) for f in bolt_log.filters):
+        bolt_log.addFilter(_NoTokenNotice())
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "",
         request_verification_enabled=True,
         name="llama-relay",
-        logger=logging.getLogger("slack_bolt.llama_relay"),
+        logger=bolt_log,
     )
     assistant = AsyncAssistant()
 
