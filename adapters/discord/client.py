@@ -1,0 +1,243 @@
+"""The discord.py client: turns gateway events into requests for the relay service.
+
+``on_message`` decides (``events``), dedupes on the message snowflake, reads
+the conversation (``history``), picks where the answer goes (a reply, a new
+thread, the thread or DM itself) and streams it through a ``ChannelSink``.
+``/ask`` is deferred at once, then answered into an ``InteractionSink``.
+Answers run as tracked tasks so the gateway is never blocked and shutdown
+can let them finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.conversation import Turn
+from bot.service import RelayService, Request
+from bot.settings import Settings
+
+from . import format as fmt
+from .events import Policy, Trigger, decide, facts_of, interaction_allowed
+from .history import HistoryReader, token_budget
+from .pacing import Budgets, EditBudget, RateMonitor, Watch
+from .sink import MAPPED, NO_MENTIONS, ChannelSink, InteractionSink, map_error
+
+log = logging.getLogger(__name__)
+
+THREAD_NAME_LIMIT = 90
+THREAD_ARCHIVE_MINUTES = 1440
+#: The smallest value discord.py accepts; longer rate-limit waits raise instead of hanging.
+MAX_RATELIMIT_WAIT = 30.0
+EMPTY_CONTENT_WARNING = (
+    "Discord delivered a message with empty content. If the bot should read messages without "
+    "being mentioned (threads, replies without ping), enable MESSAGE CONTENT INTENT under "
+    "Developer Portal > your application > Bot > Privileged Gateway Intents."
+)
+NOT_ALLOWED = "Sorry, I am not set up to answer here."
+
+
+class RelayClient(discord.Client):
+    def __init__(self, service: RelayService, settings: Settings, *, message_content: bool = True,
+                 **options: Any) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = message_content
+        self.monitor = RateMonitor()
+        options.setdefault("max_ratelimit_timeout", MAX_RATELIMIT_WAIT)
+        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace,
+                         **options)
+        self.service = service
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.budgets = Budgets(settings.discord_edits_per_minute)
+        self.reader = HistoryReader(self, token_budget(settings), service.counter.count)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(ask_command(self.ask))
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+        self._warned_empty = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        try:
+            synced = await self.tree.sync()
+        except MAPPED as exc:
+            log.warning("discord: could not sync slash commands: %s", map_error(exc))
+        else:
+            log.info("discord: synced %d slash command(s)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("discord: connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id,
+                 len(self.guilds))
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("discord: %s failed", task.get_name(), exc_info=task.exception())
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking new work; let answers in flight finish, cancelling them after ``timeout``."""
+        self.accepting = False
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()  # ReplyStream finalises the message as interrupted
+        if pending:
+            await asyncio.wait(pending, timeout=10.0)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        if not self.accepting or self.user is None:
+            return
+        trigger = decide(facts_of(message, self.user.id), self.policy)
+        if trigger is not None:
+            self.spawn(self.answer_message(message, trigger), name=f"discord-message-{message.id}")
+
+    async def answer_message(self, message: discord.Message, trigger: Trigger) -> None:
+        if not await self.service.store.claim_event(f"message:{message.id}", "discord"):
+            return
+        self._check_content(message)
+        try:
+            channel, reply_to, turns = await self._conversation(message, trigger)
+        except MAPPED as exc:
+            log.warning("discord message %s: could not read the conversation: %s", message.id, map_error(exc))
+            return
+        sink = ChannelSink(channel, reply_to=reply_to, watch=Watch(self.monitor, f"channel:{channel.id}"))
+        request = Request(
+            platform="discord",
+            channel=str(getattr(channel, "parent_id", None) or channel.id),
+            thread=_conversation_key(message, channel, turns),
+            turns=turns,
+            user_id=str(message.author.id),
+        )
+        try:
+            await self.service.answer(request, sink, budget=self.budgets.for_channel(channel.id))
+        finally:
+            await sink.close()
+
+    async def _conversation(
+        self, message: discord.Message, trigger: Trigger
+    ) -> tuple[discord.abc.Messageable, discord.Message | None, list[Turn]]:
+        """Where the answer goes, what it replies to, and the turns so far."""
+        channel = message.channel
+        if trigger is Trigger.DM:
+            return channel, None, await self.reader.direct(message)
+        if trigger is Trigger.THREAD and isinstance(channel, discord.Thread):
+            return channel, None, await self.reader.thread(message, channel)
+        turns = await self.reader.reply_chain(message)
+        if (
+            trigger is Trigger.MENTION
+            and self.settings.discord_reply_mode == "thread"
+            and not isinstance(channel, discord.Thread)
+        ):
+            thread = await self._open_thread(message, turns)
+            if thread is not None:
+                return thread, None, turns
+        return channel, message, turns
+
+    async def _open_thread(self, message: discord.Message, turns: list[Turn]) -> discord.Thread | None:
+        name = thread_name(turns[-1].text if turns else "")
+        try:
+            return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
+        except MAPPED as exc:
+            log.warning("discord message %s: no thread (%s); replying instead", message.id, map_error(exc))
+            return None
+
+    def _check_content(self, message: discord.Message) -> None:
+        if message.content or message.attachments or message.embeds or message.stickers:
+            return
+        if not self._warned_empty:
+            self._warned_empty = True
+            log.warning(EMPTY_CONTENT_WARNING)
+
+    # -- /ask ---------------------------------------------------------------------------------
+
+    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+        """Defer within Discord's 3 s, then stream the answer into the original response."""
+        if not self.accepting:
+            return
+        if not self._interaction_allowed(interaction):
+            await self._refuse(interaction)
+            return
+        if not await self.service.store.claim_event(f"interaction:{interaction.id}", "discord"):
+            return
+        try:
+            await interaction.response.defer(thinking=True)
+        except MAPPED as exc:
+            log.warning("discord /ask %s: could not defer: %s", interaction.id, map_error(exc))
+            return
+        self.spawn(self.answer_interaction(interaction, question), name=f"discord-ask-{interaction.id}")
+
+    async def answer_interaction(self, interaction: discord.Interaction, question: str) -> None:
+        labelled = interaction.guild_id is not None
+        author = interaction.user.display_name if labelled else None
+        text = fmt.question_text(question, self.user.id if self.user else 0, {})
+        request = Request(
+            platform="discord",
+            channel=str(interaction.channel_id),
+            thread=f"ask:{interaction.id}",
+            turns=[Turn("user", text, author=author, message_id=f"discord:ask:{interaction.id}")],
+            user_id=str(interaction.user.id),
+        )
+        token = interaction.token
+        sink = InteractionSink(interaction, watch=Watch(self.monitor, f"token:{token}"))
+        # Interaction webhooks have their own bucket, separate from the channel's.
+        await self.service.answer(request, sink, budget=EditBudget(self.settings.discord_edits_per_minute))
+
+    def _interaction_allowed(self, interaction: discord.Interaction) -> bool:
+        channel = interaction.channel
+        roles = [r.id for r in getattr(interaction.user, "roles", [])]
+        return interaction_allowed(
+            interaction.user.id,
+            interaction.guild_id,
+            interaction.channel_id,
+            getattr(channel, "parent_id", None),
+            roles,
+            self.policy,
+        )
+
+    async def _refuse(self, interaction: discord.Interaction) -> None:
+        try:
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except MAPPED as exc:
+            log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
+
+
+def ask_command(handler: Any) -> app_commands.Command[Any, Any, None]:
+    @app_commands.command(name="ask", description="Ask the model a question")
+    @app_commands.describe(question="What do you want to know?")
+    async def ask(interaction: discord.Interaction, question: str) -> None:
+        await handler(interaction, question)
+
+    return ask
+
+
+def thread_name(question: str) -> str:
+    """A thread title from the question's first line."""
+    first = fmt.neutralise(question.strip().split("\n", 1)[0]).strip() or "Answer"
+    if len(first) > THREAD_NAME_LIMIT:
+        first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
+    return first
+
+
+def _conversation_key(message: discord.Message, channel: Any, turns: list[Turn]) -> str:
+    """Answers in one conversation run in order; different conversations run side by side."""
+    if isinstance(channel, discord.Thread):
+        return f"thread:{channel.id}"
+    if message.guild is None:
+        return f"dm:{channel.id}"
+    root = next((t.message_id for t in turns if t.message_id), None) or f"discord:{message.id}"
+    return f"chain:{root}"
