@@ -49,6 +49,7 @@ class RelayClient(discord.Client):
         intents.message_content = message_content
         self.monitor = RateMonitor()
         options.setdefault("max_ratelimit_timeout", MAX_RATELIMIT_WAIT)
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace,
                          **options)
         self.service = service

@@ -73,6 +73,7 @@ class DiscordSink:
         self.dead = False
         self.messages = 0  # messages posted
         self._current: object | None = None  # the message being written
+        self.previous: object | None = None  # the last finished part
         self._shown: str | None = None  # its content on Discord
         self._typing: asyncio.Task[None] | None = None
 
@@ -95,6 +96,7 @@ class DiscordSink:
     async def split(self, text: str) -> None:
         self._stop_typing()
         await self._show(fmt.render(text))
+        self.previous = self._current
         self._current, self._shown = None, None
 
     async def finish(self, text: str, notes: Sequence[str]) -> None:
@@ -167,20 +169,13 @@ class ChannelSink(DiscordSink):
         super().__init__(watch, label=f"discord channel {getattr(channel, 'id', '?')}")
         self.channel = channel
         self.reply_to = reply_to
-        self._previous: discord.Message | None = None
         self.posted: list[discord.Message] = []
 
     async def start(self) -> None:
         self._start_typing(self.channel)
 
-    async def split(self, text: str) -> None:
-        current = self._current
-        await super().split(text)
-        if isinstance(current, discord.Message):
-            self._previous = current
-
     async def _post(self, content: str) -> discord.Message:
-        target = self._previous or self.reply_to
+        target = self.previous if isinstance(self.previous, discord.Message) else self.reply_to
         reference = None
         mentions = NO_MENTIONS
         if target is not None:

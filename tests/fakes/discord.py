@@ -43,11 +43,13 @@ OTHER_BOT = 950_000_000_000_000_003
 MESSAGE_CONTENT = 1 << 15
 JSON = "application/json"
 
-_ids = itertools.count(1_300_000_000_000_000_000)
+DISCORD_EPOCH_MS = 1_420_070_400_000
+_counter = itertools.count(1)
 
 
 def snowflake() -> int:
-    return next(_ids)
+    """A fresh id whose timestamp is now (discord.py derives ``created_at`` and expiry from it)."""
+    return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
 
 
 def now_iso() -> str:
