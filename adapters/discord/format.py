@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 ZWSP = "\u200b"
 NOTE_PREFIX = "-# "
 EMPTY_ANSWER = "(no answer)"
+WARNING = "\u26a0\ufe0f"  # the warning sign, in front of an error note
 
 _MASS = re.compile(r"@(everyone|here)\b")
 _DEEP_HEADING = re.compile(r"^\s{0,3}#{4,6}\s+")

@@ -22,14 +22,14 @@ import aiohttp
 
 from bot.pacing import EditBudget
 
-_CHANNEL = re.compile(r"/channels/(\d+)/")
+_CHANNEL = re.compile(r"/channels/(\d+)/messages")
 _WEBHOOK = re.compile(r"/(?:webhooks/\d+|interactions/\d+)/([^/?]+)")
 #: Grace added to a hold so the next edit lands after the bucket has reset.
 SLACK = 0.05
 
 
 def route_key(path: str) -> str | None:
-    """The rate-limit key of a REST path: the channel, or the interaction token."""
+    """The rate-limit key of a REST path: a channel's messages, or an interaction token."""
     if match := _CHANNEL.search(path):
         return f"channel:{match.group(1)}"
     if match := _WEBHOOK.search(path):

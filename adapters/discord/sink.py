@@ -105,7 +105,8 @@ class DiscordSink:
 
     async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
         self._stop_typing()
-        await self._show(fmt.with_notes(fmt.render(text), notes))
+        marked = [*notes[:-1], f"{fmt.WARNING} {notes[-1]}"] if notes else [f"{fmt.WARNING} {error.user_message}"]
+        await self._show(fmt.with_notes(fmt.render(text), marked))
 
     # -- I/O ---------------------------------------------------------------------------------
 
