@@ -266,3 +266,37 @@ async def test_expired_interaction_is_logged(make_settings, fake_llm, caplog):
         await wait_for(lambda: last_text(bot.fake, OTHER_CHANNEL_ID) == "Barrier answer.", what="barrier")
         assert not bot.fake.find("PATCH", r"/webhooks/.*")
         assert len(fake_llm.requests) == 1
+
+
+async def test_split_answer_comes_back_as_one_turn(make_settings, fake_llm):
+    code = "Here you go:\n\n```python\n" + "\n".join(f"value_{i} = {i} * 2" for i in range(300)) + "\n```\nDone."
+    fake_llm.reply(code)
+    fake_llm.reply("Glad it helped.")
+    async with running_bot(make_settings) as bot:
+        await bot.fake.say("write code", mention_bot=True)
+        await wait_for(lambda: join_parts(bot_texts(bot.fake)) == code, what="the split answer")
+        parts = bot_texts(bot.fake)
+        assert len(parts) >= 3
+        assert all(p.count("```") % 2 == 0 for p in parts)  # every part closes its fence
+        await bot.fake.say("thanks", reply_to=int(bot.fake.bot_messages(CHANNEL_ID)[-1]["id"]))
+        await wait_for(lambda: last_text(bot.fake) == "Glad it helped.", what="the follow-up")
+        assert user_contents(fake_llm.requests[-1]) == [
+            ("user", "Alice A.: write code"),
+            ("assistant", code),
+            ("user", "Alice A.: thanks"),
+        ]
+
+
+async def test_reply_chain_fetches_messages_it_never_saw(make_settings, fake_llm):
+    fake_llm.reply("Both are right.")
+    async with running_bot(make_settings) as bot:
+        first = await bot.fake.say("Tabs are better.", author=BOB, dispatch=False)
+        second = await bot.fake.say("No, spaces.", reply_to=int(first["id"]), dispatch=False)
+        await bot.fake.say("who is right?", reply_to=int(second["id"]), mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake) == "Both are right.", what="the answer")
+        assert bot.fake.find("GET", rf"/channels/{CHANNEL_ID}/messages/{first['id']}")
+        assert user_contents(fake_llm.requests[-1]) == [
+            ("user", "Bob: Tabs are better."),
+            ("user", "Alice A.: No, spaces."),
+            ("user", "Alice A.: who is right?"),
+        ]

@@ -198,14 +198,20 @@ class FakeDiscord:
         reply_to: int | None = None,
         mention_bot: bool = False,
         dm: bool = False,
+        dispatch: bool = True,
     ) -> dict[str, Any]:
-        """A user posts a message: stored, then dispatched as MESSAGE_CREATE."""
+        """A user posts a message: stored, then dispatched as MESSAGE_CREATE.
+
+        ``dispatch=False`` keeps it off the gateway (posted while the bot was offline):
+        the bot can only learn of it over REST.
+        """
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         if dm:
             channel = DM_CHANNEL_ID
         msg = self._message(channel, author, content, reply_to=reply_to)
-        await self.dispatch("MESSAGE_CREATE", msg)
+        if dispatch:
+            await self.dispatch("MESSAGE_CREATE", msg)
         return msg
 
     async def interact(self, name: str, options: dict[str, str], *, author: int = ALICE,
@@ -376,14 +382,12 @@ class FakeDiscord:
             msg["type"] = 19
             msg["message_reference"] = {"message_id": str(reply_to), "channel_id": str(ref_channel),
                                         **({"guild_id": guild_id} if guild_id else {})}
-            msg["referenced_message"] = dict(target) if target else None
+            # one level only, as on Discord: the referenced message's own reference is not resolved
+            msg["referenced_message"] = (
+                {k: v for k, v in target.items() if k != "referenced_message"} if target else None
+            )
         self.messages.setdefault(channel, {})[int(msg["id"])] = msg
         return msg
-
-    def _strip(self, msg: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in msg.items() if k != "referenced_message"} | (
-            {"referenced_message": msg["referenced_message"]} if "referenced_message" in msg else {}
-        )
 
     # -- REST -----------------------------------------------------------------------------
 
