@@ -115,9 +115,19 @@ class Router:
         max_tokens: int,
         counter: TokenCounter,
         only: str | None = None,
+        order: Sequence[str] | None = None,
     ) -> list[Plan]:
-        """Candidates in the order to try them, each with the conversation fitted to its window."""
-        candidates = [self.by_name(only)] if only else self.providers
+        """Candidates in the order to try them, each with the conversation fitted to its window.
+
+        ``only`` forces one provider; ``order`` (a channel's setting) picks and orders them.
+        """
+        if only:
+            candidates = [self.by_name(only)]
+        elif order:
+            known = {p.info.name: p for p in self.providers}
+            candidates = [known[n] for n in order if n in known] or self.providers
+        else:
+            candidates = self.providers
         plans: list[Plan] = []
         for provider in candidates:
             info = provider.info
@@ -141,8 +151,9 @@ class Router:
         counter: TokenCounter,
         sampling: Sampling = Sampling(),
         only: str | None = None,
+        order: Sequence[str] | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only), max_tokens, sampling)
+        return Routed(self, self.plan(turns, max_tokens, counter, only, order), max_tokens, sampling)
 
     async def attempt(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Delta]:
         """One provider, retried before its first token while the error is transient."""
