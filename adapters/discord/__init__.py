@@ -1,8 +1,10 @@
 """The Discord front end: ``run(service, settings, stop)``.
 
 Connects discord.py to Discord (or to a compatible server named by
-DISCORD_API_URL / DISCORD_GATEWAY_URL), answers until ``stop`` is set, lets
-answers in flight finish (bounded), then closes the connection.
+DISCORD_API_URL / DISCORD_GATEWAY_URL), finalises answers a crash left
+unfinished, answers until ``stop`` is set, lets answers in flight finish
+(``service.drain``: BOT_SHUTDOWN_GRACE seconds, then they end as interrupted),
+then closes the connection.
 
 The message-content intent is privileged.  When the application has not been
 granted it, the gateway closes with 4014: the bot then says how to enable it
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["run", "point_at", "RelayClient"]
 
-DRAIN_TIMEOUT = 30.0
 INTENT_WARNING = (
     "Discord refused the MESSAGE CONTENT intent (gateway close 4014). Running without it: the bot "
     "still answers mentions, DMs, pinging replies and /ask, but cannot read other messages in its "
@@ -71,10 +72,13 @@ async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
     stopped = asyncio.create_task(stop.wait(), name="discord-stop")
     try:
         await asyncio.wait({connection, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not connection.done():
-            log.info("discord: stopping, %d answer(s) in flight", len(client.tasks))
-        await client.drain(timeout=DRAIN_TIMEOUT)
+        client.accepting = False
+        if stop.is_set():
+            log.info("discord: stopping; answers in flight may finish first")
+            # Answers in flight still need the connection for their last edit: drain first.
+            await client.service.drain()
     finally:
+        client.service.health["discord"] = False
         stopped.cancel()
         await client.close()
     await connection  # after a clean close this returns; otherwise it raises what ended it

@@ -23,6 +23,7 @@ from bot.service import RelayService, Request
 from bot.settings import Settings
 
 from . import format as fmt
+from . import recovery
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
 from .history import HistoryReader, token_budget
 from .pacing import Budgets, EditBudget, RateMonitor, Watch
@@ -59,49 +60,43 @@ class RelayClient(discord.Client):
         self.reader = HistoryReader(self, token_budget(settings), service.counter.count)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask_command(self.ask))
-        self.tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         self._warned_empty = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
+        """After login, before the gateway: sync slash commands, finalise what a crash left."""
         try:
             synced = await self.tree.sync()
         except MAPPED as exc:
             log.warning("discord: could not sync slash commands: %s", map_error(exc))
         else:
             log.info("discord: synced %d slash command(s)", len(synced))
+        recovered = await self.service.recover("discord", lambda record: recovery.finalise(self, record))
+        if recovered:
+            log.info("discord: finalised %d answer(s) left unfinished by a restart", recovered)
 
     async def on_ready(self) -> None:
+        self.service.health["discord"] = True
         log.info("discord: connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id,
                  len(self.guilds))
 
+    async def on_resumed(self) -> None:
+        self.service.health["discord"] = True
+
+    async def on_disconnect(self) -> None:
+        self.service.health["discord"] = False
+
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("discord: %s failed", task.get_name(), exc_info=task.exception())
-
-    async def drain(self, timeout: float) -> None:
-        """Stop taking new work; let answers in flight finish, cancelling them after ``timeout``."""
-        self.accepting = False
-        if not self.tasks:
-            return
-        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()  # ReplyStream finalises the message as interrupted
-        if pending:
-            await asyncio.wait(pending, timeout=10.0)
+        """Run ``work`` as a service task: tracked, so a shutdown lets it finish."""
+        if self.service.spawn(work, name=name) is None:
+            log.info("discord: shutting down, %s not started", name)
 
     # -- messages ---------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if not self.accepting or self.user is None:
+        if not self.accepting or not self.service.accepting or self.user is None:
             return
         trigger = decide(facts_of(message, self.user.id), self.policy)
         if trigger is not None:
@@ -123,6 +118,8 @@ class RelayClient(discord.Client):
             thread=_conversation_key(message, channel, turns),
             turns=turns,
             user_id=str(message.author.id),
+            workspace=str(message.guild.id) if message.guild is not None else None,
+            roles=_roles(message.author),
         )
         try:
             await self.service.answer(request, sink, budget=self.budgets.for_channel(channel.id))
@@ -168,7 +165,7 @@ class RelayClient(discord.Client):
 
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         """Defer within Discord's 3 s, then stream the answer into the original response."""
-        if not self.accepting:
+        if not self.accepting or not self.service.accepting:
             return
         if not self._interaction_allowed(interaction):
             await self._refuse(interaction)
@@ -192,6 +189,8 @@ class RelayClient(discord.Client):
             thread=f"ask:{interaction.id}",
             turns=[Turn("user", text, author=author, message_id=f"discord:ask:{interaction.id}")],
             user_id=str(interaction.user.id),
+            workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
+            roles=_roles(interaction.user),
         )
         token = interaction.token
         sink = InteractionSink(interaction, watch=Watch(self.monitor, f"token:{token}"))
@@ -224,6 +223,10 @@ def ask_command(handler: Any) -> app_commands.Command[Any, Any, None]:
         await handler(interaction, question)
 
     return ask
+
+
+def _roles(user: discord.abc.User) -> frozenset[str]:
+    return frozenset(str(role.id) for role in getattr(user, "roles", []))
 
 
 def thread_name(question: str) -> str:

@@ -190,6 +190,12 @@ class ChannelSink(DiscordSink):
         assert isinstance(message, discord.Message)
         await message.edit(content=content, allowed_mentions=NO_MENTIONS)
 
+    def locator(self) -> dict[str, object] | None:
+        """Where the message being written is, for crash recovery (``recovery.finalise``)."""
+        if not isinstance(self._current, discord.Message):
+            return None
+        return {"kind": "channel", "channel": str(self._current.channel.id), "message": str(self._current.id)}
+
     async def close(self) -> None:
         self._stop_typing()
         if self._typing is not None:
