@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +41,13 @@ class Running:
 
 
 @asynccontextmanager
-async def running_bot(make_settings: Callable[..., Any], fake: FakeDiscord | None = None,
-                      **overrides: Any) -> AsyncIterator[Running]:
+async def running_bot(
+    make_settings: Callable[..., Any],
+    fake: FakeDiscord | None = None,
+    prepare: Callable[[RelayService, FakeDiscord], Awaitable[None]] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Running]:
+    """The adapter's ``run`` on a fresh store; ``prepare`` runs before it connects."""
     fake = fake or FakeDiscord()
     await fake.start()
     settings = make_settings(
@@ -54,6 +59,8 @@ async def running_bot(make_settings: Callable[..., Any], fake: FakeDiscord | Non
     store = await SqliteStore.open(settings.bot_database)
     router = build_router(settings)
     service = RelayService(settings, store, router)
+    if prepare is not None:
+        await prepare(service, fake)
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     stop = asyncio.Event()
     task = asyncio.create_task(adapter.run(service, settings, stop, guild_ready_timeout=0.1))

@@ -54,6 +54,9 @@ async def test_mention_gets_streamed_reply(make_settings, fake_llm):
         assert bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing")
         assert bot.fake.find("PUT", r"/applications/\d+/commands")[0].body[0]["name"] == "ask"
         assert user_contents(fake_llm.requests[-1]) == [("user", "Alice A.: What is the capital of France?")]
+        record = await bot.service.store.reply(1)  # the sink told the store where the answer is
+        answer = bot.fake.bot_messages(CHANNEL_ID)[0]
+        assert record.locator == {"kind": "channel", "channel": str(CHANNEL_ID), "message": answer["id"]}
 
 
 async def test_reply_chain_carries_history(make_settings, fake_llm):
@@ -300,3 +303,40 @@ async def test_reply_chain_fetches_messages_it_never_saw(make_settings, fake_llm
             ("user", "Alice A.: No, spaces."),
             ("user", "Alice A.: who is right?"),
         ]
+
+
+async def test_shutdown_lets_the_answer_finish(make_settings, fake_llm):
+    text = " ".join(f"w{i}" for i in range(40))
+    fake_llm.reply(text, delay=0.03)
+    async with running_bot(make_settings) as bot:
+        await bot.fake.say("go", mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake), what="the first text")
+        bot.stop.set()
+        await wait_for(bot.task.done, what="run() to return")
+        assert last_text(bot.fake) == text
+        assert bot.task.result() is None
+
+
+async def test_shutdown_past_the_grace_ends_as_interrupted(make_settings, fake_llm):
+    fake_llm.reply(" ".join(f"w{i}" for i in range(200)), delay=0.05)
+    async with running_bot(make_settings, bot_shutdown_grace=0.2) as bot:
+        await bot.fake.say("go", mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake), what="the first text")
+        bot.stop.set()
+        await wait_for(bot.task.done, what="run() to return")
+        shown = last_text(bot.fake)
+        assert shown.startswith("w0 w1")
+        assert "ask again" in shown.splitlines()[-1]
+
+
+async def test_restart_finalises_an_unfinished_answer(make_settings, fake_llm):
+    async def crashed_mid_answer(service, fake):
+        message = fake._message(CHANNEL_ID, BOT_ID, "The first half of an ans")
+        reply_id = await service.store.open_reply("discord", str(CHANNEL_ID), None)
+        locator = {"kind": "channel", "channel": str(CHANNEL_ID), "message": message["id"]}
+        await service.store.update_reply(reply_id, state="streaming", locator=locator)
+
+    async with running_bot(make_settings, prepare=crashed_mid_answer) as bot:
+        await wait_for(lambda: bot.fake.find("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+"), what="the fix-up")
+        assert last_text(bot.fake) == "The first half of an ans\n-# (interrupted — ask again)"
+        assert not await bot.service.store.unfinished_replies("discord")
