@@ -340,3 +340,19 @@ async def test_restart_finalises_an_unfinished_answer(make_settings, fake_llm):
         await wait_for(lambda: bot.fake.find("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+"), what="the fix-up")
         assert last_text(bot.fake) == "The first half of an ans\n-# (interrupted — ask again)"
         assert not await bot.service.store.unfinished_replies("discord")
+
+
+async def test_relay_command_answers_privately(make_settings, fake_llm):
+    async with running_bot(make_settings) as bot:
+        interaction = await bot.fake.interact("relay", {"command": "status"})
+        callback_path = rf"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        calls = await wait_for(lambda: bot.fake.find("POST", callback_path), what="the /relay answer")
+        body = calls[0].body
+        assert body["type"] == 4 and body["data"]["flags"] == 64  # a message only the caller sees
+        assert body["data"]["content"].startswith("**llama-relay status**")
+        assert body["data"]["allowed_mentions"]["parse"] == []
+        interaction = await bot.fake.interact("relay", {"command": "config temperature 0.2"})
+        callback_path = rf"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        calls = await wait_for(lambda: bot.fake.find("POST", callback_path), what="the refusal")
+        assert calls[0].body["data"]["content"] == "Only admins can change this channel's settings."
+        assert not fake_llm.requests

@@ -18,12 +18,14 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.access import Caller
 from bot.conversation import Turn
 from bot.service import RelayService, Request
 from bot.settings import Settings
 
 from . import format as fmt
 from . import recovery
+from .commands import ask_command, relay_command, relay_reply
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
 from .history import HistoryReader, token_budget
 from .pacing import Budgets, EditBudget, RateMonitor, Watch
@@ -60,6 +62,7 @@ class RelayClient(discord.Client):
         self.reader = HistoryReader(self, token_budget(settings), service.counter.count)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask_command(self.ask))
+        self.tree.add_command(relay_command(self.relay))
         self.accepting = True
         self._warned_empty = False
 
@@ -197,6 +200,22 @@ class RelayClient(discord.Client):
         # Interaction webhooks have their own bucket, separate from the channel's.
         await self.service.answer(request, sink, budget=EditBudget(self.settings.discord_edits_per_minute))
 
+    async def relay(self, interaction: discord.Interaction, command: str) -> None:
+        """``/relay``: status, channel settings and usage, shown only to the person who asked."""
+        channel = interaction.channel
+        caller = Caller(
+            platform="discord",
+            user=str(interaction.user.id),
+            channel=str(getattr(channel, "parent_id", None) or interaction.channel_id),
+            workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
+            roles=_roles(interaction.user),
+        )
+        text = await relay_reply(self.service, caller, command)
+        try:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except MAPPED as exc:
+            log.warning("discord /relay %s: could not answer: %s", interaction.id, map_error(exc))
+
     def _interaction_allowed(self, interaction: discord.Interaction) -> bool:
         channel = interaction.channel
         roles = [r.id for r in getattr(interaction.user, "roles", [])]
@@ -214,15 +233,6 @@ class RelayClient(discord.Client):
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
             log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
-
-
-def ask_command(handler: Any) -> app_commands.Command[Any, Any, None]:
-    @app_commands.command(name="ask", description="Ask the model a question")
-    @app_commands.describe(question="What do you want to know?")
-    async def ask(interaction: discord.Interaction, question: str) -> None:
-        await handler(interaction, question)
-
-    return ask
 
 
 def _roles(user: discord.abc.User) -> frozenset[str]:
