@@ -94,6 +94,20 @@ async def test_thread_mode_and_thread_continues_without_mention(make_settings, f
             ("assistant", "Threads keep things tidy."),
             ("user", "Bob: Are you still there?"),
         ]
+        await bot.fake.say("", author=BOB, channel=thread_id)  # an image only: nothing to answer
+        await bot.fake.say("barrier", dm=True)
+        await wait_for(lambda: last_text(bot.fake, DM_CHANNEL_ID), what="barrier")
+        assert len(bot.fake.bot_messages(thread_id)) == 2
+        assert len(fake_llm.requests) == 3
+
+
+async def test_empty_mention_gets_a_short_note(make_settings, fake_llm):
+    async with running_bot(make_settings, discord_reply_mode="thread") as bot:
+        await bot.fake.say("", mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake), what="the note")
+        assert "The question is empty" in last_text(bot.fake)
+        assert not bot.fake.threads()  # no thread for an empty question
+        assert not fake_llm.requests
 
 
 async def test_direct_messages_with_history(make_settings, fake_llm):

@@ -114,6 +114,9 @@ class RelayClient(discord.Client):
         except MAPPED as exc:
             log.warning("discord message %s: could not read the conversation: %s", message.id, map_error(exc))
             return
+        if trigger is not Trigger.MENTION and not _asks(message, turns):
+            log.info("discord message %s: no text to answer (%s)", message.id, trigger.value)
+            return  # an image or sticker in a conversation: only an explicit mention gets "empty"
         sink = ChannelSink(channel, reply_to=reply_to, watch=Watch(self.monitor, f"channel:{channel.id}"))
         request = Request(
             platform="discord",
@@ -143,6 +146,7 @@ class RelayClient(discord.Client):
             trigger is Trigger.MENTION
             and self.settings.discord_reply_mode == "thread"
             and not isinstance(channel, discord.Thread)
+            and _asks(message, turns)
         ):
             thread = await self._open_thread(message, turns)
             if thread is not None:
@@ -233,6 +237,11 @@ class RelayClient(discord.Client):
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
             log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
+
+
+def _asks(message: discord.Message, turns: list[Turn]) -> bool:
+    """Whether ``message`` has text to answer (it is the last turn)."""
+    return bool(turns) and turns[-1].message_id == f"discord:{message.id}"
 
 
 def _roles(user: discord.abc.User) -> frozenset[str]:
