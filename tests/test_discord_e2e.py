@@ -83,7 +83,9 @@ async def test_thread_mode_and_thread_continues_without_mention(make_settings, f
     async with running_bot(make_settings, discord_reply_mode="thread") as bot:
         question = await bot.fake.say("Tell me about threads", mention_bot=True)
         thread_id = int(question["id"])  # a thread started from a message has that message's id
-        await wait_for(lambda: last_text(bot.fake, thread_id) == "Threads keep things tidy.", what="thread answer")
+        await wait_for(
+            lambda: last_text(bot.fake, thread_id) == "Threads keep things tidy.", what="thread answer"
+        )
         created = bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/messages/{thread_id}/threads")
         assert created and created[0].body["name"] == "Tell me about threads"
         assert bot_texts(bot.fake, CHANNEL_ID) == []  # nothing posted in the channel itself
@@ -178,10 +180,16 @@ async def test_every_send_and_edit_allows_no_mass_mentions(make_settings, fake_l
         await bot.fake.say("ping everybody", mention_bot=True)
         await wait_for(lambda: "look at this" in last_text(bot.fake), what="the answer")
         interaction = await bot.fake.interact("ask", {"question": "long one"})
-        await wait_for(lambda: len(bot.fake.interaction_messages(interaction["token"])) >= 3, what="followups")
-        await wait_for(lambda: join_parts(bot.fake.interaction_messages(interaction["token"])) == long_answer(),
-                       what="the whole /ask answer")
-        writes = [c for c in bot.fake.calls if c.method in ("POST", "PATCH") and re.fullmatch(MESSAGE_PATHS, c.path)]
+        await wait_for(
+            lambda: len(bot.fake.interaction_messages(interaction["token"])) >= 3, what="followups"
+        )
+        await wait_for(
+            lambda: join_parts(bot.fake.interaction_messages(interaction["token"])) == long_answer(),
+            what="the whole /ask answer",
+        )
+        writes = [
+            c for c in bot.fake.calls if c.method in ("POST", "PATCH") and re.fullmatch(MESSAGE_PATHS, c.path)
+        ]
         assert len(writes) >= 6
         for call in writes:
             allowed = call.body.get("allowed_mentions")
@@ -260,10 +268,14 @@ async def test_deleted_message_and_missing_permission_do_not_crash(make_settings
     fake_llm.reply("Never shown.")
     fake_llm.reply("Barrier answer.")
     async with running_bot(make_settings) as bot:
-        bot.fake.fail("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+", 404, 10008, "Unknown Message", times=50)
+        bot.fake.fail(
+            "PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+", 404, 10008, "Unknown Message", times=50
+        )
         await bot.fake.say("go", mention_bot=True)
         await wait_for(lambda: "unknown message" in caplog.text, what="the deletion to be logged")
-        bot.fake.fail("POST", rf"/channels/{CHANNEL_ID}/messages", 403, 50013, "Missing Permissions", times=50)
+        bot.fake.fail(
+            "POST", rf"/channels/{CHANNEL_ID}/messages", 403, 50013, "Missing Permissions", times=50
+        )
         await bot.fake.say("go again", mention_bot=True)
         await wait_for(lambda: "missing permission" in caplog.text, what="the permission error to be logged")
         await bot.fake.say("barrier", mention_bot=True, channel=OTHER_CHANNEL_ID)
@@ -286,7 +298,9 @@ async def test_expired_interaction_is_logged(make_settings, fake_llm, caplog):
 
 
 async def test_split_answer_comes_back_as_one_turn(make_settings, fake_llm):
-    code = "Here you go:\n\n```python\n" + "\n".join(f"value_{i} = {i} * 2" for i in range(300)) + "\n```\nDone."
+    code = (
+        "Here you go:\n\n```python\n" + "\n".join(f"value_{i} = {i} * 2" for i in range(300)) + "\n```\nDone."
+    )
     fake_llm.reply(code)
     fake_llm.reply("Glad it helped.")
     async with running_bot(make_settings) as bot:
@@ -351,7 +365,9 @@ async def test_restart_finalises_an_unfinished_answer(make_settings, fake_llm):
         await service.store.update_reply(reply_id, state="streaming", locator=locator)
 
     async with running_bot(make_settings, prepare=crashed_mid_answer) as bot:
-        await wait_for(lambda: bot.fake.find("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+"), what="the fix-up")
+        await wait_for(
+            lambda: bot.fake.find("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+"), what="the fix-up"
+        )
         assert last_text(bot.fake) == "The first half of an ans\n-# (interrupted — ask again)"
         assert not await bot.service.store.unfinished_replies("discord")
 

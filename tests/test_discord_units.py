@@ -22,10 +22,14 @@ ALICE, BOT, GUILD, CHAN, THREAD, ROLE = 1, 2, 3, 4, 5, 6
 
 
 def facts(**over: object) -> MessageFacts:
-    values: dict[str, object] = dict(
-        author_id=ALICE, author_is_bot=False, is_own=False, answerable_type=True,
-        guild_id=GUILD, channel_id=CHAN,
-    )
+    values: dict[str, object] = {
+        "author_id": ALICE,
+        "author_is_bot": False,
+        "is_own": False,
+        "answerable_type": True,
+        "guild_id": GUILD,
+        "channel_id": CHAN,
+    }
     values.update(over)
     return MessageFacts(**values)  # type: ignore[arg-type]
 
@@ -64,7 +68,9 @@ def test_allowlists() -> None:
 
 
 def test_policy_from_settings(make_settings) -> None:
-    settings = make_settings(discord_allowed_guilds="10, 11", discord_allowed_roles="7", discord_allow_bots=True)
+    settings = make_settings(
+        discord_allowed_guilds="10, 11", discord_allowed_roles="7", discord_allow_bots=True
+    )
     policy = Policy.from_settings(settings)
     assert policy.guilds == {10, 11} and policy.roles == {7} and policy.allow_bots
     assert not policy.channels and not policy.users
@@ -82,7 +88,9 @@ def test_mass_mentions_are_neutralised_outside_code() -> None:
 
 
 def test_tables_become_aligned_code_blocks() -> None:
-    text = "Prices:\n\n| Provider | $/M in |\n|---|---:|\n| DeepInfra | 0.13 |\n| Cloudflare | 0.40 |\n\nDone."
+    text = (
+        "Prices:\n\n| Provider | $/M in |\n|---|---:|\n| DeepInfra | 0.13 |\n| Cloudflare | 0.40 |\n\nDone."
+    )
     shown = fmt.render(text)
     assert shown == (
         "Prices:\n\n```\nProvider   | $/M in\n-----------+-------\nDeepInfra  | 0.13\nCloudflare | 0.40\n```\n\nDone."

@@ -29,7 +29,7 @@ from .client import RelayClient
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run", "point_at", "RelayClient"]
+__all__ = ["RelayClient", "point_at", "run"]
 
 INTENT_WARNING = (
     "Discord refused the MESSAGE CONTENT intent (gateway close 4014). Running without it: the bot "

@@ -10,7 +10,6 @@ can let them finish.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -46,15 +45,17 @@ NOT_ALLOWED = "Sorry, I am not set up to answer here."
 
 
 class RelayClient(discord.Client):
-    def __init__(self, service: RelayService, settings: Settings, *, message_content: bool = True,
-                 **options: Any) -> None:
+    def __init__(
+        self, service: RelayService, settings: Settings, *, message_content: bool = True, **options: Any
+    ) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
         self.monitor = RateMonitor()
         options.setdefault("max_ratelimit_timeout", MAX_RATELIMIT_WAIT)
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
-        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace,
-                         **options)
+        super().__init__(
+            intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace, **options
+        )
         self.service = service
         self.settings = settings
         self.policy = Policy.from_settings(settings)
@@ -82,8 +83,12 @@ class RelayClient(discord.Client):
 
     async def on_ready(self) -> None:
         self.service.health["discord"] = True
-        log.info("discord: connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id,
-                 len(self.guilds))
+        log.info(
+            "discord: connected as %s (%s) in %d guild(s)",
+            self.user,
+            self.user and self.user.id,
+            len(self.guilds),
+        )
 
     async def on_resumed(self) -> None:
         self.service.health["discord"] = True

@@ -124,8 +124,14 @@ def decide(facts: MessageFacts, policy: Policy) -> Trigger | None:
     return None
 
 
-def interaction_allowed(user_id: int, guild_id: int | None, channel_id: int | None,
-                        parent_id: int | None, role_ids: Iterable[int], policy: Policy) -> bool:
+def interaction_allowed(
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    parent_id: int | None,
+    role_ids: Iterable[int],
+    policy: Policy,
+) -> bool:
     """The same allowlists for ``/ask``."""
     facts = MessageFacts(
         author_id=user_id,

@@ -94,8 +94,7 @@ def _table_end(lines: list[str], start: int) -> int:
 
 def _cells(row: str) -> list[str]:
     row = row.strip()
-    if row.startswith("|"):
-        row = row[1:]
+    row = row.removeprefix("|")
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
     return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", row)]

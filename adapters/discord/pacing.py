@@ -49,8 +49,9 @@ class RateMonitor:
         self.trace = aiohttp.TraceConfig()
         self.trace.on_request_end.append(self._on_end)
 
-    async def _on_end(self, session: aiohttp.ClientSession, ctx: SimpleNamespace,
-                      params: aiohttp.TraceRequestEndParams) -> None:
+    async def _on_end(
+        self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
         key = route_key(params.url.path)
         if key is not None:
             self.observe(key, params.response.status, params.response.headers)

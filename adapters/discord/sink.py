@@ -37,8 +37,13 @@ NO_MENTIONS = discord.AllowedMentions.none()
 REPLY_MENTIONS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
 
 #: Discord JSON error codes after which the message cannot be shown any more.
-GONE_CODES = {10003: "unknown channel", 10008: "unknown message", 10015: "unknown webhook",
-              10062: "unknown interaction", 50027: "invalid webhook token"}
+GONE_CODES = {
+    10003: "unknown channel",
+    10008: "unknown message",
+    10015: "unknown webhook",
+    10062: "unknown interaction",
+    50027: "invalid webhook token",
+}
 
 
 def map_error(exc: Exception) -> PlatformError:
@@ -105,7 +110,9 @@ class DiscordSink:
 
     async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
         self._stop_typing()
-        marked = [*notes[:-1], f"{fmt.WARNING} {notes[-1]}"] if notes else [f"{fmt.WARNING} {error.user_message}"]
+        marked = (
+            [*notes[:-1], f"{fmt.WARNING} {notes[-1]}"] if notes else [f"{fmt.WARNING} {error.user_message}"]
+        )
         await self._show(fmt.with_notes(fmt.render(text), marked))
 
     # -- I/O ---------------------------------------------------------------------------------
@@ -165,8 +172,12 @@ class ChannelSink(DiscordSink):
     part still walks back through the whole answer.
     """
 
-    def __init__(self, channel: discord.abc.Messageable, reply_to: discord.Message | None = None,
-                 watch: Watch | None = None) -> None:
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        reply_to: discord.Message | None = None,
+        watch: Watch | None = None,
+    ) -> None:
         super().__init__(watch, label=f"discord channel {getattr(channel, 'id', '?')}")
         self.channel = channel
         self.reply_to = reply_to

@@ -19,72 +19,58 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-BOT_ID = 900_000_000_000_000_001
-APP_ID = 900_000_000_000_000_002
-GUILD_ID = 910_000_000_000_000_001
-CHANNEL_ID = 920_000_000_000_000_001
-OTHER_CHANNEL_ID = 920_000_000_000_000_002
-DM_CHANNEL_ID = 930_000_000_000_000_001
-ROLE_ID = 940_000_000_000_000_001
-ALICE = 950_000_000_000_000_001
-BOB = 950_000_000_000_000_002
-OTHER_BOT = 950_000_000_000_000_003
+from tests.fakes.discord_payloads import (
+    ALICE,
+    APP_ID,
+    BOB,
+    BOT_ID,
+    CHANNEL_ID,
+    DM_CHANNEL_ID,
+    GUILD_ID,
+    MESSAGE_CONTENT,
+    OTHER_BOT,
+    OTHER_CHANNEL_ID,
+    ROLE_ID,
+    USERS,
+    application,
+    bot_user,
+    dm_channel,
+    guild,
+    interaction,
+    message,
+    now_iso,
+    ready,
+    snowflake,
+    text_channel,
+    thread_channel,
+)
 
-MESSAGE_CONTENT = 1 << 15
+__all__ = [
+    "ALICE",
+    "APP_ID",
+    "BOB",
+    "BOT_ID",
+    "CHANNEL_ID",
+    "DM_CHANNEL_ID",
+    "GUILD_ID",
+    "MESSAGE_CONTENT",
+    "OTHER_BOT",
+    "OTHER_CHANNEL_ID",
+    "ROLE_ID",
+    "USERS",
+    "Call",
+    "FakeDiscord",
+]
+
 JSON = "application/json"
-
-DISCORD_EPOCH_MS = 1_420_070_400_000
-_counter = itertools.count(1)
-
-
-def snowflake() -> int:
-    """A fresh id whose timestamp is now (discord.py derives ``created_at`` and expiry from it)."""
-    return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def user(uid: int, name: str, *, bot: bool = False, global_name: str | None = None) -> dict[str, Any]:
-    return {
-        "id": str(uid),
-        "username": name,
-        "discriminator": "0",
-        "global_name": global_name,
-        "avatar": None,
-        "bot": bot,
-    }
-
-
-USERS = {
-    BOT_ID: user(BOT_ID, "relay", bot=True),
-    ALICE: user(ALICE, "alice", global_name="Alice A."),
-    BOB: user(BOB, "bob", global_name="Bob"),
-    OTHER_BOT: user(OTHER_BOT, "otherbot", bot=True),
-}
-
-
-def member(uid: int, roles: list[int] | None = None, nick: str | None = None) -> dict[str, Any]:
-    return {
-        "user": USERS[uid],
-        "roles": [str(r) for r in roles or []],
-        "joined_at": "2024-01-01T00:00:00+00:00",
-        "deaf": False,
-        "mute": False,
-        "flags": 0,
-        "nick": nick,
-    }
 
 
 @dataclass
@@ -124,25 +110,8 @@ class FakeDiscord:
         self.port = 0
         self.roles = {ALICE: [ROLE_ID], BOB: []}
         for cid, name in ((CHANNEL_ID, "general"), (OTHER_CHANNEL_ID, "random")):
-            self.channels[cid] = {
-                "id": str(cid),
-                "type": 0,
-                "guild_id": str(GUILD_ID),
-                "name": name,
-                "position": 0,
-                "permission_overwrites": [],
-                "nsfw": False,
-                "parent_id": None,
-                "topic": None,
-                "last_message_id": None,
-                "rate_limit_per_user": 0,
-            }
-        self.channels[DM_CHANNEL_ID] = {
-            "id": str(DM_CHANNEL_ID),
-            "type": 1,
-            "recipients": [USERS[ALICE]],
-            "last_message_id": None,
-        }
+            self.channels[cid] = text_channel(cid, name)
+        self.channels[DM_CHANNEL_ID] = dm_channel(DM_CHANNEL_ID, ALICE)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -186,8 +155,12 @@ class FakeDiscord:
         }
         self.rules.append(Rule(method, re.compile(pattern), 429, body, headers, times))
 
-    def fail(self, method: str, pattern: str, status: int, code: int, message: str = "error", times: int = 1) -> None:
-        self.rules.append(Rule(method, re.compile(pattern), status, {"code": code, "message": message}, {}, times))
+    def fail(
+        self, method: str, pattern: str, status: int, code: int, message: str = "error", times: int = 1
+    ) -> None:
+        self.rules.append(
+            Rule(method, re.compile(pattern), status, {"code": code, "message": message}, {}, times)
+        )
 
     async def say(
         self,
@@ -214,32 +187,10 @@ class FakeDiscord:
             await self.dispatch("MESSAGE_CREATE", msg)
         return msg
 
-    async def interact(self, name: str, options: dict[str, str], *, author: int = ALICE,
-                       channel: int = CHANNEL_ID) -> dict[str, Any]:
-        payload = {
-            "id": str(snowflake()),
-            "application_id": str(APP_ID),
-            "type": 2,
-            "token": f"itoken{snowflake()}",
-            "version": 1,
-            "guild_id": str(GUILD_ID),
-            "channel_id": str(channel),
-            "channel": self.channels[channel],
-            "member": {**member(author, self.roles.get(author)), "permissions": "2248473465835073"},
-            "app_permissions": "2248473465835073",
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(GUILD_ID)},
-            "context": 0,
-            "attachment_size_limit": 8_388_608,
-            "data": {
-                "id": str(snowflake()),
-                "name": name,
-                "type": 1,
-                "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
-            },
-        }
+    async def interact(
+        self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID
+    ) -> dict[str, Any]:
+        payload = interaction(name, options, self.channels[channel], author, self.roles.get(author))
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -292,100 +243,29 @@ class FakeDiscord:
         return ws
 
     async def _hello_guild(self, ws: web.WebSocketResponse) -> None:
-        ready = {
-            "v": 10,
-            "user": {**USERS[BOT_ID], "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-            "session_id": "fake-session",
-            "resume_gateway_url": self.gateway_url,
-            "shard": [0, 1],
-            "application": {"id": str(APP_ID), "flags": 0},
-        }
-        for event, data in (("READY", ready), ("GUILD_CREATE", self._guild())):
+        guild_create = guild(list(self.channels.values()), self.roles)
+        for event, data in (("READY", ready(self.gateway_url)), ("GUILD_CREATE", guild_create)):
             self._seq += 1
             await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
         self.sockets.append(ws)
         self.ready.set()
 
-    def _guild(self) -> dict[str, Any]:
-        everyone = {
-            "id": str(GUILD_ID), "name": "@everyone", "permissions": "2248473465835073", "position": 0,
-            "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0,
-        }
-        helpers = {**everyone, "id": str(ROLE_ID), "name": "helpers", "position": 1}
-        return {
-            "id": str(GUILD_ID),
-            "name": "Fake Guild",
-            "icon": None,
-            "owner_id": str(ALICE),
-            "roles": [everyone, helpers],
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
-            "threads": [c for c in self.channels.values() if c["type"] == 11],
-            "members": [member(BOT_ID), member(ALICE, self.roles[ALICE]), member(BOB)],
-            "member_count": 3,
-            "features": [],
-            "emojis": [],
-            "stickers": [],
-            "afk_timeout": 300,
-            "verification_level": 0,
-            "default_message_notifications": 0,
-            "explicit_content_filter": 0,
-            "mfa_level": 0,
-            "system_channel_flags": 0,
-            "premium_tier": 0,
-            "preferred_locale": "en-US",
-            "nsfw_level": 0,
-            "large": False,
-            "unavailable": False,
-            "voice_states": [],
-            "presences": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "soundboard_sounds": [],
-            "joined_at": "2024-01-01T00:00:00+00:00",
-        }
-
     # -- messages --------------------------------------------------------------------------
 
-    def _message(self, channel: int, author: int, content: str, *, reply_to: int | None = None,
-                 mid: int | None = None) -> dict[str, Any]:
-        chan = self.channels[channel]
-        guild_id = chan.get("guild_id")
-        mentions = []
-        for uid in {int(x) for x in re.findall(r"<@!?(\d+)>", content)}:
-            if uid in USERS:
-                mentions.append({**USERS[uid], "member": {k: v for k, v in member(uid).items() if k != "user"}})
-        msg: dict[str, Any] = {
-            "id": str(mid or snowflake()),
-            "channel_id": str(channel),
-            "author": USERS[author],
-            "content": content,
-            "timestamp": now_iso(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": mentions,
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": [],
-        }
-        if guild_id:
-            msg["guild_id"] = guild_id
-            msg["member"] = {k: v for k, v in member(author, self.roles.get(author)).items() if k != "user"}
-        if reply_to is not None:
-            ref_channel = channel
-            target = self.messages.get(channel, {}).get(reply_to)
-            msg["type"] = 19
-            msg["message_reference"] = {"message_id": str(reply_to), "channel_id": str(ref_channel),
-                                        **({"guild_id": guild_id} if guild_id else {})}
-            # one level only, as on Discord: the referenced message's own reference is not resolved
-            msg["referenced_message"] = (
-                {k: v for k, v in target.items() if k != "referenced_message"} if target else None
-            )
+    def _message(
+        self, channel: int, author: int, content: str, *, reply_to: int | None = None, mid: int | None = None
+    ) -> dict[str, Any]:
+        """Store (and return) a new message in ``channel``."""
+        target = self.messages.get(channel, {}).get(reply_to) if reply_to is not None else None
+        msg = message(
+            self.channels[channel],
+            author,
+            content,
+            roles=self.roles.get(author),
+            reference=target,
+            reference_id=reply_to,
+            mid=mid,
+        )
         self.messages.setdefault(channel, {})[int(msg["id"])] = msg
         return msg
 
@@ -414,29 +294,37 @@ class FakeDiscord:
             asyncio.get_running_loop().create_task(self.dispatch(*event))
         return response
 
-    def _json(self, payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    def _json(
+        self, payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
         return web.Response(
-            body=json.dumps(payload).encode(), status=status, headers={"Content-Type": JSON, **(headers or {})}
+            body=json.dumps(payload).encode(),
+            status=status,
+            headers={"Content-Type": JSON, **(headers or {})},
         )
 
     async def _route(self, method: str, path: str, body: Any, query: Any) -> tuple[int, Any, Any]:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
-            return 200, {**USERS[BOT_ID], "verified": True, "mfa_enabled": False, "flags": 0}, None
+            return 200, bot_user(), None
         if path == "/oauth2/applications/@me":
-            return 200, {
-                "id": str(APP_ID), "name": "relay", "icon": None, "description": "", "bot_public": True,
-                "bot_require_code_grant": False, "owner": USERS[ALICE], "verify_key": "00", "flags": 0,
-            }, None
+            return 200, application(), None
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
-            self.commands = [{**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"}
-                             for c in body]
+            self.commands = [
+                {**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"} for c in body
+            ]
             return 200, self.commands, None
         if parts[0] == "channels":
             return self._channel_route(method, parts[1:], body, query)
         if parts[0] == "interactions" and parts[-1] == "callback":
-            return 200, {"interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
-                         "resource": {"type": body.get("type", 5)}}, None
+            return (
+                200,
+                {
+                    "interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
+                    "resource": {"type": body.get("type", 5)},
+                },
+                None,
+            )
         if parts[0] == "webhooks":
             return self._webhook_route(method, parts[1:], body)
         return 404, {"code": 0, "message": "404: Not Found"}, None
@@ -465,7 +353,9 @@ class FakeDiscord:
         if rest == ["messages"] and method == "GET":
             limit = int(query.get("limit", 50))
             before = int(query["before"]) if "before" in query else None
-            msgs = [m for m in reversed(self.channel_messages(cid)) if before is None or int(m["id"]) < before]
+            msgs = [
+                m for m in reversed(self.channel_messages(cid)) if before is None or int(m["id"]) < before
+            ]
             return 200, msgs[:limit], None
         if len(rest) == 2 and rest[0] == "messages":
             mid = int(rest[1])
@@ -482,25 +372,9 @@ class FakeDiscord:
                 return 204, None, None
         if len(rest) == 3 and rest[0] == "messages" and rest[2] == "threads" and method == "POST":
             mid = int(rest[1])
-            thread = {
-                "id": str(mid),
-                "type": 11,
-                "guild_id": str(GUILD_ID),
-                "parent_id": str(cid),
-                "owner_id": str(BOT_ID),
-                "name": body.get("name", "thread"),
-                "last_message_id": None,
-                "rate_limit_per_user": 0,
-                "message_count": 0,
-                "member_count": 1,
-                "flags": 0,
-                "thread_metadata": {
-                    "archived": False,
-                    "auto_archive_duration": body.get("auto_archive_duration", 1440),
-                    "archive_timestamp": now_iso(),
-                    "locked": False,
-                },
-            }
+            thread = thread_channel(
+                mid, cid, body.get("name", "thread"), body.get("auto_archive_duration", 1440)
+            )
             self.channels[mid] = thread
             return 201, thread, ("THREAD_CREATE", {**thread, "newly_created": True})
         return 404, {"code": 0, "message": "404: Not Found"}, None
