@@ -78,3 +78,5 @@ async def running_bot(
             await fake.stop()
             await router.aclose()
             await store.close()
+            for _ in range(5):  # let event handlers discord.py scheduled last start before the loop closes
+                await asyncio.sleep(0)

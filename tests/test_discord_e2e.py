@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from bot.errors import ConfigError
 from bot.splitting import join_parts
 from tests.discord_harness import running_bot, wait_for
 from tests.fakes.discord import (
+    ALICE,
     BOB,
     BOT_ID,
     CHANNEL_ID,
@@ -386,3 +390,27 @@ async def test_relay_command_answers_privately(make_settings, fake_llm):
         calls = await wait_for(lambda: bot.fake.find("POST", callback_path), what="the refusal")
         assert calls[0].body["data"]["content"] == "Only admins can change this channel's settings."
         assert not fake_llm.requests
+
+
+async def test_rejected_token_is_a_config_error(make_settings, fake_llm):
+    fake = FakeDiscord()
+    fake.fail("GET", "/users/@me", 401, 0, "401: Unauthorized")
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN"):
+        async with running_bot(make_settings, fake=fake):
+            pass
+
+
+async def test_blocked_user_gets_silence_and_no_placeholder(make_settings, fake_llm):
+    async with running_bot(make_settings, bot_blocked_users=str(ALICE)) as bot:
+        await bot.fake.say("hello", mention_bot=True)
+        interaction = await bot.fake.interact("ask", {"question": "hello"})
+        token = interaction["token"]
+        await wait_for(
+            lambda: bot.fake.find("DELETE", rf"/webhooks/\d+/{token}/messages/@original"),
+            what="the thinking placeholder to go",
+        )
+        await bot.fake.say("barrier", author=BOB, mention_bot=True, channel=OTHER_CHANNEL_ID)
+        await wait_for(lambda: last_text(bot.fake, OTHER_CHANNEL_ID), what="barrier")
+        assert bot_texts(bot.fake) == []
+        assert not bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing")
+        assert len(fake_llm.requests) == 1

@@ -195,3 +195,12 @@ def test_errors_are_mapped(exc: Exception, kind: type) -> None:
     assert type(mapped) is kind
     if isinstance(exc, discord.RateLimited):
         assert mapped.retry_after == 45.0  # type: ignore[attr-defined]
+
+
+def test_monitor_forgets_the_oldest_keys() -> None:
+    monitor = RateMonitor(max_keys=3)
+    for key in ("a", "b", "c"):
+        monitor.observe(key, 429, {})
+    monitor.signal("a")  # used again: kept
+    monitor.observe("d", 200, {})
+    assert list(monitor.signals) == ["c", "a", "d"]

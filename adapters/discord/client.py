@@ -182,12 +182,12 @@ class RelayClient(discord.Client):
         if not self._interaction_allowed(interaction):
             await self._refuse(interaction)
             return
-        if not await self.service.store.claim_event(f"interaction:{interaction.id}", "discord"):
-            return
-        try:
+        try:  # first: the 3 s window is Discord's, whatever else is slow
             await interaction.response.defer(thinking=True)
         except MAPPED as exc:
             log.warning("discord /ask %s: could not defer: %s", interaction.id, map_error(exc))
+            return
+        if not await self.service.store.claim_event(f"interaction:{interaction.id}", "discord"):
             return
         self.spawn(self.answer_interaction(interaction, question), name=f"discord-ask-{interaction.id}")
 
@@ -197,7 +197,7 @@ class RelayClient(discord.Client):
         text = fmt.question_text(question, self.user.id if self.user else 0, {})
         request = Request(
             platform="discord",
-            channel=str(interaction.channel_id),
+            channel=str(getattr(interaction.channel, "parent_id", None) or interaction.channel_id),
             thread=f"ask:{interaction.id}",
             turns=[Turn("user", text, author=author, message_id=f"discord:ask:{interaction.id}")],
             user_id=str(interaction.user.id),
@@ -208,6 +208,8 @@ class RelayClient(discord.Client):
         sink = InteractionSink(interaction, watch=Watch(self.monitor, f"token:{token}"))
         # Interaction webhooks have their own bucket, separate from the channel's.
         await self.service.answer(request, sink, budget=EditBudget(self.settings.discord_edits_per_minute))
+        if sink.messages == 0 and not sink.dead:
+            await _drop_thinking(interaction)  # nothing was shown (a blocked caller): no "thinking…" left
 
     async def relay(self, interaction: discord.Interaction, command: str) -> None:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""
@@ -242,6 +244,13 @@ class RelayClient(discord.Client):
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
             log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
+
+
+async def _drop_thinking(interaction: discord.Interaction) -> None:
+    try:
+        await interaction.delete_original_response()
+    except MAPPED as exc:
+        log.info("discord /ask %s: placeholder not removed: %s", interaction.id, map_error(exc))
 
 
 def _asks(message: discord.Message, turns: list[Turn]) -> bool:

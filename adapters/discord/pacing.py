@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -24,6 +25,8 @@ from bot.pacing import EditBudget
 
 _CHANNEL = re.compile(r"/channels/(\d+)/messages")
 _WEBHOOK = re.compile(r"/(?:webhooks/\d+|interactions/\d+)/([^/?]+)")
+#: Channels and interaction tokens remembered (each interaction has its own token).
+MAX_KEYS = 10_000
 #: Grace added to a hold so the next edit lands after the bucket has reset.
 SLACK = 0.05
 
@@ -44,8 +47,10 @@ class Signal:
 
 
 class RateMonitor:
-    def __init__(self) -> None:
-        self.signals: dict[str, Signal] = {}
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self.max_keys = max_keys
+        #: oldest first, so the keys of long-finished answers are dropped first
+        self.signals: OrderedDict[str, Signal] = OrderedDict()
         self.trace = aiohttp.TraceConfig()
         self.trace.on_request_end.append(self._on_end)
 
@@ -58,7 +63,7 @@ class RateMonitor:
 
     def observe(self, key: str, status: int, headers: object) -> None:
         get = headers.get  # type: ignore[attr-defined]
-        signal = self.signals.setdefault(key, Signal())
+        signal = self.signal(key)
         now = time.monotonic()
         if status == 429:
             signal.limited += 1
@@ -69,7 +74,14 @@ class RateMonitor:
             signal.hold_until = max(signal.hold_until, now + wait + SLACK)
 
     def signal(self, key: str) -> Signal:
-        return self.signals.setdefault(key, Signal())
+        signal = self.signals.get(key)
+        if signal is None:
+            signal = self.signals[key] = Signal()
+            while len(self.signals) > self.max_keys:
+                self.signals.popitem(last=False)
+        else:
+            self.signals.move_to_end(key)
+        return signal
 
 
 def _number(value: object) -> float | None:

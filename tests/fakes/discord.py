@@ -399,6 +399,9 @@ class FakeDiscord:
             msg["content"] = body.get("content", msg["content"])
             msg["channel_id"] = str(CHANNEL_ID)
             return 200, msg, None
+        if len(parts) == 4 and parts[2] == "messages" and method == "DELETE":
+            self.messages.get(key, {}).pop(0 if parts[3] == "@original" else int(parts[3]), None)
+            return 204, None, None
         return 404, {"code": 10015, "message": "Unknown Webhook"}, None
 
     def interaction_messages(self, token: str) -> list[str]:
