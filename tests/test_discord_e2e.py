@@ -45,7 +45,7 @@ def user_contents(request: dict) -> list[tuple[str, str]]:
 
 
 async def test_mention_gets_streamed_reply(make_settings, fake_llm):
-    fake_llm.reply(ANSWER, delay=0.02)
+    fake_llm.reply(ANSWER, delay=0.02, ttft=0.5)  # typing shows while the model thinks
     async with running_bot(make_settings) as bot:
         question = await bot.fake.say("What is the capital of France?", mention_bot=True)
         await wait_for(lambda: last_text(bot.fake) == ANSWER, what="the final answer")
@@ -55,7 +55,9 @@ async def test_mention_gets_streamed_reply(make_settings, fake_llm):
         assert str(posts[0].body["message_reference"]["message_id"]) == question["id"]
         assert len(edits) >= 2, "the answer was streamed through edits"
         assert posts[0].body["content"] != ANSWER  # the first post showed only the start
-        assert bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing")
+        typing = bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing")
+        assert typing and typing[0].at < posts[0].at
+        assert len(typing) == 1  # stopped at the first text (it would renew every 8 s)
         assert bot.fake.find("PUT", r"/applications/\d+/commands")[0].body[0]["name"] == "ask"
         assert user_contents(fake_llm.requests[-1]) == [("user", "Alice A.: What is the capital of France?")]
         record = await bot.service.store.reply(1)  # the sink told the store where the answer is

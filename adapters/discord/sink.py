@@ -91,7 +91,6 @@ class DiscordSink:
         return None
 
     async def update(self, text: str) -> None:
-        self._stop_typing()
         if self.watch is not None and not self.dead:
             wait = self.watch.wait_needed()
             if wait > 0:
@@ -99,17 +98,14 @@ class DiscordSink:
         await self._show(fmt.render(text))
 
     async def split(self, text: str) -> None:
-        self._stop_typing()
         await self._show(fmt.render(text))
         self.previous = self._current
         self._current, self._shown = None, None
 
     async def finish(self, text: str, notes: Sequence[str]) -> None:
-        self._stop_typing()
         await self._show(fmt.with_notes(fmt.render(text), notes))
 
     async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        self._stop_typing()
         marked = (
             [*notes[:-1], f"{fmt.WARNING} {notes[-1]}"] if notes else [f"{fmt.WARNING} {error.user_message}"]
         )
@@ -118,6 +114,7 @@ class DiscordSink:
     # -- I/O ---------------------------------------------------------------------------------
 
     async def _show(self, content: str) -> None:
+        self._stop_typing()  # the first text replaces the typing indicator
         if self.dead or content == self._shown:
             return
         if len(content) > LIMIT:  # only if a rendering grew past the measured size
