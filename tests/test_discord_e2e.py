@@ -40,6 +40,14 @@ def last_text(fake: FakeDiscord, channel: int = CHANNEL_ID) -> str:
     return texts[-1] if texts else ""
 
 
+def rate_limited(service) -> float:
+    """How many rate-limit signals the reply streams acted on (the service's own metric)."""
+    value = service.metrics.registry.get_sample_value(
+        "relay_platform_rate_limited_total", {"platform": "discord"}
+    )
+    return value or 0.0
+
+
 def user_contents(request: dict) -> list[tuple[str, str]]:
     return [(m["role"], m["content"]) for m in request["messages"] if m["role"] != "system"]
 
@@ -247,6 +255,22 @@ async def test_rate_limited_edit_is_honoured(make_settings, fake_llm):
         assert after.at - patches[limited[0]].at >= 0.3  # discord.py waited retry_after
         # no edits piled up: nothing else reached the channel while the 429 was pending
         assert all(c.at >= patches[limited[0]].at + 0.3 for c in patches[limited[0] + 1 :])
+        # the 429 discord.py absorbed reached the stream, which slowed down
+        await wait_for(lambda: rate_limited(bot.service) >= 1, what="the stream to see the 429")
+
+
+async def test_exhausted_bucket_holds_interim_edits(make_settings, fake_llm):
+    text = " ".join(f"w{i}" for i in range(50))
+    fake_llm.reply(text, delay=0.02)
+    async with running_bot(make_settings) as bot:
+        bot.fake.tight_bucket(reset_after=0.4)
+        await bot.fake.say("count", mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake) == text, what="the final text")
+        writes = [c for c in bot.fake.calls if c.method in ("POST", "PATCH") and "/messages" in c.path]
+        gaps = [b.at - a.at for a, b in zip(writes, writes[1:])]
+        assert all(gap >= 0.4 for gap in gaps)  # never faster than the bucket allows
+        # interim edits were held back by the bot (seen as rate-limit signals), not queued in discord.py
+        await wait_for(lambda: rate_limited(bot.service) >= 1, what="the stream to hold its edits")
 
 
 async def test_provider_error_becomes_error_note(make_settings, fake_llm):

@@ -98,6 +98,8 @@ class FakeDiscord:
         self.reject_privileged = reject_privileged
         self.calls: list[Call] = []
         self.rules: list[Rule] = []
+        #: headers for successful message writes, e.g. an exhausted bucket (``tight_bucket``)
+        self.write_headers: dict[str, str] = {}
         self.messages: dict[int, dict[int, dict[str, Any]]] = {}  # channel -> id -> payload
         self.channels: dict[int, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
@@ -140,6 +142,15 @@ class FakeDiscord:
             await self._runner.cleanup()
 
     # -- scripting ------------------------------------------------------------------------
+
+    def tight_bucket(self, reset_after: float) -> None:
+        """Every message write empties its bucket: discord.py (and the bot) must wait ``reset_after``."""
+        self.write_headers = {
+            "X-RateLimit-Limit": "1",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(reset_after),
+            "X-RateLimit-Bucket": "tightbucket",
+        }
 
     def rate_limit(self, method: str, pattern: str, *, retry_after: float = 0.3, times: int = 1) -> None:
         """The next ``times`` matching calls get a 429 that discord.py honours and retries."""
@@ -289,7 +300,11 @@ class FakeDiscord:
         except KeyError:
             status, payload, event = 404, {"code": 10008, "message": "Unknown Message"}, None
         call.status = status
-        response = self._json(payload, status=status) if payload is not None else web.Response(status=status)
+        headers = self.write_headers if request.method in ("POST", "PATCH") and "/messages" in path else {}
+        if payload is None:
+            response = web.Response(status=status)
+        else:
+            response = self._json(payload, status=status, headers=headers)
         if event is not None:
             asyncio.get_running_loop().create_task(self.dispatch(*event))
         return response
