@@ -65,7 +65,9 @@ async def running_bot(
     stop = asyncio.Event()
     task = asyncio.create_task(adapter.run(service, settings, stop, guild_ready_timeout=0.1))
     try:
-        await wait_for(lambda: fake.ready.is_set() or task.done(), what="the bot to connect")
+        # on_ready (after guild_ready_timeout) marks the platform healthy; waiting for it also
+        # keeps discord.py's ready task from outliving the test
+        await wait_for(lambda: service.health.get("discord") or task.done(), what="the bot to be ready")
         if task.done():
             task.result()
         yield Running(fake, service, task, stop)
@@ -78,5 +80,14 @@ async def running_bot(
             await fake.stop()
             await router.aclose()
             await store.close()
-            for _ in range(5):  # let event handlers discord.py scheduled last start before the loop closes
-                await asyncio.sleep(0)
+            await settle()
+
+
+async def settle() -> None:
+    """Let the event handlers discord.py scheduled last run before the test's loop closes."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current and t.get_name().startswith("discord.py")]
+    if left:
+        await asyncio.wait(left, timeout=5)

@@ -66,6 +66,7 @@ class RelayClient(discord.Client):
         self.tree.add_command(relay_command(self.relay))
         self.accepting = True
         self._warned_empty = False
+        service.health["discord"] = False  # until on_ready: /healthz says "not yet"
 
     # -- lifecycle ------------------------------------------------------------------------
 
