@@ -33,7 +33,7 @@ from .providers.base import Sampling, Usage
 from .providers.router import Routed, Router
 from .reply import ReplyOutcome, ReplyStream, Sink
 from .settings import Settings
-from .store import ReplyRecord, SqliteStore, UsageRecord
+from .store import ReplyRecord, Store, UsageRecord
 from .tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RelayService:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         router: Router,
         counter: TokenCounter | None = None,
         metrics: Metrics | None = None,
