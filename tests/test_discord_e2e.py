@@ -440,3 +440,26 @@ async def test_blocked_user_gets_silence_and_no_placeholder(make_settings, fake_
         assert bot_texts(bot.fake) == []
         assert not bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing")
         assert len(fake_llm.requests) == 1
+
+
+async def test_channel_allowlist(make_settings, fake_llm):
+    fake_llm.reply("Allowed here.")
+    async with running_bot(make_settings, discord_allowed_channels=str(CHANNEL_ID)) as bot:
+        await bot.fake.say("hello?", mention_bot=True, channel=OTHER_CHANNEL_ID)
+        interaction = await bot.fake.interact("ask", {"question": "hello?"}, channel=OTHER_CHANNEL_ID)
+        await bot.fake.say("hello?", mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake) == "Allowed here.", what="the allowed answer")
+        callback = rf"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        refusal = await wait_for(lambda: bot.fake.find("POST", callback), what="the /ask refusal")
+        assert refusal[0].body["data"]["flags"] == 64  # only the asker sees it
+        assert "not set up to answer here" in refusal[0].body["data"]["content"]
+        assert bot_texts(bot.fake, OTHER_CHANNEL_ID) == []
+        assert len(fake_llm.requests) == 1
+
+
+async def test_other_bots_answered_when_allowed(make_settings, fake_llm):
+    fake_llm.reply("Hello, fellow bot.")
+    async with running_bot(make_settings, discord_allow_bots=True) as bot:
+        await bot.fake.say("hi", author=OTHER_BOT, mention_bot=True)
+        await wait_for(lambda: last_text(bot.fake) == "Hello, fellow bot.", what="the answer to a bot")
+        assert user_contents(fake_llm.requests[-1]) == [("user", "otherbot: hi")]
