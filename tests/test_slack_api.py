@@ -137,3 +137,12 @@ async def test_stream_sink_finishes_a_closed_stream_with_chat_update(slack, api)
     assert slack.called("chat.update")[-1].params["metadata"]["event_payload"]["foot"] == len(
         "\n\n*(a note)*"
     )
+
+
+async def test_display_names_are_looked_up_once_each(slack, api):
+    slack.names.update({f"U{n}": f"Person {n}" for n in range(30)})
+    history = History(api)
+    names = await history.names([f"U{n}" for n in range(30)] * 2)
+    assert names["U7"] == "Person 7" and len(names) == 30
+    assert await history.names(["U7"]) == {"U7": "Person 7"}
+    assert len(slack.called("users.info")) == 30

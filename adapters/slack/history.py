@@ -26,6 +26,7 @@ PAGE = 200
 MAX_PAGES = 50
 #: read until the raw texts hold this much more than the window (names, markup change counts)
 MARGIN = 1.25
+LOOKUPS = 8
 
 
 class History:
@@ -35,6 +36,7 @@ class History:
         self._max_users = max_users
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._max_counts = max_counts
+        self._lookups = asyncio.Semaphore(LOOKUPS)  # users.info calls at once (Tier 4)
 
     # -- token estimate ----------------------------------------------------------------------
 
@@ -110,8 +112,14 @@ class History:
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Display names of ``user_ids`` (falling back to the id when a lookup fails)."""
         ids = list(dict.fromkeys(user_ids))
-        found = await asyncio.gather(*(self.name(uid) for uid in ids))
+        found = await asyncio.gather(*(self._limited_name(uid) for uid in ids))
         return dict(zip(ids, found, strict=True))
+
+    async def _limited_name(self, user_id: str) -> str:
+        if user_id in self._names:
+            return await self.name(user_id)
+        async with self._lookups:
+            return await self.name(user_id)
 
     async def name(self, user_id: str) -> str:
         cached = self._names.get(user_id)
