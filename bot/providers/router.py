@@ -36,30 +36,37 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = MAX_RETRY_AFTER
+    #: With another provider to fall over to, waiting longer than this is not worth it.
+    max_wait_with_fallback: float = 5.0
 
-    def delay(self, attempt: int, error: errors.ProviderError) -> float | None:
+    def delay(self, attempt: int, error: errors.ProviderError, *, fallback: bool = False) -> float | None:
         """Seconds before try ``attempt + 1``; None when retrying is pointless."""
         if not error.retryable or attempt + 1 >= self.attempts:
             return None
         wait = getattr(error, "retry_after", None)
-        if wait is not None:
-            return wait if wait <= self.max_retry_after else None
-        return min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+        if wait is None:
+            wait = min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+        limit = self.max_wait_with_fallback if fallback else self.max_retry_after
+        return wait if wait <= limit else None
 
 
 @dataclass(slots=True)
 class Plan:
     provider: Provider
     fitted: Fitted
+    max_tokens: int  # what to ask for: within the window left after the prompt
+
+    @property
+    def trimmed(self) -> bool:
+        return self.fitted.dropped > 0 or self.fitted.cut_tokens > 0
 
 
 class Routed:
     """One routed answer: iterate it for deltas; ``provider`` and ``fitted`` say who served it."""
 
-    def __init__(self, router: Router, plans: list[Plan], max_tokens: int, sampling: Sampling) -> None:
+    def __init__(self, router: Router, plans: list[Plan], sampling: Sampling) -> None:
         self._router = router
         self._plans = plans
-        self._max_tokens = max_tokens
         self._sampling = sampling
         self.provider: ProviderInfo | None = None
         self.fitted: Fitted | None = plans[0].fitted if plans else None
@@ -70,10 +77,11 @@ class Routed:
 
     async def _run(self) -> AsyncIterator[Delta]:
         last: errors.ProviderError | None = None
-        for plan in self._plans:
-            request = ChatRequest(plan.fitted.turns, self._max_tokens, self._sampling)
+        for n, plan in enumerate(self._plans):
+            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling)
+            fallback = n + 1 < len(self._plans)
             try:
-                async for delta in self._router.attempt(plan.provider, request):
+                async for delta in self._router.attempt(plan.provider, request, fallback=fallback):
                     if self.provider is None:
                         self.provider, self.fitted = plan.provider.info, plan.fitted
                     yield delta
@@ -126,13 +134,21 @@ class Router:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
             except WindowTooSmall:
                 continue
-            plans.append(Plan(provider, fitted))
+            asked = max_tokens
+            if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
+                asked = max(1, min(max_tokens, info.context_window - fitted.prompt_tokens))
+            plans.append(Plan(provider, fitted, asked))
         if not plans:
             raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
         now = time.monotonic()
-        # Stable sort: cooled-down providers last, then those that would drop history.
-        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.fitted.dropped > 0))
+        # Stable sort: cooled-down providers last, then those that would have to
+        # trim the history (a 128k provider beats a 24k one that drops turns).
+        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.trimmed))
         return plans
+
+    def cooling(self, name: str) -> float:
+        """Seconds until ``name`` is out of its cooldown (0 when it is not cooling down)."""
+        return max(0.0, self._cool_until.get(name, 0.0) - time.monotonic())
 
     def answer(
         self,
@@ -142,10 +158,16 @@ class Router:
         sampling: Sampling = Sampling(),
         only: str | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only), max_tokens, sampling)
+        return Routed(self, self.plan(turns, max_tokens, counter, only), sampling)
 
-    async def attempt(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Delta]:
-        """One provider, retried before its first token while the error is transient."""
+    async def attempt(
+        self, provider: Provider, request: ChatRequest, *, fallback: bool = False
+    ) -> AsyncIterator[Delta]:
+        """One provider, retried before its first token while the error is transient.
+
+        With a ``fallback`` provider behind this one, long waits are skipped:
+        the request moves on instead.
+        """
         name = provider.info.name
         for attempt in range(self.retry.attempts):
             started = False
@@ -158,16 +180,22 @@ class Router:
             except errors.ProviderError as exc:
                 if started:
                     raise
-                wait = self.retry.delay(attempt, exc)
+                wait = self.retry.delay(attempt, exc, fallback=fallback)
                 if wait is None:
-                    self._cool_down(name, exc)
+                    if not isinstance(exc, errors.ContextTooLong):  # the request's fault, not the provider's
+                        self._cool_down(name, exc)
                     raise
                 log.info("retrying %s in %.2fs after: %s", name, wait, exc)
                 await self._sleep(wait)
 
     def _cool_down(self, name: str, exc: errors.ProviderError) -> None:
         long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
-        self._cool_until[name] = time.monotonic() + (COOLDOWN_LONG if long else COOLDOWN)
+        seconds = COOLDOWN_LONG if long else COOLDOWN
+        # A daily quota (Cloudflare 3036) says how long; so may a long Retry-After.
+        hinted = getattr(exc, "cool_for", None) or getattr(exc, "retry_after", None)
+        if isinstance(hinted, (int, float)) and hinted > seconds:
+            seconds = float(hinted)
+        self._cool_until[name] = time.monotonic() + seconds
 
     async def aclose(self) -> None:
         for provider in self.providers:
