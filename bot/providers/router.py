@@ -6,7 +6,11 @@ would have to trim harder), then tries candidates in order.  A provider that
 fails before its first token is retried when the error is transient
 (Retry-After honoured, else exponential backoff with jitter), otherwise the
 request moves on to the next provider.  Failing providers cool down for a
-while and are tried last.  Once text has flowed, errors go to the caller.
+while (longer after auth/quota errors, until 00:00 UTC after Cloudflare's
+daily quota) and are tried last.  With another provider behind, a long
+Retry-After is not waited out: the request moves on.  Once text has flowed,
+errors go to the caller.  For windows that count ``max_tokens`` (Cloudflare's
+24k) the ``max_tokens`` asked for is what is left after the prompt.
 """
 
 from __future__ import annotations
