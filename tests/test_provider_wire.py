@@ -126,7 +126,7 @@ async def test_only_the_parameters_a_provider_takes_are_sent(name, fakes, settin
 @pytest.mark.parametrize("crlf", [False, True])
 async def test_frames_and_characters_split_across_reads(name, crlf, fakes, settings_for):
     text = "Grüße aus Köln — 世界 🎉 done."
-    fakes.answer(name, text, parts=3, crlf=crlf)  # 3-byte writes split UTF-8 characters and frames
+    fakes.answer(name, text, parts=7, crlf=crlf)  # 7-byte writes split UTF-8 characters and frames
     fakes.queues[name][0].gap = 0.002
     got = await one_answer(name, settings_for(name))
     assert got.error is None

@@ -66,7 +66,8 @@ def cloudflare_error(
     code = error_code(body)
     name = who.display
     if code == AUTH:
-        return errors.AuthFailed(name, message, status=status, hint=f"check {who.key_env} and its account id")
+        account = " and CLOUDFLARE_ACCOUNT_ID" if who.prefix == "CLOUDFLARE" else ""
+        return errors.AuthFailed(name, message, status=status, hint=f"check {who.key_env}{account}")
     if code == DAILY_QUOTA:
         error = errors.QuotaExceeded(
             name, message, status=status, hint="the daily free allocation is used up until 00:00 UTC"
