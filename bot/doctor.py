@@ -20,6 +20,7 @@ from .errors import ConfigError, ProviderTimeout, RelayError
 from .providers import params
 from .providers.base import ChatRequest, Provider
 from .providers.registry import build_provider, sampling_of
+from .runtime import missing_setting
 from .settings import PROVIDER_NAMES, Settings
 
 PROBE = "Reply with the single word OK."
@@ -40,16 +41,6 @@ class Row:
 
     def cells(self) -> tuple[str, ...]:
         return (self.provider, self.model, self.window, self.first_token, self.status)
-
-
-def missing_setting(name: str) -> str:
-    return {
-        "aigateway": "set AIGATEWAY_API_KEY",
-        "deepinfra": "set DEEPINFRA_TOKEN",
-        "dataoorts": "set DATAOORTS_API_KEY",
-        "cloudflare": "set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_AUTH_TOKEN",
-        "openai": "set OPENAI_BASE_URL (and OPENAI_API_KEY if the server needs one)",
-    }[name]
 
 
 def names_to_check(settings: Settings) -> list[str]:

@@ -80,6 +80,6 @@ def setup_logging(settings: Settings, *, quiet: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel("WARNING" if quiet else settings.bot_log_level)
+    root.setLevel("ERROR" if quiet else settings.bot_log_level)  # terminal commands: one line per error
     for noisy in ("httpx", "httpcore", "aiosqlite", "discord.gateway", "websockets"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -210,18 +210,23 @@ async def within(
     comments reset it; this bounds the whole answer.
     """
     iterator = aiter(items)
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            item = await asyncio.wait_for(anext(iterator), remaining)
-        except StopAsyncIteration:
-            return
-        except TimeoutError as exc:
-            if started():
-                raise errors.StreamInterrupted(
-                    who.display, "turn timeout", hint="the answer took too long"
-                ) from exc
-            raise errors.ProviderTimeout(who.display, "turn timeout", hint="try again") from exc
-        yield item
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                item = await asyncio.wait_for(anext(iterator), remaining)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                if started():
+                    raise errors.StreamInterrupted(
+                        who.display, "turn timeout", hint="the answer took too long"
+                    ) from exc
+                raise errors.ProviderTimeout(who.display, "turn timeout", hint="try again") from exc
+            yield item
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
