@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings()
-        from .runtime import setup_logging
+        from .logs import setup_logging
 
         setup_logging(settings, quiet=args.command in ("ask", "chat", "usage", "doctor"))
         return asyncio.run(_run(args, settings))

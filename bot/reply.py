@@ -109,13 +109,14 @@ class ReplyStream:
         *,
         interval: float = 1.0,
         budget: EditBudget | None = None,
-        idle_note: str = "(the answer was cut off)",
+        max_chars: int = 0,
     ) -> None:
         self.sink = sink
+        #: per-message limit: the sink's, or a smaller configured one (BOT_MESSAGE_LIMIT)
+        self.max_chars = min(sink.max_chars, max_chars) if max_chars > 0 else sink.max_chars
         self.interval = interval
         self._base_interval = interval
         self.budget = budget
-        self.idle_note = idle_note
         self._outcome = ReplyOutcome()
         self._src = _Source()
         self._committed = 0  # characters of the answer already in finished messages
@@ -228,7 +229,7 @@ class ReplyStream:
 
     async def _roll_over(self, text: str, room: int = 0) -> str:
         """Finish messages while ``text`` is too long; return what stays in the current one."""
-        limit = self.sink.max_chars - room
+        limit = self.max_chars - room
         while self.sink.measure(text) > limit:
             cut = splitting.cut(text, limit, self.sink.measure)
             await self._final_call(self.sink.split, cut.head)
@@ -254,7 +255,8 @@ class ReplyStream:
             notes.append("(the answer reached the length limit)")
         out.notes = notes
         try:
-            text = await self._roll_over(self._current(), room=NOTE_ROOM if notes else 0)
+            room = min(NOTE_ROOM, self.max_chars // 4) if notes else 0
+            text = await self._roll_over(self._current(), room=room)
             if error is None:
                 await self._final_call(self.sink.finish, text, notes)
             else:

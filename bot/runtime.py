@@ -1,11 +1,8 @@
-"""Assemble the running service from settings: store, providers, router, logging."""
+"""Assemble the running service from settings: store, providers, router."""
 
 from __future__ import annotations
 
-import json
-import logging
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,29 +54,3 @@ async def open_service(settings: Settings, only: str | None = None) -> AsyncIter
     finally:
         await router.aclose()
         await store.close()
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(settings: Settings, *, quiet: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.bot_log_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel("ERROR" if quiet else settings.bot_log_level)  # terminal commands: one line per error
-    for noisy in ("httpx", "httpcore", "aiosqlite", "discord.gateway", "websockets"):
-        logging.getLogger(noisy).setLevel("WARNING")

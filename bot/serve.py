@@ -1,8 +1,10 @@
 """``serve``: run every configured platform on one event loop until SIGTERM/SIGINT.
 
 Each platform adapter exposes ``async def run(service, settings, stop)``: it
-connects, answers until ``stop`` is set, then lets replies in flight finish
-and closes its connections.
+finalises replies a crash left unfinished, connects, answers until ``stop`` is
+set, stops taking events, waits for ``service.drain()`` (replies in flight get
+``BOT_SHUTDOWN_GRACE`` seconds, the rest are finalised as interrupted) and
+closes its connections.  Exit status 0 after a clean shutdown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import signal
 
 from .errors import ConfigError
+from .ops import start_ops
 from .runtime import open_service
 from .settings import Settings
 
@@ -38,17 +41,26 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_service(settings) as service:
-        runs = [
-            asyncio.create_task(importlib.import_module(name).run(service, settings, stop), name=name)
-            for name in modules
-        ]
-        log.info("serving %s", ", ".join(m.split(".")[-1] for m in modules))
-        done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
-        stop.set()  # one platform failing stops the others cleanly
-        await asyncio.wait(runs)
+        ops = None
+        if settings.bot_ops_port:
+            ops = await start_ops(service, settings.bot_ops_host, settings.bot_ops_port)
+        try:
+            runs = [
+                asyncio.create_task(importlib.import_module(name).run(service, settings, stop), name=name)
+                for name in modules
+            ]
+            log.info("serving %s", ", ".join(m.split(".")[-1] for m in modules))
+            await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+            stop.set()  # one platform failing stops the others cleanly
+            await asyncio.wait(runs)
+            await service.drain()
+        finally:
+            if ops is not None:
+                await ops.cleanup()
     failed = [t for t in runs if not t.cancelled() and t.exception() is not None]
     for task in failed:
         log.error("%s stopped: %s", task.get_name(), task.exception())
     if failed and isinstance(failed[0].exception(), ConfigError):
         raise failed[0].exception()  # type: ignore[misc]
+    log.info("stopped cleanly")
     return 1 if failed else 0

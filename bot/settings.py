@@ -52,7 +52,11 @@ class ProviderConfig:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
     )
 
     # -- the bot ---------------------------------------------------------------------
@@ -64,7 +68,7 @@ class Settings(BaseSettings):
         "Use Markdown for code and lists."
     )
     bot_edit_interval: float = Field(1.0, ge=0.0, le=30.0)
-    bot_message_limit: int = Field(0, ge=0)  # 0: the platform's own limit
+    bot_message_limit: int = Field(0, ge=0)  # continue in a new message past this; 0: the platform's limit
     bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_log_json: bool = False
 
@@ -78,6 +82,24 @@ class Settings(BaseSettings):
     bot_presence_penalty: float | None = None
     bot_frequency_penalty: float | None = None
     bot_repetition_penalty: float | None = None
+
+    # access and quotas (0 = no limit); admins are exempt from quotas and may use /relay config
+    bot_admins: CommaList = Field(default_factory=list)
+    bot_blocked_users: CommaList = Field(default_factory=list)
+    bot_blocked_channels: CommaList = Field(default_factory=list)
+    bot_blocked_workspaces: CommaList = Field(default_factory=list)
+    bot_blocked_roles: CommaList = Field(default_factory=list)
+    bot_user_requests_per_minute: int = Field(0, ge=0)
+    bot_channel_requests_per_minute: int = Field(0, ge=0)
+    bot_user_daily_tokens: int = Field(0, ge=0)
+    bot_user_daily_cost: float = Field(0.0, ge=0)
+    bot_channel_daily_tokens: int = Field(0, ge=0)
+    bot_channel_daily_cost: float = Field(0.0, ge=0)
+
+    # operations
+    bot_ops_port: int = Field(8080, ge=0, le=65535)  # /healthz and /metrics; 0 turns it off
+    bot_ops_host: str = "127.0.0.1"
+    bot_shutdown_grace: float = Field(20.0, ge=0)  # seconds replies in flight get to finish
 
     # provider timeouts, seconds
     bot_connect_timeout: float = Field(10.0, gt=0)
@@ -148,6 +170,11 @@ class Settings(BaseSettings):
     _split_lists = field_validator(
         "bot_providers",
         "bot_stop",
+        "bot_admins",
+        "bot_blocked_users",
+        "bot_blocked_channels",
+        "bot_blocked_workspaces",
+        "bot_blocked_roles",
         "slack_allowed_channels",
         "slack_allowed_users",
         "discord_allowed_guilds",

@@ -161,6 +161,10 @@ class SqliteStore:
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> bool:
+        async with self._db.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) == (1,)
+
     async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
@@ -296,6 +300,25 @@ class SqliteStore:
             return None
         return ReplyRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7])
 
+    # -- per-channel settings -------------------------------------------------------------
+
+    async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
+        sql = "SELECT name, value FROM channel_settings WHERE platform = ? AND channel = ?"
+        async with self._db.execute(sql, (platform, channel)) as cur:
+            return {name: value for name, value in await cur.fetchall()}
+
+    async def set_channel_setting(self, platform: str, channel: str, name: str, value: str | None) -> None:
+        if value is None:
+            await self._db.execute(
+                "DELETE FROM channel_settings WHERE platform = ? AND channel = ? AND name = ?",
+                (platform, channel, name),
+            )
+        else:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO channel_settings(platform, channel, name, value) VALUES (?, ?, ?, ?)",
+                (platform, channel, name, value),
+            )
+
     # -- usage ------------------------------------------------------------------------------
 
     async def record_usage(self, record: UsageRecord) -> None:
@@ -318,12 +341,34 @@ class SqliteStore:
 
     _GROUPS = {"provider": "provider", "user": "user_id", "channel": "channel", "model": "model"}
 
-    async def usage_totals(self, by: str, since: float = 0.0) -> list[UsageTotal]:
+    async def usage_of(self, by: str, key: str, since: float) -> tuple[int, float]:
+        """(tokens in + out, cost) of one user or channel since a time."""
         column = self._GROUPS[by]
         sql = (
-            f"SELECT COALESCE({column}, '-'), COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
-            f"SUM(cost_usd) FROM usage WHERE at >= ? GROUP BY {column} ORDER BY SUM(cost_usd) DESC"
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost_usd), 0) "
+            f"FROM usage WHERE {column} = ? AND at >= ?"
         )
-        async with self._db.execute(sql, (since,)) as cur:
+        async with self._db.execute(sql, (key, since)) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    async def usage_totals(
+        self, by: str, since: float = 0.0, *, user: str | None = None, channel: str | None = None
+    ) -> list[UsageTotal]:
+        """Totals grouped ``by`` provider/user/channel/model, optionally for one user or channel."""
+        column = self._GROUPS[by]
+        where, args = ["at >= ?"], [since]
+        if user is not None:
+            where.append("user_id = ?")
+            args.append(user)
+        if channel is not None:
+            where.append("channel = ?")
+            args.append(channel)
+        sql = (
+            f"SELECT COALESCE({column}, '-'), COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+            f"SUM(cost_usd) FROM usage WHERE {' AND '.join(where)} GROUP BY {column} "
+            "ORDER BY SUM(cost_usd) DESC"
+        )
+        async with self._db.execute(sql, args) as cur:
             rows = await cur.fetchall()
         return [UsageTotal(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]

@@ -149,6 +149,12 @@ def check(provider: str, display: str, sampling: Sampling, max_tokens: int) -> N
             )
 
 
+def output_limit(provider: str) -> int:
+    """The most ``max_tokens`` a provider takes (AIGateway documents 8,192)."""
+    table = TABLES.get(provider)
+    return table.max_tokens if table is not None else 131_072
+
+
 def select(provider: str, sampling: Sampling) -> dict[str, object]:
     """The parameters ``provider`` takes, by wire name; the others are left out."""
     table = TABLES[provider]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .. import errors
 from ..conversation import Fitted, Turn, WindowTooSmall, fit
 from ..tokens import TokenCounter
+from . import params
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
 from .http import MAX_RETRY_AFTER
 
@@ -127,9 +128,19 @@ class Router:
         max_tokens: int,
         counter: TokenCounter,
         only: str | None = None,
+        order: Sequence[str] | None = None,
     ) -> list[Plan]:
-        """Candidates in the order to try them, each with the conversation fitted to its window."""
-        candidates = [self.by_name(only)] if only else self.providers
+        """Candidates in the order to try them, each with the conversation fitted to its window.
+
+        ``only`` forces one provider; ``order`` (a channel's setting) picks and orders them.
+        """
+        if only:
+            candidates = [self.by_name(only)]
+        elif order:
+            known = {p.info.name: p for p in self.providers}
+            candidates = [known[n] for n in order if n in known] or self.providers
+        else:
+            candidates = self.providers
         plans: list[Plan] = []
         for provider in candidates:
             info = provider.info
@@ -138,7 +149,7 @@ class Router:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
             except WindowTooSmall:
                 continue
-            asked = max_tokens
+            asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
             if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
                 asked = max(1, min(max_tokens, info.context_window - fitted.prompt_tokens))
             plans.append(Plan(provider, fitted, asked))
@@ -161,8 +172,9 @@ class Router:
         counter: TokenCounter,
         sampling: Sampling = Sampling(),
         only: str | None = None,
+        order: Sequence[str] | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only), sampling)
+        return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling)
 
     async def attempt(
         self, provider: Provider, request: ChatRequest, *, fallback: bool = False

@@ -1,0 +1,89 @@
+"""Per-channel settings: system prompt, provider order, temperature, max output tokens.
+
+Admins set them with ``/relay config NAME VALUE`` on Slack or Discord; they are
+kept in the store and override the global settings for that channel only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import RelayError
+from .settings import PROVIDER_NAMES
+
+
+class BadChannelSetting(RelayError):
+    pass
+
+
+def _providers(value: str) -> str:
+    names = [n.strip().lower() for n in value.replace(" ", ",").split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROVIDER_NAMES]
+    if not names or unknown:
+        raise BadChannelSetting(f"providers must be a list of: {', '.join(PROVIDER_NAMES)}")
+    return ",".join(names)
+
+
+def _temperature(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadChannelSetting("temperature must be a number, e.g. 0.7") from None
+    if not 0.0 <= number <= 2.0:
+        raise BadChannelSetting("temperature must be between 0 and 2")
+    return repr(number)
+
+
+def _max_tokens(value: str) -> str:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadChannelSetting("max_tokens must be a whole number, e.g. 800") from None
+    if not 16 <= number <= 8192:
+        raise BadChannelSetting("max_tokens must be between 16 and 8192")
+    return str(number)
+
+
+def _system_prompt(value: str) -> str:
+    if not value.strip():
+        raise BadChannelSetting("system_prompt cannot be empty (use `reset` to go back to the default)")
+    if len(value) > 8000:
+        raise BadChannelSetting("system_prompt is limited to 8,000 characters")
+    return value.strip()
+
+
+#: name -> normaliser (raises BadChannelSetting with a message the admin reads)
+SETTINGS: dict[str, Callable[[str], str]] = {
+    "system_prompt": _system_prompt,
+    "providers": _providers,
+    "temperature": _temperature,
+    "max_tokens": _max_tokens,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    system_prompt: str | None = None
+    providers: tuple[str, ...] = ()
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, str]) -> ChannelConfig:
+        return cls(
+            system_prompt=rows.get("system_prompt"),
+            providers=tuple(rows["providers"].split(",")) if rows.get("providers") else (),
+            temperature=float(rows["temperature"]) if "temperature" in rows else None,
+            max_tokens=int(rows["max_tokens"]) if "max_tokens" in rows else None,
+        )
+
+
+def check_name(name: str) -> None:
+    if name not in SETTINGS:
+        raise BadChannelSetting(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
+
+
+def normalise(name: str, value: str) -> str:
+    check_name(name)
+    return SETTINGS[name](value)

@@ -1,0 +1,100 @@
+"""``/relay`` — status, per-channel configuration and usage, the same on every platform.
+
+Adapters pass the text after ``/relay`` and who asked; they show the returned
+Markdown to that person only (ephemeral on Slack and Discord).
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import channel_config
+from .access import Caller, start_of_day_utc
+from .channel_config import BadChannelSetting, ChannelConfig
+from .service import RelayService
+
+HELP = (
+    "*`/relay` commands*\n"
+    "• `/relay status` — this channel's settings and your usage today\n"
+    "• `/relay config` — show this channel's settings\n"
+    "• `/relay config NAME VALUE` — admins: set `system_prompt`, `providers`, `temperature` or `max_tokens`\n"
+    "• `/relay config NAME reset` — admins: back to the default\n"
+    "• `/relay usage` — your usage (admins: per channel, user and provider)"
+)
+
+
+async def relay_command(service: RelayService, caller: Caller, text: str) -> str:
+    words = text.strip().split(maxsplit=2)
+    verb = words[0].lower() if words else "help"
+    if verb == "status":
+        return await _status(service, caller)
+    if verb == "config":
+        return await _config(service, caller, words[1:])
+    if verb == "usage":
+        return await _usage(service, caller)
+    return HELP
+
+
+async def _config(service: RelayService, caller: Caller, args: list[str]) -> str:
+    store = service.store
+    if not args:
+        rows = await store.channel_settings(caller.platform, caller.channel)
+        if not rows:
+            return "This channel uses the default settings."
+        return "This channel's settings:\n" + "\n".join(f"• `{k}`: {v}" for k, v in sorted(rows.items()))
+    if not service.access.is_admin(caller):
+        return "Only admins can change this channel's settings."
+    name = args[0].lower()
+    if len(args) < 2:
+        return f"Give a value: `/relay config {name} VALUE` (or `reset`)."
+    value = args[1]
+    try:
+        if value.strip().lower() == "reset":
+            channel_config.check_name(name)
+            await store.set_channel_setting(caller.platform, caller.channel, name, None)
+            return f"`{name}` is back to the default for this channel."
+        normalised = channel_config.normalise(name, value)
+    except BadChannelSetting as exc:
+        return f"Not changed: {exc.user_message}."
+    await store.set_channel_setting(caller.platform, caller.channel, name, normalised)
+    return f"`{name}` is now `{normalised}` in this channel."
+
+
+async def _status(service: RelayService, caller: Caller) -> str:
+    config = ChannelConfig.from_rows(await service.store.channel_settings(caller.platform, caller.channel))
+    settings = service.settings
+    providers = ", ".join(config.providers or [p.info.name for p in service.router.providers])
+    tokens, cost = (0, 0.0)
+    if caller.user is not None:
+        tokens, cost = await service.store.usage_of("user", caller.user, since=start_of_day_utc(time.time()))
+    lines = [
+        "*llama-relay status*",
+        f"• providers: {providers}",
+        f"• max output tokens: {config.max_tokens or settings.bot_max_tokens}",
+        f"• temperature: {config.temperature if config.temperature is not None else settings.bot_temperature or 'provider default'}",
+        f"• system prompt: {'custom for this channel' if config.system_prompt else 'default'}",
+        f"• your usage today: {tokens:,} tokens, ${cost:.4f}",
+    ]
+    return "\n".join(lines)
+
+
+async def _usage(service: RelayService, caller: Caller) -> str:
+    store = service.store
+    since = time.time() - 30 * 86400
+    if not service.access.is_admin(caller):
+        mine = await store.usage_totals("provider", since, user=caller.user or "-")
+        if not mine:
+            return "You have not used the bot in the last 30 days."
+        return "Your usage, last 30 days:\n" + _lines(mine)
+    parts = ["*Usage, last 30 days*"]
+    for by, title in (("provider", "per provider"), ("channel", "per channel"), ("user", "per user")):
+        totals = await store.usage_totals(by, since)
+        parts.append(f"_{title}_\n" + (_lines(totals[:15]) if totals else "• none"))
+    return "\n".join(parts)
+
+
+def _lines(totals) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(
+        f"• {t.key}: {t.requests} requests, {t.prompt_tokens:,} in / {t.completion_tokens:,} out, ${t.cost_usd:.4f}"
+        for t in totals
+    )

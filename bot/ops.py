@@ -1,0 +1,57 @@
+"""The operations endpoint during ``serve``: ``/healthz`` (readiness), ``/livez``, ``/metrics``.
+
+Adapters report whether their platform connection is up in ``service.health``;
+``/healthz`` answers 200 only while the service takes work, the store answers
+and every platform is connected, else 503 with the reason in JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .service import RelayService
+
+
+async def readiness(service: RelayService) -> tuple[bool, dict[str, object]]:
+    try:
+        store_ok = await service.store.ping()
+    except (sqlite3.Error, ValueError):
+        store_ok = False
+    platforms = dict(service.health)
+    ready = service.accepting and store_ok and all(platforms.values())
+    return ready, {
+        "status": "ok" if ready else "unavailable",
+        "accepting": service.accepting,
+        "store": store_ok,
+        "platforms": platforms,
+        "in_flight": service.in_flight,
+    }
+
+
+def ops_app(service: RelayService) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        ready, body = await readiness(service)
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", healthz)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_ops(service: RelayService, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(ops_app(service), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

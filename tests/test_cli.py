@@ -1,0 +1,150 @@
+"""The real command line in a subprocess, against the fake model server over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.llm import FakeLLM
+
+
+@pytest.fixture
+def env(tmp_path, fake_llm: FakeLLM) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "sk-cli-secret",
+        "BOT_DATABASE": str(tmp_path / "cli.db"),
+    }
+
+
+async def run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else b""), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_ask_prints_only_the_answer(env, tmp_path, fake_llm):
+    fake_llm.reply("Paris is the capital of France.")
+    code, out, err = await run(["ask", "What", "is", "the", "capital?"], env, tmp_path)
+    assert (code, out) == (0, "Paris is the capital of France.\n")
+    assert err == ""
+    assert fake_llm.requests[-1]["messages"][-1]["content"] == "What is the capital?"
+
+
+async def test_ask_reads_the_prompt_from_stdin(env, tmp_path, fake_llm):
+    fake_llm.reply("from stdin")
+    code, out, _ = await run(["ask"], env, tmp_path, stdin="question on stdin\n")
+    assert (code, out) == (0, "from stdin\n")
+    assert fake_llm.requests[-1]["messages"][-1]["content"] == "question on stdin"
+
+
+async def test_ask_streams_before_the_answer_is_complete(env, tmp_path, fake_llm):
+    fake_llm.reply("first second third fourth", delay=0.4)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "ask", "go",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+    )
+    first = await asyncio.wait_for(proc.stdout.read(5), 30)
+    assert first == b"first"
+    assert proc.returncode is None  # still streaming: the first words were flushed early
+    rest = await proc.stdout.read()
+    await proc.wait()
+    assert first + rest == b"first second third fourth\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected_err"),
+    [
+        (lambda f: f.fail(401), "rejected the API key (401): check OPENAI_API_KEY"),
+        (lambda f: f.fail(500, times=3), "is unavailable (500)"),
+    ],
+)
+async def test_provider_errors_are_one_line_on_stderr(env, tmp_path, fake_llm, script, expected_err):
+    script(fake_llm)
+    code, out, err = await run(["ask", "hi"], env, tmp_path)
+    assert code == 1 and out == ""
+    assert expected_err in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert "sk-cli-secret" not in err
+
+
+async def test_cut_stream_prints_partial_answer_and_a_note(env, tmp_path, fake_llm):
+    fake_llm.cut("alpha beta gamma delta", after=2)
+    code, out, err = await run(["ask", "hi"], env, tmp_path)
+    assert code == 1
+    assert out == "alpha beta \n"
+    assert "cut the answer off" in err and "Traceback" not in err
+
+
+async def test_empty_prompt_is_an_error(env, tmp_path, fake_llm):
+    code, out, err = await run(["ask", "   "], env, tmp_path)
+    assert code == 1 and out == ""
+    assert "empty" in err and fake_llm.requests == []
+
+
+async def test_prompt_far_over_the_window_is_cut_not_fatal(env, tmp_path, fake_llm):
+    env = {**env, "OPENAI_CONTEXT_WINDOW": "2048", "BOT_MAX_TOKENS": "256"}
+    fake_llm.reply("short answer")
+    code, out, err = await run(["ask"], env, tmp_path, stdin="lorem ipsum dolor " * 5000)
+    assert (code, out) == (0, "short answer\n")
+    assert "too long" in err
+    sent = fake_llm.requests[-1]["messages"][-1]["content"]
+    assert "tokens cut from the middle" in sent and len(sent) < 20_000
+
+
+async def test_bad_setting_stops_with_one_line(env, tmp_path):
+    code, out, err = await run(["ask", "hi"], {**env, "BOT_MAX_TOKENS": "many"}, tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("configuration error: BOT_MAX_TOKENS") and len(err.strip().splitlines()) == 1
+
+
+async def test_missing_provider_is_a_clear_error(tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    code, _, err = await run(["ask", "hi"], env, tmp_path)
+    assert code == 2 and "No provider is configured" in err
+
+
+async def test_chat_is_scriptable_persisted_and_resumable(env, tmp_path, fake_llm):
+    fake_llm.reply("Nice to meet you, Bob.")
+    fake_llm.reply("Your name is Bob.")
+    code, out, _ = await run(["chat", "--session", "s1"], env, tmp_path, stdin="My name is Bob.\nWhat is my name?\n")
+    assert code == 0
+    assert out == "Nice to meet you, Bob.\nYour name is Bob.\n"
+    second = fake_llm.requests[-1]["messages"]
+    assert [m["content"] for m in second[1:]] == ["My name is Bob.", "Nice to meet you, Bob.", "What is my name?"]
+
+    fake_llm.reply("Still Bob.")
+    code, out, _ = await run(["chat", "--session", "s1"], env, tmp_path, stdin="And now?\n")
+    assert out == "Still Bob.\n"
+    assert len(fake_llm.requests[-1]["messages"]) == 1 + 5  # system + 4 stored turns + new question
+
+    fake_llm.reply("Who are you?")
+    code, out, _ = await run(["chat", "--session", "s1"], env, tmp_path, stdin="/reset\nHello\n")
+    assert [m["content"] for m in fake_llm.requests[-1]["messages"][1:]] == ["Hello"]
+
+
+async def test_chat_failure_keeps_the_stored_conversation(env, tmp_path, fake_llm):
+    fake_llm.reply("first answer")
+    await run(["chat", "--session", "k"], env, tmp_path, stdin="first\n")
+    fake_llm.fail(401)
+    code, _, err = await run(["chat", "--session", "k"], env, tmp_path, stdin="second\n")
+    assert code == 1 and "rejected the API key" in err
+    fake_llm.reply("third answer")
+    await run(["chat", "--session", "k"], env, tmp_path, stdin="third\n")
+    assert [m["content"] for m in fake_llm.requests[-1]["messages"][1:]] == ["first", "first answer", "third"]
+
+
+def test_console_script_is_installed():
+    script = shutil.which("llama-relay", path=str(Path(sys.executable).parent))
+    assert script is not None

@@ -1,0 +1,138 @@
+"""ReplyStream: paced edits, one in flight, rollover, and a final state whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.errors import ProviderUnavailable, StreamInterrupted
+from bot.pacing import EditBudget
+from bot.providers.base import Delta, Usage
+from bot.reply import ReplyStream
+from bot.splitting import join_parts
+from tests.fakes.sinks import RecordingSink
+
+
+async def deltas(pieces, *, delay=0.0, finish="stop", error=None, after=None):
+    for n, piece in enumerate(pieces):
+        if error is not None and n == after:
+            raise error
+        if delay:
+            await asyncio.sleep(delay)
+        yield Delta(text=piece)
+    if error is not None and after is None:
+        raise error
+    if finish:
+        yield Delta(finish_reason=finish, usage=Usage(10, len(pieces)))
+
+
+async def test_first_text_at_once_then_coalesced_edits():
+    sink = RecordingSink()
+    pieces = [f"w{i} " for i in range(100)]
+    out = await ReplyStream(sink, interval=0.2).run(deltas(pieces, delay=0.005))
+    updates = [t for kind, t in sink.calls if kind == "update"]
+    assert updates[0] == "w0 "  # shown as soon as it arrived
+    assert len(updates) < 20  # ~0.5 s of deltas at one edit per 0.2 s, not 100 edits
+    assert sink.calls[-1] == ("finish", "".join(pieces))
+    assert out.state == "complete" and out.text == "".join(pieces)
+    assert out.usage == Usage(10, 100)
+
+
+async def test_one_edit_in_flight_and_latest_text_wins():
+    sink = RecordingSink(edit_delay=0.03)
+    pieces = [f"{i} " for i in range(60)]
+    await ReplyStream(sink, interval=0.0).run(deltas(pieces, delay=0.002))
+    assert sink.max_in_flight == 1
+    texts = [t for _, t in sink.calls[1:]]
+    assert texts == sorted(texts, key=len)  # never goes back to older text
+    assert sink.messages == ["".join(pieces)]
+
+
+async def test_rolls_over_into_continuation_messages():
+    sink = RecordingSink(max_chars=300)
+    code = "\n".join(f"    value_{i} = compute({i})" for i in range(40))
+    answer = "Intro paragraph.\n\n```python\n" + code + "\n```\n\nAnd a closing paragraph. " * 3
+    out = await ReplyStream(sink, interval=0.0).run(deltas(list(answer), delay=0))
+    assert len(sink.messages) > 3 and out.messages == len(sink.messages)
+    assert all(len(m) <= 300 for m in sink.messages)
+    assert join_parts(sink.messages) == answer
+    assert all(m.count("```") % 2 == 0 for m in sink.messages)
+
+
+async def test_stream_cut_mid_answer_keeps_partial_text_with_a_note():
+    sink = RecordingSink()
+    err = StreamInterrupted("DeepInfra", "reset", hint="the answer is incomplete")
+    out = await ReplyStream(sink, interval=0.0).run(deltas(["Hello ", "wor"], error=err))
+    assert sink.calls[-1] == ("fail", "Hello wor")
+    assert sink.notes == [err.user_message]
+    assert out.state == "partial" and out.text == "Hello wor"
+
+
+async def test_failure_before_any_text_leaves_an_error_note():
+    sink = RecordingSink()
+    err = ProviderUnavailable("AIGateway", status=503, hint="try again shortly")
+    out = await ReplyStream(sink).run(deltas(["x"], error=err, after=0), notes=["(earlier messages were left out)"])
+    assert sink.calls[-1] == ("fail", "")
+    assert sink.notes == ["(earlier messages were left out)", "AIGateway is unavailable (503): try again shortly"]
+    assert out.state == "failed"
+
+
+async def test_end_without_finish_reason_is_an_interruption():
+    sink = RecordingSink()
+    out = await ReplyStream(sink, interval=0.0).run(deltas(["partial"], finish=None))
+    assert out.state == "partial"
+    assert sink.calls[-1][0] == "fail" and "cut" in sink.notes[-1]
+
+
+async def test_platform_429s_are_honoured_and_the_final_text_arrives():
+    sink = RecordingSink(rate_limit_every=2)
+    pieces = [f"t{i} " for i in range(40)]
+    out = await ReplyStream(sink, interval=0.01).run(deltas(pieces, delay=0.005))
+    assert out.rate_limited >= 1
+    assert sink.messages == ["".join(pieces)]
+    assert out.state == "complete"
+
+
+async def test_cancellation_finalises_as_interrupted():
+    sink = RecordingSink()
+
+    async def endless():
+        yield Delta(text="started ")
+        await asyncio.sleep(3600)
+        yield Delta(text="never")
+
+    task = asyncio.create_task(ReplyStream(sink, interval=0.0).run(endless()))
+    while not sink.messages:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sink.calls[-1] == ("fail", "started ")
+    assert "ask again" in sink.notes[-1]
+
+
+async def test_shared_budget_serves_final_edits_first():
+    budget = EditBudget(per_minute=600, burst=1)  # one token per 0.1 s
+    order: list[str] = []
+    await budget.acquire()  # empty the bucket
+
+    async def take(name: str, urgent: bool):
+        await budget.acquire(urgent=urgent)
+        order.append(name)
+
+    waiting = [asyncio.create_task(take(f"interim{i}", False)) for i in range(3)]
+    await asyncio.sleep(0)
+    waiting.append(asyncio.create_task(take("final", True)))
+    await asyncio.gather(*waiting)
+    assert order[0] == "final"
+    assert budget.granted == 5
+
+
+async def test_budget_pause_blocks_everyone():
+    budget = EditBudget(per_minute=6000, burst=5)
+    budget.pause(0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await budget.acquire()
+    assert loop.time() - start >= 0.15  # a lower bound on waiting, not a speed target

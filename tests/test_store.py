@@ -1,0 +1,72 @@
+"""The SQLite store on real files: migrations, exactly-once, conversations, ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot.conversation import Turn
+from bot.store import MIGRATIONS, SqliteStore, UsageRecord
+
+
+async def test_migrations_are_versioned_and_idempotent(tmp_path):
+    path = tmp_path / "s.db"
+    store = await SqliteStore.open(path)
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+    store = await SqliteStore.open(path)  # opening again applies nothing twice
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_events_are_claimed_once_even_across_restarts(tmp_path):
+    store = await SqliteStore.open(tmp_path / "s.db")
+    assert await store.claim_event("Ev1", "slack") is True
+    assert await store.claim_event("Ev1", "slack") is False
+    await store.close()
+    store = await SqliteStore.open(tmp_path / "s.db")
+    assert await store.claim_event("Ev1", "slack") is False
+    assert await store.claim_event("Ev2", "slack") is True
+    await store.close()
+
+
+async def test_conversations_keep_turns_in_order_and_reset(tmp_path):
+    store = await SqliteStore.open(tmp_path / "s.db")
+    await store.add_turns("terminal:a", [Turn("user", "hi"), Turn("assistant", "hello")])
+    await store.add_turns("terminal:a", [Turn("user", "<|eot_id|> and ünïcode")])
+    await store.add_turns("terminal:b", [Turn("user", "other")])
+    turns = await store.load_turns("terminal:a")
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "hi"),
+        ("assistant", "hello"),
+        ("user", "<|eot_id|> and ünïcode"),
+    ]
+    assert all(t.message_id for t in turns)  # row ids key the token-count cache
+    await store.reset_conversation("terminal:a")
+    assert await store.load_turns("terminal:a") == []
+    assert len(await store.load_turns("terminal:b")) == 1
+    await store.close()
+
+
+async def test_token_counts_persist(tmp_path):
+    store = await SqliteStore.open(tmp_path / "s.db")
+    await store.save_counts([("m1", "d1", 12), ("m2", "d2", 7)])
+    assert await store.cached_counts(["m1", "m2", "m3"]) == {"m1": ("d1", 12), "m2": ("d2", 7)}
+    await store.close()
+
+
+async def test_replies_and_usage_ledger(tmp_path):
+    store = await SqliteStore.open(tmp_path / "s.db")
+    rid = await store.open_reply("slack", "C1", "123.4")
+    await store.update_reply(rid, state="streaming", locator={"ts": "123.5"})
+    unfinished = await store.unfinished_replies("slack")
+    assert [(r.id, r.state, r.locator) for r in unfinished] == [(rid, "streaming", {"ts": "123.5"})]
+    await store.update_reply(rid, state="done", provider="deepinfra", model="m")
+    assert await store.unfinished_replies("slack") == []
+    for user, cost in (("U1", 0.5), ("U1", 0.25), ("U2", 1.0)):
+        await store.record_usage(UsageRecord("slack", "deepinfra", "m", user, "C1", 100, 50, cost, rid))
+    by_user = {t.key: t for t in await store.usage_totals("user")}
+    assert by_user["U1"].requests == 2 and by_user["U1"].cost_usd == 0.75
+    assert by_user["U2"].prompt_tokens == 100
+    await store.close()
