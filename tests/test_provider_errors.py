@@ -138,3 +138,17 @@ async def test_429_carries_retry_after_from_header(fakes, settings_for):
     fakes.fail("aigateway", 429, aig(429, "rate_limit_error", "slow down"), headers={"Retry-After": "7"})
     got = await one_answer("aigateway", settings_for("aigateway"))
     assert isinstance(got.error, errors.RateLimited) and got.error.retry_after == 7.0
+
+
+def test_the_table_covers_every_documented_cloudflare_code():
+    from bot.providers import cloudflare as cf
+
+    documented = {cf.CAPACITY, cf.DAILY_QUOTA, cf.AUTH, cf.TOO_LARGE, cf.SCHEMA, *cf.CONTEXT_EXCEEDED, *cf.TIMEOUTS, *cf.BAD_MODEL}
+    assert documented == {3040, 3036, 10000, 3006, 5006, 5021, 3010, 3007, 3008, 5007, 3042}
+    assert documented <= {code for _, code, _, _ in CLOUDFLARE}
+
+
+def test_the_tables_cover_every_documented_status():
+    aigateway_documented = {400, 401, 402, 403, 404, 429, 500, 502, 503, 504}  # seed 000 + reference
+    assert aigateway_documented <= {status for status, *_ in AIGATEWAY}
+    assert {401, 402, 404, 429, 500} <= {status for status, *_ in DEEPINFRA}

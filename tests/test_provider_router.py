@@ -261,3 +261,40 @@ async def test_ledger_usage_and_cost_per_provider(fakes, settings_for):
     assert local[4] == pytest.approx((local[2] + local[3]) / 1e6)
     assert [r[0] for r in replies] == ["done"] * 4
     assert [r[1] for r in replies] == ["deepinfra", "cloudflare", "cloudflare", "openai"]
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_connection_refused_is_retried_then_fails_over(fakes, settings_for):
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    sink, outcome, path = await ask(settings_for("aigateway", "deepinfra", aigateway_base_url=dead))
+    assert sink.messages == ["Hello from deepinfra."] and outcome.state == "complete"
+    _, replies = ledger(path)
+    assert replies[0][1] == "deepinfra"
+
+
+async def test_connection_refused_alone_is_one_clear_line(fakes, settings_for):
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    sink, outcome, _ = await ask(settings_for("openai", openai_base_url=dead))
+    assert outcome.state == "failed"
+    assert sink.notes == ["The OpenAI-compatible server is unavailable: could not connect"]
+
+
+async def test_a_channel_asking_for_more_than_aigateway_takes_is_clamped(fakes, settings_for):
+    settings = settings_for("aigateway")
+    store = await SqliteStore.open(settings.bot_database)
+    router = build_router(settings)
+    try:
+        await store.set_channel_setting("terminal", "c", "max_tokens", "20000")
+        sink = RecordingSink()
+        await RelayService(settings, store, router).answer(Request("terminal", "c", [Turn("user", "Hi?")]), sink, interval=0.0)
+    finally:
+        await router.aclose()
+        await store.close()
+    assert fakes.requests["aigateway"][0]["max_tokens"] == 8192

@@ -151,7 +151,7 @@ class Router:
                 continue
             asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
             if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
-                asked = max(1, min(max_tokens, info.context_window - fitted.prompt_tokens))
+                asked = max(1, min(asked, info.context_window - fitted.prompt_tokens))
             plans.append(Plan(provider, fitted, asked))
         if not plans:
             raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
