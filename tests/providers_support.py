@@ -53,11 +53,11 @@ class Collected:
 
 
 async def collect(
-    provider: Provider, question: str = "Hi?", max_tokens: int = 64, sampling: Sampling = Sampling()
+    provider: Provider, question: str = "Hi?", max_tokens: int = 64, sampling: Sampling | None = None
 ) -> Collected:
     """Stream one answer; the error (if any) is kept next to the partial text."""
     out = Collected()
-    request = ChatRequest([Turn("system", "Be brief."), Turn("user", question)], max_tokens, sampling)
+    request = ChatRequest([Turn("system", "Be brief."), Turn("user", question)], max_tokens, sampling or Sampling())
     try:
         async for delta in provider.stream(request):
             if delta.text:

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from tests.fakes.providers import NAMES, cloudflare_error_body
-from tests.providers_support import fakes  # noqa: F401
+
+pytest_plugins = ["tests.providers_support"]
 
 
 async def run_cli(tmp_path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
@@ -59,7 +60,7 @@ async def test_ask_fails_fast_on_an_out_of_range_parameter(fakes, tmp_path):
 async def test_ask_fails_over_by_bot_providers_order(fakes, tmp_path):
     fakes.fail("cloudflare", 401, cloudflare_error_body(10000, "Authentication error"))
     env = {**fakes.env("cloudflare"), **fakes.env("dataoorts"), "BOT_PROVIDERS": "cloudflare,dataoorts"}
-    code, out, err = await run_cli(tmp_path, env, "ask", "Hi")
+    code, out, _ = await run_cli(tmp_path, env, "ask", "Hi")
     assert (code, out) == (0, "Hello from dataoorts.\n")
 
 
@@ -82,12 +83,12 @@ async def test_doctor_table_and_exit_status(fakes, tmp_path):
 async def test_doctor_exits_non_zero_when_nothing_works(fakes, tmp_path):
     fakes.fail("openai", 503, {"error": {"message": "down"}}, times=1)
     env = {**fakes.env("openai"), "BOT_PROVIDERS": "openai", "BOT_TEMPERATURE": "9"}
-    code, out, err = await run_cli(tmp_path, env, "doctor")
+    code, out, _ = await run_cli(tmp_path, env, "doctor")
     assert code == 1
     assert "configuration error: BOT_TEMPERATURE=9 is out of range" in out
     assert "0 of 1 provider(s) working" in out
 
 
 async def test_doctor_without_any_provider_is_a_config_error(tmp_path):
-    code, out, err = await run_cli(tmp_path, {}, "doctor")
+    code, _, err = await run_cli(tmp_path, {}, "doctor")
     assert code == 2 and err.startswith("configuration error: no provider is configured")

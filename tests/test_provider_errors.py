@@ -14,7 +14,9 @@ from bot import errors
 from bot.providers.cloudflare import seconds_to_midnight_utc
 from bot.providers.http import retry_after
 from tests.fakes.providers import cloudflare_error_body
-from tests.providers_support import fakes, one_answer, settings_for  # noqa: F401
+from tests.providers_support import one_answer
+
+pytest_plugins = ["tests.providers_support"]
 
 
 def aig(status: int, kind: str, message: str) -> dict[str, object]:

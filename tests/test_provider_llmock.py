@@ -12,7 +12,9 @@ from bot.runtime import build_router
 from bot.service import RelayService, Request
 from bot.store import SqliteStore
 from tests.fakes.sinks import RecordingSink
-from tests.providers_support import fakes, one_answer, settings_for  # noqa: F401
+from tests.providers_support import one_answer
+
+pytest_plugins = ["tests.providers_support"]
 
 
 def at_llmock(settings_for, llmock, *more: str, **overrides: object):

@@ -18,7 +18,8 @@ from bot.service import RelayService, Request
 from bot.store import SqliteStore
 from tests.fakes.providers import Script, cloudflare_error_body, sse
 from tests.fakes.sinks import RecordingSink
-from tests.providers_support import fakes, settings_for  # noqa: F401
+
+pytest_plugins = ["tests.providers_support"]
 
 
 def aig_error(status: int) -> dict[str, object]:
@@ -76,7 +77,7 @@ async def test_retry_after_is_honoured(headers, wait, fakes, settings_for):
     arrivals = Arrivals(fakes)
     fakes.fail("deepinfra", 429, {"error": {"message": "Rate limited"}}, headers=headers)
     fakes.answer("deepinfra", "Waited.")
-    sink, outcome, _ = await ask(settings_for("deepinfra"))
+    sink, _, _ = await ask(settings_for("deepinfra"))
     assert sink.messages == ["Waited."]
     assert arrivals.times[1] - arrivals.times[0] >= wait
 
@@ -128,7 +129,7 @@ def _to_midnight() -> float:
 async def test_capacity_error_retries_cloudflare(fakes, settings_for):
     fakes.fail("cloudflare", 429, cloudflare_error_body(3040, "Capacity temporarily exceeded"), headers={"Retry-After": "0.1"})
     fakes.answer("cloudflare", "Capacity came back.")
-    sink, outcome, _ = await ask(settings_for("cloudflare"))
+    sink, _, _ = await ask(settings_for("cloudflare"))
     assert sink.messages == ["Capacity came back."]
     assert len(fakes.requests["cloudflare"]) == 2
 
@@ -136,7 +137,7 @@ async def test_capacity_error_retries_cloudflare(fakes, settings_for):
 async def test_long_retry_after_fails_over_instead_of_waiting(fakes, settings_for):
     arrivals = Arrivals(fakes)
     fakes.fail("aigateway", 429, aig_error(429), headers={"Retry-After": "30"})
-    sink, outcome, _ = await ask(settings_for("aigateway", "deepinfra"))
+    sink, _, _ = await ask(settings_for("aigateway", "deepinfra"))
     assert sink.messages == ["Hello from deepinfra."]
     assert len(fakes.requests["aigateway"]) == 1
     assert arrivals.times[1] - arrivals.times[0] < 5  # it did not wait 30 s
@@ -151,7 +152,7 @@ async def test_retry_after_beyond_the_cap_is_not_waited_out(fakes, settings_for)
 
 async def test_all_retries_exhausted_shows_one_line(fakes, settings_for):
     fakes.fail("deepinfra", 503, {"error": {"message": "down"}}, times=3)
-    sink, outcome, _ = await ask(settings_for("deepinfra"))
+    sink, _, _ = await ask(settings_for("deepinfra"))
     assert len(fakes.requests["deepinfra"]) == 3
     assert sink.messages == [""] or sink.messages == []
     assert sink.notes == ["DeepInfra is unavailable (503): try again shortly"]
@@ -197,18 +198,18 @@ def long_history(tokens: int) -> list[Turn]:
 
 
 async def test_long_history_prefers_the_128k_provider_over_trimming(fakes, settings_for):
-    sink, outcome, path = await ask(settings_for("cloudflare", "deepinfra"), turns=long_history(30_000))
+    sink, _, path = await ask(settings_for("cloudflare", "deepinfra"), turns=long_history(30_000))
     assert sink.messages == ["Hello from deepinfra."]
     assert len(fakes.requests["cloudflare"]) == 0
     assert "(earlier messages were left out)" not in sink.notes
     assert len(fakes.requests["deepinfra"][0]["messages"]) == 32  # system + 30 turns + question
-    usage, replies = ledger(path)
+    _, replies = ledger(path)
     assert replies == [("done", "deepinfra", "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo")]
 
 
 async def test_cloudflare_window_counts_max_tokens(fakes, settings_for):
     settings = settings_for("cloudflare", bot_max_tokens=4000)
-    sink, outcome, _ = await ask(settings, turns=long_history(30_000))
+    sink, _, _ = await ask(settings, turns=long_history(30_000))
     body = fakes.requests["cloudflare"][0]
     from bot import tokens
 

@@ -14,15 +14,17 @@ from tests.fakes.providers import (
     Script,
     cloudflare_frames,
     dataoorts_body,
-    sse,
     split_every,
+    sse,
     words,
 )
-from tests.providers_support import collect, fakes, one_answer, settings_for  # noqa: F401
+from tests.providers_support import one_answer
 
 STREAMING = ("aigateway", "deepinfra", "openai", "cloudflare")
 ALL = (*STREAMING, "dataoorts")
 TEXT = "Hello there! Here is a short answer."
+
+pytest_plugins = ["tests.providers_support"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -89,17 +91,17 @@ async def test_dataoorts_envelope_one_delta(fakes, settings_for):
     }
 
 
-ALL_PARAMS = dict(
-    bot_temperature=0.7,
-    bot_top_p=0.9,
-    bot_top_k=40,
-    bot_min_p=0.05,
-    bot_seed=42,
-    bot_stop="END",
-    bot_presence_penalty=0.1,
-    bot_frequency_penalty=0.2,
-    bot_repetition_penalty=1.1,
-)
+ALL_PARAMS = {
+    "bot_temperature": 0.7,
+    "bot_top_p": 0.9,
+    "bot_top_k": 40,
+    "bot_min_p": 0.05,
+    "bot_seed": 42,
+    "bot_stop": "END",
+    "bot_presence_penalty": 0.1,
+    "bot_frequency_penalty": 0.2,
+    "bot_repetition_penalty": 1.1,
+}
 SENT = {
     "openai": {"temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty", "repetition_penalty"},
     "aigateway": {"temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"},

@@ -29,7 +29,7 @@ from .. import errors
 from ..settings import ProviderConfig
 from . import params
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from .http import Describe, JsonFrames, Timeouts, error_message, retry_after, status_error
+from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, retry_after, status_error
 from .streaming import HttpProvider, cut_by_limit, usage_from
 
 CAPACITY = 3040
@@ -144,7 +144,7 @@ class CloudflareProvider(HttpProvider):
         info: ProviderInfo,
         who: Describe,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(config, info, who, timeouts=timeouts, transport=transport)

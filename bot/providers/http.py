@@ -36,6 +36,9 @@ class Timeouts:
         return httpx.Timeout(connect=self.connect, read=self.read, write=30.0, pool=10.0)
 
 
+DEFAULT_TIMEOUTS = Timeouts()
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")

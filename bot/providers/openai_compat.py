@@ -25,7 +25,7 @@ from .. import errors
 from ..settings import ProviderConfig
 from . import params
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from .http import Describe, JsonFrames, Timeouts, frame_error
+from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, frame_error
 from .streaming import HttpProvider, usage_from
 
 
@@ -36,7 +36,7 @@ class OpenAICompatProvider(HttpProvider):
         info: ProviderInfo,
         who: Describe,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         include_usage: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:

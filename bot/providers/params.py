@@ -37,9 +37,7 @@ class Range:
     def holds(self, value: float) -> bool:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
-        if self.high is not None and (value >= self.high if self.open_high else value > self.high):
-            return False
-        return True
+        return not (self.high is not None and (value >= self.high if self.open_high else value > self.high))
 
     def describe(self) -> str:
         low = "" if self.low is None else f"{_num(self.low)} {'<' if self.open_low else '≤'} "

@@ -18,7 +18,16 @@ import httpx
 from .. import errors
 from ..settings import ProviderConfig
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from .http import Describe, JsonFrames, Timeouts, read_error_body, status_error, transport_error, within
+from .http import (
+    DEFAULT_TIMEOUTS,
+    Describe,
+    JsonFrames,
+    Timeouts,
+    read_error_body,
+    status_error,
+    transport_error,
+    within,
+)
 
 #: End-of-turn tokens some servers leak into the text (DeepInfra's ``</s>``).
 LEAKED_TOKENS = ("</s>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
@@ -32,8 +41,7 @@ class TextCleaner:
 
     def feed(self, text: str) -> str:
         for token in LEAKED_TOKENS:
-            if text.endswith(token):
-                text = text[: -len(token)]
+            text = text.removesuffix(token)
         if not self.seen_text:
             text = text.lstrip()
             self.seen_text = bool(text)
@@ -49,7 +57,7 @@ class HttpProvider:
         info: ProviderInfo,
         who: Describe,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.info = info
