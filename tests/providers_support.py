@@ -1,46 +1,17 @@
-"""Fixtures and helpers shared by the provider tests (imported by those modules)."""
+"""Helpers shared by the provider tests (the fixtures are in ``tests/provider_fixtures.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import pytest
 
 from bot.conversation import Turn
 from bot.errors import ProviderError
 from bot.providers.base import ChatRequest, Provider, Sampling, Usage
 from bot.providers.registry import build_provider, sampling_of
 from bot.settings import Settings
-from tests.fakes.providers import FakeProviders
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[FakeProviders]:
-    server = FakeProviders()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def settings_for(tmp_path, fakes: FakeProviders) -> Callable[..., Settings]:
-    """Settings with the named providers pointed at the fakes; keyword overrides win."""
-
-    def make(*names: str, **overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "bot_database": tmp_path / "relay.db",
-            "bot_edit_interval": 0.0,
-            "bot_providers": ",".join(names),
-        }
-        for name in names:
-            values.update(fakes.settings(name))
-        values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
-
-    return make
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes.providers import NAMES, cloudflare_error_body
 
-pytest_plugins = ["tests.providers_support"]
+pytest_plugins = ["tests.provider_fixtures"]
 
 
 async def run_cli(tmp_path, env: dict[str, str], *args: str) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from bot.providers.http import retry_after
 from tests.fakes.providers import cloudflare_error_body
 from tests.providers_support import one_answer
 
-pytest_plugins = ["tests.providers_support"]
+pytest_plugins = ["tests.provider_fixtures"]
 
 
 def aig(status: int, kind: str, message: str) -> dict[str, object]:

@@ -14,7 +14,7 @@ from bot.store import SqliteStore
 from tests.fakes.sinks import RecordingSink
 from tests.providers_support import one_answer
 
-pytest_plugins = ["tests.providers_support"]
+pytest_plugins = ["tests.provider_fixtures"]
 
 
 def at_llmock(settings_for, llmock, *more: str, **overrides: object):

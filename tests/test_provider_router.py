@@ -19,7 +19,7 @@ from bot.store import SqliteStore
 from tests.fakes.providers import Script, cloudflare_error_body, sse
 from tests.fakes.sinks import RecordingSink
 
-pytest_plugins = ["tests.providers_support"]
+pytest_plugins = ["tests.provider_fixtures"]
 
 
 def aig_error(status: int) -> dict[str, object]:

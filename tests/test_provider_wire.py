@@ -24,7 +24,7 @@ STREAMING = ("aigateway", "deepinfra", "openai", "cloudflare")
 ALL = (*STREAMING, "dataoorts")
 TEXT = "Hello there! Here is a short answer."
 
-pytest_plugins = ["tests.providers_support"]
+pytest_plugins = ["tests.provider_fixtures"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -265,3 +265,13 @@ async def test_keepalive_gaps_shorter_than_read_timeout_are_fine(fakes, settings
     fakes.push("aigateway", Script(parts=split_every(data, 20), gap=0.05))
     got = await one_answer("aigateway", settings_for("aigateway", bot_read_timeout=0.5))
     assert got.error is None and got.text == "Patience"
+
+
+async def test_a_web_page_instead_of_the_api_names_the_base_url(fakes, settings_for):
+    fakes.push("openai", Script(parts=[b"<html>Welcome to nginx!</html>"], content_type="text/html"))
+    got = await one_answer("openai", settings_for("openai"))
+    assert isinstance(got.error, errors.NotFound) and not got.error.retryable
+    assert got.error.user_message == (
+        "The OpenAI-compatible server does not know this model or endpoint: "
+        "check OPENAI_BASE_URL: it did not answer like the API"
+    )

@@ -116,10 +116,18 @@ class HttpProvider:
         except httpx.HTTPError as exc:
             raise transport_error(self.who, exc, started=state["started"]) from exc
 
+    def not_an_api(self, detail: str) -> errors.ProviderError:
+        """A 2xx/3xx answer no API would give: the base URL points somewhere else."""
+        return errors.NotFound(
+            self.who.display, detail, hint=f"check {self.who.base_env}: it did not answer like the API"
+        )
+
     async def _deltas(self, response: httpx.Response, request: ChatRequest) -> AsyncIterator[Delta]:
         if response.status_code >= 400:
             body = await read_error_body(response)
             raise self.error_for(response.status_code, body, response.headers)
+        if response.status_code >= 300:
+            raise self.not_an_api(f"redirected ({response.status_code})")
         kind = response.headers.get("content-type", "")
         if "text/event-stream" in kind:
             frames = JsonFrames(self.who, response)
@@ -129,7 +137,7 @@ class HttpProvider:
             return
         body = await read_error_body(response)  # a JSON body where a stream was asked for
         if isinstance(body, str):
-            raise errors.ProviderUnavailable(self.who.display, "unreadable response body", hint="try again")
+            raise self.not_an_api("neither SSE nor JSON")
         async for delta in self.parse_whole(body, request):
             yield delta
 
