@@ -299,3 +299,17 @@ async def test_a_channel_asking_for_more_than_aigateway_takes_is_clamped(fakes, 
         await router.aclose()
         await store.close()
     assert fakes.requests["aigateway"][0]["max_tokens"] == 8192
+
+
+async def test_context_too_long_above_24k_is_tried_once_more_trimmed_to_24k(fakes, settings_for):
+    too_long = {"error": {"message": "This model's maximum context length is 24000 tokens", "type": "invalid_request_error", "code": 400}}
+    fakes.fail("aigateway", 400, too_long)
+    fakes.answer("aigateway", "Fits now.")
+    sink, outcome, _ = await ask(settings_for("aigateway"), turns=long_history(30_000))
+    assert outcome.state == "complete" and sink.messages == ["Fits now."]
+    first, second = fakes.requests["aigateway"]
+    assert len(first["messages"]) == 32 and len(second["messages"]) < 32
+    from bot import tokens
+
+    prompt = sum(tokens.count(m["content"]) + 5 for m in second["messages"]) + 30
+    assert prompt + second["max_tokens"] <= 24_000

@@ -69,10 +69,13 @@ class Plan:
 class Routed:
     """One routed answer: iterate it for deltas; ``provider`` and ``fitted`` say who served it."""
 
-    def __init__(self, router: Router, plans: list[Plan], sampling: Sampling) -> None:
+    def __init__(
+        self, router: Router, plans: list[Plan], sampling: Sampling, counter: TokenCounter | None = None
+    ) -> None:
         self._router = router
         self._plans = plans
         self._sampling = sampling
+        self._counter = counter
         self.provider: ProviderInfo | None = None
         self.fitted: Fitted | None = plans[0].fitted if plans else None
         self.failures: list[errors.ProviderError] = []
@@ -80,11 +83,20 @@ class Routed:
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
 
+    @property
+    def notes(self) -> list[str]:
+        """Notes for the history actually sent: read after the stream (failover may change it)."""
+        return self.fitted.notes if self.fitted is not None else []
+
     async def _run(self) -> AsyncIterator[Delta]:
         last: errors.ProviderError | None = None
-        for n, plan in enumerate(self._plans):
+        plans = list(self._plans)
+        n = 0
+        while n < len(plans):
+            plan = plans[n]
+            n += 1
             request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling)
-            fallback = n + 1 < len(self._plans)
+            fallback = n < len(plans)
             try:
                 async for delta in self._router.attempt(plan.provider, request, fallback=fallback):
                     if self.provider is None:
@@ -97,8 +109,40 @@ class Routed:
                 self.failures.append(exc)
                 last = exc
                 log.warning("provider %s failed before its first token: %s", plan.provider.info.name, exc)
+                if isinstance(exc, errors.ContextTooLong):
+                    smaller = shrink(plan, self._counter)
+                    if smaller is not None:  # its real window is smaller than documented: once more
+                        plans.insert(n, smaller)
         assert last is not None
         raise last
+
+
+#: The smallest window any of the providers documents (Cloudflare's, prompt + output).
+SAFE_WINDOW = 24_000
+
+
+def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
+    """``plan`` fitted to ``SAFE_WINDOW``, after a provider said the prompt was too long.
+
+    AIGateway documents 131k but serves Cloudflare's model, whose window is
+    24k; a provider that says "too long" for a prompt above 24k gets one more
+    try with the history trimmed to that.  None when the prompt already fits.
+    """
+    if plan.fitted.prompt_tokens + plan.max_tokens <= SAFE_WINDOW:
+        return None
+    info = plan.provider.info
+    reserve = min(plan.max_tokens, SAFE_WINDOW // 2)
+    try:
+        again = fit(plan.fitted.turns, SAFE_WINDOW, reserve, counter, date_preamble=info.date_preamble)
+    except WindowTooSmall:
+        return None
+    fitted = Fitted(
+        turns=again.turns,
+        dropped=plan.fitted.dropped + again.dropped,
+        cut_tokens=plan.fitted.cut_tokens + again.cut_tokens,
+        prompt_tokens=again.prompt_tokens,
+    )
+    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, SAFE_WINDOW - again.prompt_tokens)))
 
 
 class Router:
@@ -174,7 +218,7 @@ class Router:
         only: str | None = None,
         order: Sequence[str] | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling)
+        return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling, counter)
 
     async def attempt(
         self, provider: Provider, request: ChatRequest, *, fallback: bool = False
