@@ -313,3 +313,10 @@ async def test_context_too_long_above_24k_is_tried_once_more_trimmed_to_24k(fake
 
     prompt = sum(tokens.count(m["content"]) + 5 for m in second["messages"]) + 30
     assert prompt + second["max_tokens"] <= 24_000
+
+
+@pytest.mark.parametrize("url", ["api.deepinfra.com/v1/openai", "ftp://example.org", "http://"])
+def test_a_base_url_without_scheme_or_host_is_a_config_error(url, settings_for):
+    with pytest.raises(errors.ConfigError) as caught:
+        build_router(settings_for("deepinfra", deepinfra_base_url=url))
+    assert str(caught.value).startswith("DEEPINFRA_BASE_URL=")

@@ -74,6 +74,16 @@ def check_parameters(name: str, settings: Settings) -> None:
     params.check(name, DISPLAY[name], sampling_of(settings), settings.bot_max_tokens)
 
 
+def check_base_url(name: str, url: str) -> None:
+    """``ConfigError`` naming ``<NAME>_BASE_URL`` unless it is an http(s) URL with a host."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigError(f"{name.upper()}_BASE_URL={url!r} is not a valid URL") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"{name.upper()}_BASE_URL={url!r} must start with http:// or https://")
+
+
 def build_provider(
     name: str, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> Provider:
@@ -81,6 +91,7 @@ def build_provider(
         raise ConfigError(f"unknown provider {name!r}; choose from {', '.join(DISPLAY)}")
     check_parameters(name, settings)
     config = settings.provider(name)
+    check_base_url(name, config.base_url)
     info = provider_info(config)
     who = describe(name)
     limits = timeouts(settings)
