@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import RelayError
 from .settings import Settings
-from .store import SqliteStore
+from .store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def start_of_day_utc(now: float) -> float:
 
 
 class AccessPolicy:
-    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self._recent: dict[str, deque[float]] = {}

@@ -7,6 +7,7 @@ the middle (with a visible marker) when alone it is too long.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -16,9 +17,17 @@ from .tokens import TokenCounter
 
 Role = Literal["system", "user", "assistant"]
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 CUT_MARKER = "\n\n[… {n} tokens cut from the middle of this message …]\n\n"
 LEFT_OUT_NOTE = "(earlier messages were left out)"
 CUT_NOTE = "(your message was too long: its middle was cut)"
+
+
+def clean_text(text: str) -> str:
+    """Replace lone surrogates (invalid in UTF-8, refused by SQLite and JSON peers) with U+FFFD."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,11 @@ class Turn:
     text: str
     author: str | None = None  # display name of a user in a shared channel
     message_id: str | None = None  # platform id: the token-count cache key
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", clean_text(self.text))
+        if self.author is not None:
+            object.__setattr__(self, "author", clean_text(self.author))
 
     def content(self) -> str:
         """What the model reads: user turns in shared channels carry their author."""

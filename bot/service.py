@@ -33,7 +33,7 @@ from .providers.base import Sampling, Usage
 from .providers.router import Routed, Router
 from .reply import ReplyOutcome, ReplyStream, Sink
 from .settings import Settings
-from .store import ReplyRecord, SqliteStore, UsageRecord
+from .store import ReplyRecord, Store, UsageRecord
 from .tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class RelayService:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         router: Router,
         counter: TokenCounter | None = None,
         metrics: Metrics | None = None,
@@ -243,7 +243,11 @@ class RelayService:
             reply_id, request.platform, request.channel,
             len(fitted.turns) if fitted else 0, fitted.dropped if fitted else 0,
         )
-        outcome = await stream.run(routed, notes=fitted.notes if fitted else ())
+        try:
+            outcome = await stream.run(routed, notes=fitted.notes if fitted else ())
+        except asyncio.CancelledError:  # shutdown: the stream has shown "interrupted"
+            await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
+            raise
         await self._save_counts()
         await self._record(request, reply_id, routed, outcome, started)
         return outcome

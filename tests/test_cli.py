@@ -148,3 +148,13 @@ async def test_chat_failure_keeps_the_stored_conversation(env, tmp_path, fake_ll
 def test_console_script_is_installed():
     script = shutil.which("llama-relay", path=str(Path(sys.executable).parent))
     assert script is not None
+
+
+async def test_usage_report_reads_the_ledger(env, tmp_path, fake_llm):
+    env = {**env, "OPENAI_PRICE_IN": "1", "OPENAI_PRICE_OUT": "1"}
+    fake_llm.reply("one two", usage={"prompt_tokens": 400000, "completion_tokens": 100000})
+    await run(["ask", "hi"], env, tmp_path)
+    code, out, _ = await run(["usage", "--by", "provider"], env, tmp_path)
+    assert code == 0
+    row = [line.split() for line in out.splitlines() if line.startswith("openai")]
+    assert row == [["openai", "1", "400000", "100000", "0.500000"]]

@@ -97,7 +97,10 @@ class FakeLLM:
             return web.json_response(b.body, status=b.status, headers=b.headers)
         if b.json_body or not body.get("stream"):
             return web.json_response(b.body or _completion(b.text, b.finish_reason, b.usage))
-        return await self._stream(request, b)
+        try:
+            return await self._stream(request, b)
+        except ConnectionResetError:  # the client hung up mid-stream (cancelled on purpose)
+            return web.Response(status=499)
 
     async def _stream(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})

@@ -1,0 +1,53 @@
+"""/relay status, config and usage through the real store and service."""
+
+from __future__ import annotations
+
+from bot.access import Caller
+from bot.commands import relay_command
+from bot.conversation import Turn
+from bot.service import Request
+from tests.fakes.sinks import RecordingSink
+
+ADMIN = Caller("discord", "UADMIN", "C1")
+USER = Caller("discord", "U1", "C1")
+
+
+async def test_admins_configure_a_channel_and_requests_follow_it(make_settings, fake_llm):
+    from bot.runtime import open_service
+
+    async with open_service(make_settings(bot_admins=["UADMIN"])) as service:
+        assert "Only admins" in await relay_command(service, USER, "config temperature 0.2")
+        assert "now `0.2`" in await relay_command(service, ADMIN, "config temperature 0.2")
+        assert "Not changed" in await relay_command(service, ADMIN, "config temperature 9")
+        assert "Not changed" in await relay_command(service, ADMIN, "config colour blue")
+        await relay_command(service, ADMIN, "config system_prompt You are a pirate.")
+        await relay_command(service, ADMIN, "config max_tokens 99")
+        shown = await relay_command(service, USER, "config")
+        assert "pirate" in shown and "`max_tokens`: 99" in shown
+
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        sent = fake_llm.requests[-1]
+        assert sent["temperature"] == 0.2 and sent["max_tokens"] == 99
+        assert sent["messages"][0] == {"role": "system", "content": "You are a pirate."}
+
+        await service.answer(Request("discord", "C2", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        assert "temperature" not in fake_llm.requests[-1]  # other channels keep the defaults
+
+        assert "back to the default" in await relay_command(service, ADMIN, "config temperature reset")
+        status = await relay_command(service, USER, "status")
+        assert "max output tokens: 99" in status and "custom for this channel" in status
+
+
+async def test_usage_is_personal_unless_admin(make_settings, fake_llm):
+    from bot.runtime import open_service
+
+    async with open_service(make_settings(bot_admins=["UADMIN"])) as service:
+        assert "not used" in await relay_command(service, USER, "usage")
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U2"), RecordingSink())
+        mine = await relay_command(service, USER, "usage")
+        assert "openai: 1 requests" in mine
+        everyone = await relay_command(service, ADMIN, "usage")
+        assert "per user" in everyone and "U1" in everyone and "U2" in everyone
+        assert "/relay status" in await relay_command(service, USER, "what")
+        assert "/relay status" in await relay_command(service, USER, "")

@@ -1,0 +1,92 @@
+"""Operations: /healthz, /metrics, request ids and masked secrets in logs, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+import httpx
+
+from bot.conversation import Turn
+from bot.logs import setup_logging
+from bot.ops import start_ops
+from bot.service import Request
+from tests.fakes.sinks import RecordingSink
+
+
+async def test_healthz_and_metrics(service, fake_llm):
+    runner = await start_ops(service, "127.0.0.1", 0)
+    port = runner.addresses[0][1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            service.health["slack"] = False
+            r = await client.get("/healthz")
+            assert r.status_code == 503 and r.json()["platforms"] == {"slack": False}
+            service.health["slack"] = True
+            assert (await client.get("/healthz")).status_code == 200
+
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSink())
+            fake_llm.fail(401)
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSink())
+            text = (await client.get("/metrics")).text
+            assert 'relay_replies_total{platform="slack",state="complete"} 1.0' in text
+            assert 'relay_errors_total{kind="AuthFailed"} 1.0' in text
+            assert 'relay_provider_ttft_seconds_count{provider="openai"} 1.0' in text
+            assert 'relay_tokens_total{direction="out",provider="openai"}' in text
+
+            await service.drain(0)
+            assert (await client.get("/healthz")).status_code == 503  # not taking work any more
+            assert (await client.get("/livez")).status_code == 200
+    finally:
+        await runner.cleanup()
+
+
+async def test_logs_carry_request_ids_and_never_a_secret(make_settings, fake_llm, monkeypatch):
+    from bot.runtime import open_service
+
+    secret = "sk-test-secret"
+    settings = make_settings(bot_log_json=True, bot_log_level="DEBUG", slack_bot_token="xoxb-known-token-value")
+    stream = io.StringIO()
+    setup_logging(settings)
+    monkeypatch.setattr(logging.getLogger().handlers[0], "stream", stream)
+    try:
+        async with open_service(settings) as service:
+            fake_llm.fail(401)
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")], request_id="req-42"), RecordingSink())
+            logging.getLogger("test").warning("token is %s and %s", secret, "xoxb-known-token-value")
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert any(entry["request_id"] == "req-42" for entry in lines)
+    dump = stream.getvalue()
+    assert secret not in dump and "xoxb-known-token-value" not in dump
+    assert "***" in dump
+
+
+async def test_drain_finalises_replies_still_running_as_interrupted(service, fake_llm):
+    fake_llm.reply("slow " * 100, delay=0.2)
+    sink = RecordingSink()
+    task = service.spawn(service.answer(Request("slack", "C1", [Turn("user", "hi")]), sink))
+    while not sink.messages:
+        await asyncio.sleep(0.01)
+    cancelled = await service.drain(grace=0.1)
+    assert cancelled == 1 and task.cancelled()
+    assert sink.calls[-1][0] == "fail" and "ask again" in sink.notes[-1]
+    assert service.spawn(asyncio.sleep(0)) is None  # no new work after shutdown began
+    async with service.store._db.execute("SELECT state FROM replies") as cur:
+        assert [r[0] for r in await cur.fetchall()] == ["interrupted"]
+
+
+async def test_recover_finalises_what_a_crash_left(service):
+    rid = await service.store.open_reply("slack", "C1", "1.0")
+    await service.store.update_reply(rid, state="streaming", locator={"ts": "1.1"})
+    seen = []
+
+    async def finalise(record):
+        seen.append(record.locator)
+
+    assert await service.recover("slack", finalise) == 1
+    assert seen == [{"ts": "1.1"}]
+    assert await service.store.unfinished_replies("slack") == []
