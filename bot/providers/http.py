@@ -6,21 +6,17 @@ boundary, so provider modules only deal with their own wire format.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import httpx
 from httpx_sse import EventSource, SSEError
 
 from .. import errors
 from ..errors import ProviderError
-
-T = TypeVar("T")
 
 #: Longest Retry-After we honour before giving up on this provider for now.
 MAX_RETRY_AFTER = 60.0
@@ -202,34 +198,3 @@ def frame_error(who: Describe, frame: Mapping[str, object], *, started: bool) ->
     if started:
         return errors.StreamInterrupted(who.display, message, hint="the answer is incomplete")
     return errors.ProviderUnavailable(who.display, message, hint="try again shortly")
-
-
-async def within(
-    items: AsyncIterator[T], deadline: float, who: Describe, started: Callable[[], bool]
-) -> AsyncIterator[T]:
-    """Pass ``items`` on until the monotonic ``deadline`` (the whole-turn timeout).
-
-    httpx's read timeout only bounds the gap between two reads, and keep-alive
-    comments reset it; this bounds the whole answer.
-    """
-    iterator = aiter(items)
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                item = await asyncio.wait_for(anext(iterator), remaining)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as exc:
-                if started():
-                    raise errors.StreamInterrupted(
-                        who.display, "turn timeout", hint="the answer took too long"
-                    ) from exc
-                raise errors.ProviderTimeout(who.display, "turn timeout", hint="try again") from exc
-            yield item
-    finally:
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()

@@ -18,6 +18,7 @@ import httpx
 from .. import errors
 from ..settings import ProviderConfig
 from .base import ChatRequest, Delta, ProviderInfo, Usage
+from .deadline import within
 from .http import (
     DEFAULT_TIMEOUTS,
     Describe,
@@ -26,7 +27,6 @@ from .http import (
     read_error_body,
     status_error,
     transport_error,
-    within,
 )
 
 #: End-of-turn tokens some servers leak into the text (DeepInfra's ``</s>``).
@@ -108,9 +108,11 @@ class HttpProvider:
             async with self._client.stream("POST", self.path(), json=self.body(request)) as response:
                 async for delta in within(self._deltas(response, request), deadline, self.who, started):
                     if delta.text:
-                        delta = Delta(cleaner.feed(delta.text), delta.finish_reason, delta.usage)
-                        if not delta.text and delta.finish_reason is None and delta.usage is None:
-                            continue
+                        text = cleaner.feed(delta.text)
+                        if text is not delta.text:
+                            if not text and delta.finish_reason is None and delta.usage is None:
+                                continue
+                            delta = Delta(text, delta.finish_reason, delta.usage)
                     state["started"] = state["started"] or bool(delta.text)
                     yield delta
         except httpx.HTTPError as exc:
