@@ -26,6 +26,7 @@ from .settings import PROVIDER_NAMES, Settings
 PROBE = "Reply with the single word OK."
 PROBE_TOKENS = 8
 PROBE_TIMEOUT = 60.0
+AIGATEWAY_KEEPALIVE = 15.0  # seconds between its keep-alive comments
 
 HEADER = ("provider", "model", "window", "first token", "status")
 
@@ -118,9 +119,24 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def advice(settings: Settings, names: list[str]) -> list[str]:
+    """Settings that work but will hurt: printed under the table."""
+    notes = []
+    if "aigateway" in names and settings.bot_read_timeout <= AIGATEWAY_KEEPALIVE:
+        notes.append(
+            f"BOT_READ_TIMEOUT={settings.bot_read_timeout:g} is not above AIGateway's "
+            f"{AIGATEWAY_KEEPALIVE:g} s keep-alive gap: long answers may time out"
+        )
+    if settings.bot_turn_timeout < settings.bot_read_timeout:
+        notes.append("BOT_TURN_TIMEOUT is shorter than BOT_READ_TIMEOUT: the turn timeout wins")
+    return notes
+
+
 async def doctor(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> int:
     rows = await check(settings, transport)
     print(render(rows))
     working = sum(row.ok for row in rows)
     print(f"\n{working} of {len(rows)} provider(s) working")
+    for note in advice(settings, [row.provider for row in rows]):
+        print(f"note: {note}")
     return 0 if working else 1

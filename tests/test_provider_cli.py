@@ -66,7 +66,12 @@ async def test_ask_fails_over_by_bot_providers_order(fakes, tmp_path):
 
 async def test_doctor_table_and_exit_status(fakes, tmp_path):
     fakes.fail("aigateway", 401, {"error": {"message": "bad key", "type": "authentication_error", "code": 401}})
-    env = {**fakes.env("aigateway"), **fakes.env("cloudflare"), "BOT_PROVIDERS": "aigateway,cloudflare,deepinfra"}
+    env = {
+        **fakes.env("aigateway"),
+        **fakes.env("cloudflare"),
+        "BOT_PROVIDERS": "aigateway,cloudflare,deepinfra",
+        "BOT_READ_TIMEOUT": "10",
+    }
     code, out, err = await run_cli(tmp_path, env, "doctor")
     assert code == 0, err
     lines = out.splitlines()
@@ -77,6 +82,7 @@ async def test_doctor_table_and_exit_status(fakes, tmp_path):
     assert "@cf/meta/llama-3.1-70b-instruct" in rows["cloudflare"] and "24,000" in rows["cloudflare"]
     assert "not configured: set DEEPINFRA_TOKEN" in rows["deepinfra"]
     assert "1 of 3 provider(s) working" in out
+    assert "note: BOT_READ_TIMEOUT=10 is not above AIGateway's 15 s keep-alive gap" in out
     assert fakes.requests["cloudflare"][0]["max_tokens"] == 8  # one tiny request
 
 
