@@ -320,3 +320,16 @@ def test_a_base_url_without_scheme_or_host_is_a_config_error(url, settings_for):
     with pytest.raises(errors.ConfigError) as caught:
         build_router(settings_for("deepinfra", deepinfra_base_url=url))
     assert str(caught.value).startswith("DEEPINFRA_BASE_URL=")
+
+
+async def test_an_empty_answer_is_retried(fakes, settings_for):
+    fakes.raw("deepinfra", [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": " "}}]},
+        {"choices": [{"index": 0, "delta": {"content": "</s>"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        "[DONE]",
+    ])
+    fakes.answer("deepinfra", "Something this time.")
+    sink, outcome, _ = await ask(settings_for("deepinfra"))
+    assert sink.messages == ["Something this time."] and outcome.state == "complete"
+    assert len(fakes.requests["deepinfra"]) == 2

@@ -5,7 +5,9 @@ read a stream (``parse_stream``) or a whole JSON answer (``parse_whole``);
 ``HttpProvider.stream`` does the rest the same way for all of them: the
 status check and error mapping, SSE versus JSON by ``Content-Type``, the
 whole-turn deadline, cleaning the text and mapping transport errors (before
-the first token they are retryable, after it an interruption).
+the first token they are retryable, after it an interruption).  A stream that
+completes without any text is an error too (retryable): an empty answer
+helps nobody.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ class HttpProvider:
                                 continue
                             delta = Delta(text, delta.finish_reason, delta.usage)
                     state["started"] = state["started"] or bool(delta.text)
+                    if delta.finish_reason is not None and not state["started"]:
+                        raise errors.ProviderUnavailable(
+                            self.who.display, "empty answer", hint="it sent an empty answer; try again"
+                        )
                     yield delta
         except httpx.HTTPError as exc:
             raise transport_error(self.who, exc, started=state["started"]) from exc
