@@ -263,7 +263,7 @@ async def test_turn_timeout_despite_keepalives(fakes, settings_for):
 async def test_keepalive_gaps_shorter_than_read_timeout_are_fine(fakes, settings_for):
     data = sse([{"choices": [{"index": 0, "delta": {"content": "Patience"}}]}, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, "[DONE]"], comment=": keep-alive")
     fakes.push("aigateway", Script(parts=split_every(data, 20), gap=0.05))
-    got = await one_answer("aigateway", settings_for("aigateway", bot_read_timeout=0.5))
+    got = await one_answer("aigateway", settings_for("aigateway", bot_read_timeout=3.0))
     assert got.error is None and got.text == "Patience"
 
 
