@@ -331,3 +331,11 @@ async def test_an_empty_answer_is_retried(fakes, settings_for):
     sink, outcome, _ = await ask(settings_for("deepinfra"))
     assert sink.messages == ["Something this time."] and outcome.state == "complete"
     assert len(fakes.requests["deepinfra"]) == 2
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 502, 504])
+async def test_transient_statuses_are_retried(status, fakes, settings_for):
+    fakes.fail("openai", status, {"error": {"message": "transient"}})
+    fakes.answer("openai", "Recovered.")
+    sink, _, _ = await ask(settings_for("openai"))
+    assert sink.messages == ["Recovered."] and len(fakes.requests["openai"]) == 2
