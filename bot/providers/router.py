@@ -111,8 +111,8 @@ class Routed:
                 log.warning("provider %s failed before its first token: %s", plan.provider.info.name, exc)
                 if isinstance(exc, errors.ContextTooLong):
                     smaller = shrink(plan, self._counter)
-                    if smaller is not None:  # its real window is smaller than documented: once more
-                        plans.insert(n, smaller)
+                    if smaller is not None:  # its real window is smaller than documented:
+                        plans.append(smaller)  # once more, trimmed, after the untrimmed others
         assert last is not None
         raise last
 
