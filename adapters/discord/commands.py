@@ -1,0 +1,55 @@
+"""The slash commands: ``/ask`` (a question, answered in the channel) and ``/relay``.
+
+The command objects only declare names, options and descriptions and hand
+over to the client; ``relay_reply`` runs the platform-neutral ``/relay`` logic
+(``bot.commands``) and makes its Markdown fit Discord.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.access import Caller
+from bot.commands import relay_command as run_relay
+from bot.errors import RelayError
+from bot.service import RelayService
+
+from . import format as fmt
+from .sink import LIMIT
+
+Handler = Callable[[discord.Interaction, str], Awaitable[None]]
+
+_SLACK_BOLD = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
+
+
+def ask_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
+    @app_commands.command(name="ask", description="Ask the model a question")
+    @app_commands.describe(question="What do you want to know?")
+    async def ask(interaction: discord.Interaction, question: str) -> None:
+        await handler(interaction, question)
+
+    return ask
+
+
+def relay_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
+    @app_commands.command(name="relay", description="The bot's status, this channel's settings, your usage")
+    @app_commands.describe(command="status, config [NAME VALUE], usage or help")
+    async def relay(interaction: discord.Interaction, command: str = "help") -> None:
+        await handler(interaction, command)
+
+    return relay
+
+
+async def relay_reply(service: RelayService, caller: Caller, text: str) -> str:
+    """The ``/relay`` answer as Discord Markdown, within one message."""
+    try:
+        reply = await run_relay(service, caller, text)
+    except RelayError as exc:
+        reply = exc.user_message
+    reply = fmt.render(_SLACK_BOLD.sub(r"**\1**", reply))
+    return reply if len(reply) <= LIMIT else reply[: LIMIT - 1] + "…"

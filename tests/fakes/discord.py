@@ -1,0 +1,427 @@
+"""A fake Discord on 127.0.0.1: REST under ``/api/v10`` and the gateway websocket.
+
+The real discord.py client talks to it over real sockets once
+``discord.http.Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` point
+here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
+
+* REST: every call is kept in ``calls`` with its JSON body and time; answers
+  carry ``Content-Type: application/json`` exactly (discord.py compares the
+  whole header).  Messages live per channel, so history, fetches, edits and
+  reply references behave like Discord's; sent and edited messages are echoed
+  on the gateway as MESSAGE_CREATE / MESSAGE_UPDATE, as Discord does.
+* Faults: ``rate_limit(...)`` answers 429 with a ``Via`` header and a JSON
+  ``retry_after`` (so discord.py retries); ``fail(...)`` answers an error code.
+* Gateway: HELLO, heartbeat ACKs, READY (with a 127.0.0.1 resume URL),
+  GUILD_CREATE, then whatever the test injects (``say``, ``interact``).
+  ``reject_privileged`` closes with 4014 when the message-content intent is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.discord_payloads import (
+    ALICE,
+    APP_ID,
+    BOB,
+    BOT_ID,
+    CHANNEL_ID,
+    DM_CHANNEL_ID,
+    GUILD_ID,
+    MESSAGE_CONTENT,
+    OTHER_BOT,
+    OTHER_CHANNEL_ID,
+    ROLE_ID,
+    USERS,
+    application,
+    bot_user,
+    dm_channel,
+    guild,
+    interaction,
+    message,
+    now_iso,
+    ready,
+    snowflake,
+    text_channel,
+    thread_channel,
+)
+
+__all__ = [
+    "ALICE",
+    "APP_ID",
+    "BOB",
+    "BOT_ID",
+    "CHANNEL_ID",
+    "DM_CHANNEL_ID",
+    "GUILD_ID",
+    "MESSAGE_CONTENT",
+    "OTHER_BOT",
+    "OTHER_CHANNEL_ID",
+    "ROLE_ID",
+    "USERS",
+    "Call",
+    "FakeDiscord",
+]
+
+JSON = "application/json"
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # without the /api/v10 prefix
+    body: Any
+    at: float
+    status: int = 200
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Rule:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    times: int
+
+
+class FakeDiscord:
+    def __init__(self, *, reject_privileged: bool = False) -> None:
+        self.reject_privileged = reject_privileged
+        self.calls: list[Call] = []
+        self.rules: list[Rule] = []
+        #: headers for successful message writes, e.g. an exhausted bucket (``tight_bucket``)
+        self.write_headers: dict[str, str] = {}
+        self.messages: dict[int, dict[int, dict[str, Any]]] = {}  # channel -> id -> payload
+        self.channels: dict[int, dict[str, Any]] = {}
+        self.identifies: list[dict[str, Any]] = []
+        self.closed_4014 = 0
+        self.sockets: list[web.WebSocketResponse] = []
+        self.ready = asyncio.Event()
+        self.commands: list[dict[str, Any]] = []
+        self._seq = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.roles = {ALICE: [ROLE_ID], BOB: []}
+        for cid, name in ((CHANNEL_ID, "general"), (OTHER_CHANNEL_ID, "random")):
+            self.channels[cid] = text_channel(cid, name)
+        self.channels[DM_CHANNEL_ID] = dm_channel(DM_CHANNEL_ID, ALICE)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- scripting ------------------------------------------------------------------------
+
+    def tight_bucket(self, reset_after: float) -> None:
+        """Every message write empties its bucket: discord.py (and the bot) must wait ``reset_after``."""
+        self.write_headers = {
+            "X-RateLimit-Limit": "1",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(reset_after),
+            "X-RateLimit-Bucket": "tightbucket",
+        }
+
+    def rate_limit(self, method: str, pattern: str, *, retry_after: float = 0.3, times: int = 1) -> None:
+        """The next ``times`` matching calls get a 429 that discord.py honours and retries."""
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        headers = {
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, round(retry_after))),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(retry_after),
+            "X-RateLimit-Bucket": "fakebucket",
+            "X-RateLimit-Scope": "user",
+        }
+        self.rules.append(Rule(method, re.compile(pattern), 429, body, headers, times))
+
+    def fail(
+        self, method: str, pattern: str, status: int, code: int, message: str = "error", times: int = 1
+    ) -> None:
+        self.rules.append(
+            Rule(method, re.compile(pattern), status, {"code": code, "message": message}, {}, times)
+        )
+
+    async def say(
+        self,
+        content: str,
+        *,
+        author: int = ALICE,
+        channel: int = CHANNEL_ID,
+        reply_to: int | None = None,
+        mention_bot: bool = False,
+        dm: bool = False,
+        dispatch: bool = True,
+    ) -> dict[str, Any]:
+        """A user posts a message: stored, then dispatched as MESSAGE_CREATE.
+
+        ``dispatch=False`` keeps it off the gateway (posted while the bot was offline):
+        the bot can only learn of it over REST.
+        """
+        if mention_bot:
+            content = f"<@{BOT_ID}> {content}"
+        if dm:
+            channel = DM_CHANNEL_ID
+        msg = self._message(channel, author, content, reply_to=reply_to)
+        if dispatch:
+            await self.dispatch("MESSAGE_CREATE", msg)
+        return msg
+
+    async def interact(
+        self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID
+    ) -> dict[str, Any]:
+        payload = interaction(name, options, self.channels[channel], author, self.roles.get(author))
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    # -- queries for assertions ---------------------------------------------------------
+
+    def find(self, method: str, pattern: str) -> list[Call]:
+        rx = re.compile(pattern)
+        return [c for c in self.calls if c.method == method and rx.fullmatch(c.path)]
+
+    def channel_messages(self, channel: int) -> list[dict[str, Any]]:
+        return sorted(self.messages.get(channel, {}).values(), key=lambda m: int(m["id"]))
+
+    def bot_messages(self, channel: int) -> list[dict[str, Any]]:
+        return [m for m in self.channel_messages(channel) if int(m["author"]["id"]) == BOT_ID]
+
+    def threads(self) -> list[dict[str, Any]]:
+        return [c for c in self.channels.values() if c["type"] == 11]
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        await self.ready.wait()
+        for ws in list(self.sockets):
+            self._seq += 1
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            op = message.get("op")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                self.identifies.append(message["d"])
+                if self.reject_privileged and message["d"].get("intents", 0) & MESSAGE_CONTENT:
+                    self.closed_4014 += 1
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                await self._hello_guild(ws)
+            elif op == 6:
+                self._seq += 1
+                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
+        if ws in self.sockets:
+            self.sockets.remove(ws)
+        return ws
+
+    async def _hello_guild(self, ws: web.WebSocketResponse) -> None:
+        guild_create = guild(list(self.channels.values()), self.roles)
+        for event, data in (("READY", ready(self.gateway_url)), ("GUILD_CREATE", guild_create)):
+            self._seq += 1
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+        self.sockets.append(ws)
+        self.ready.set()
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _message(
+        self, channel: int, author: int, content: str, *, reply_to: int | None = None, mid: int | None = None
+    ) -> dict[str, Any]:
+        """Store (and return) a new message in ``channel``."""
+        target = self.messages.get(channel, {}).get(reply_to) if reply_to is not None else None
+        msg = message(
+            self.channels[channel],
+            author,
+            content,
+            roles=self.roles.get(author),
+            reference=target,
+            reference_id=reply_to,
+            mid=mid,
+        )
+        self.messages.setdefault(channel, {})[int(msg["id"])] = msg
+        return msg
+
+    # -- REST -----------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body: Any = None
+        if request.can_read_body:
+            raw = await request.read()
+            body = json.loads(raw) if raw and request.content_type == "application/json" else raw
+        call = Call(request.method, path, body, time.monotonic(), query=dict(request.query))
+        self.calls.append(call)
+        for rule in self.rules:
+            if rule.times > 0 and rule.method == request.method and rule.pattern.fullmatch(path):
+                rule.times -= 1
+                call.status = rule.status
+                return self._json(rule.body, status=rule.status, headers=rule.headers)
+        try:
+            status, payload, event = await self._route(request.method, path, body, request.query)
+        except KeyError:
+            status, payload, event = 404, {"code": 10008, "message": "Unknown Message"}, None
+        call.status = status
+        headers = self.write_headers if request.method in ("POST", "PATCH") and "/messages" in path else {}
+        if payload is None:
+            response = web.Response(status=status)
+        else:
+            response = self._json(payload, status=status, headers=headers)
+        if event is not None:
+            asyncio.get_running_loop().create_task(self.dispatch(*event))
+        return response
+
+    def _json(
+        self, payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return web.Response(
+            body=json.dumps(payload).encode(),
+            status=status,
+            headers={"Content-Type": JSON, **(headers or {})},
+        )
+
+    async def _route(self, method: str, path: str, body: Any, query: Any) -> tuple[int, Any, Any]:
+        parts = path.strip("/").split("/")
+        if path == "/users/@me":
+            return 200, bot_user(), None
+        if path == "/oauth2/applications/@me":
+            return 200, application(), None
+        if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
+            self.commands = [
+                {**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"} for c in body
+            ]
+            return 200, self.commands, None
+        if parts[0] == "channels":
+            return self._channel_route(method, parts[1:], body, query)
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            return (
+                200,
+                {
+                    "interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
+                    "resource": {"type": body.get("type", 5)},
+                },
+                None,
+            )
+        if parts[0] == "webhooks":
+            return self._webhook_route(method, parts[1:], body)
+        return 404, {"code": 0, "message": "404: Not Found"}, None
+
+    def _channel_route(self, method: str, parts: list[str], body: Any, query: Any) -> tuple[int, Any, Any]:
+        cid = int(parts[0])
+        if cid not in self.channels:
+            return 404, {"code": 10003, "message": "Unknown Channel"}, None
+        rest = parts[1:]
+        if not rest and method == "GET":
+            return 200, self.channels[cid], None
+        if rest == ["typing"]:
+            return 204, None, None
+        if rest == ["messages"] and method == "POST":
+            reply_to = None
+            ref = body.get("message_reference")
+            if ref:
+                reply_to = int(ref["message_id"])
+                if reply_to not in self.messages.get(cid, {}) and ref.get("fail_if_not_exists", True):
+                    return 400, {"code": 50035, "message": "Invalid Form Body"}, None
+                if reply_to not in self.messages.get(cid, {}):
+                    reply_to = None
+            msg = self._message(cid, BOT_ID, body.get("content") or "", reply_to=reply_to)
+            msg["allowed_mentions"] = body.get("allowed_mentions")
+            return 200, msg, ("MESSAGE_CREATE", msg)
+        if rest == ["messages"] and method == "GET":
+            limit = int(query.get("limit", 50))
+            before = int(query["before"]) if "before" in query else None
+            msgs = [
+                m for m in reversed(self.channel_messages(cid)) if before is None or int(m["id"]) < before
+            ]
+            return 200, msgs[:limit], None
+        if len(rest) == 2 and rest[0] == "messages":
+            mid = int(rest[1])
+            msg = self.messages[cid][mid]
+            if method == "GET":
+                return 200, msg, None
+            if method == "PATCH":
+                if "content" in body:
+                    msg["content"] = body["content"]
+                msg["edited_timestamp"] = now_iso()
+                return 200, msg, ("MESSAGE_UPDATE", msg)
+            if method == "DELETE":
+                del self.messages[cid][mid]
+                return 204, None, None
+        if len(rest) == 3 and rest[0] == "messages" and rest[2] == "threads" and method == "POST":
+            mid = int(rest[1])
+            thread = thread_channel(
+                mid, cid, body.get("name", "thread"), body.get("auto_archive_duration", 1440)
+            )
+            self.channels[mid] = thread
+            return 201, thread, ("THREAD_CREATE", {**thread, "newly_created": True})
+        return 404, {"code": 0, "message": "404: Not Found"}, None
+
+    def _webhook_route(self, method: str, parts: list[str], body: Any) -> tuple[int, Any, Any]:
+        token = parts[1]
+        key = -abs(hash(token))  # a pseudo channel per interaction token
+        self.channels.setdefault(key, {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID)})
+        if len(parts) == 2 and method == "POST":
+            msg = self._message(key, BOT_ID, body.get("content") or "")
+            msg["channel_id"] = str(CHANNEL_ID)
+            return 200, msg, None
+        if len(parts) == 4 and parts[2] == "messages" and method == "PATCH":
+            if parts[3] == "@original":
+                msg = self.messages.get(key, {}).get(0)
+                if msg is None:
+                    msg = self._message(key, BOT_ID, "", mid=None)
+                    self.messages[key].pop(int(msg["id"]))
+                    self.messages[key][0] = msg
+            else:
+                msg = self.messages[key][int(parts[3])]
+            msg["content"] = body.get("content", msg["content"])
+            msg["channel_id"] = str(CHANNEL_ID)
+            return 200, msg, None
+        if len(parts) == 4 and parts[2] == "messages" and method == "DELETE":
+            self.messages.get(key, {}).pop(0 if parts[3] == "@original" else int(parts[3]), None)
+            return 204, None, None
+        return 404, {"code": 10015, "message": "Unknown Webhook"}, None
+
+    def interaction_messages(self, token: str) -> list[str]:
+        """Texts of an interaction's messages: the original response first, then followups."""
+        key = -abs(hash(token))
+        msgs = self.messages.get(key, {})
+        original = [msgs[0]["content"]] if 0 in msgs else []
+        return original + [m["content"] for k, m in sorted(msgs.items()) if k != 0]
