@@ -16,7 +16,7 @@ from bot.conversation import Turn, fit
 from bot.errors import RelayError
 from bot.providers.base import ChatRequest, Delta
 from bot.providers.openai_compat import OpenAICompatProvider
-from bot.providers.registry import provider_info
+from bot.providers.registry import describe, provider_info
 from bot.reply import ReplyStream
 from bot.settings import Settings
 from bot.tokens import TokenCounter
@@ -74,7 +74,7 @@ async def bench_parsing() -> list[Row]:
     config = settings.provider("openai")
 
     def openai(transport: httpx.AsyncBaseTransport) -> OpenAICompatProvider:
-        return OpenAICompatProvider(config, provider_info(config), key_env="OPENAI_API_KEY", transport=transport)
+        return OpenAICompatProvider(config, provider_info(config), describe("openai"), transport=transport)
 
     n = 20_000
     rows = []

@@ -69,6 +69,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         async with open_service(settings, args.provider) as service:
             return await terminal.chat(service, args.session, args.provider)
     if args.command == "doctor":
+        from .doctor import doctor
+
         return await doctor(settings)
     if args.command == "usage":
         return await usage(settings, args.by, args.days)
@@ -77,43 +79,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return await serve(settings)
     raise AssertionError(args.command)
-
-
-async def doctor(settings: Settings) -> int:
-    """Send one tiny request to every configured provider and print a table."""
-    from .conversation import Turn
-    from .providers.base import ChatRequest
-    from .runtime import build_router
-
-    names = settings.provider_order()
-    if not names:
-        raise ConfigError("no provider is configured: set BOT_PROVIDERS and a provider key")
-    rows = [("provider", "model", "window", "first token", "status")]
-    working = 0
-    for name in names:
-        config = settings.provider(name)
-        if not config.configured:
-            rows.append((name, config.model, str(config.context_window), "-", "not configured"))
-            continue
-        router = build_router(settings, name)
-        provider = router.providers[0]
-        request = ChatRequest([Turn("user", "Say OK.")], max_tokens=8)
-        started = time.monotonic()
-        first: float | None = None
-        try:
-            async for delta in provider.stream(request):
-                if first is None and delta.text:
-                    first = time.monotonic() - started
-            status = "ok"
-            working += 1
-        except RelayError as exc:
-            status = exc.user_message
-        finally:
-            await router.aclose()
-        ttft = f"{first * 1000:.0f} ms" if first is not None else "-"
-        rows.append((name, config.model, str(config.context_window), ttft, status))
-    _print_table(rows)
-    return 0 if working else 1
 
 
 async def usage(settings: Settings, by: str, days: float) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -123,10 +123,13 @@ class ReplyStream:
         self._reopen = ""  # fence reopened at the start of the current message
         self._shown_version = 0  # version 0: no text yet
         self._last_edit = 0.0
+        self._notes: Sequence[str] | Callable[[], Sequence[str]] = ()
 
     # -- public ---------------------------------------------------------------
 
-    async def run(self, deltas: AsyncIterator[Delta], notes: Sequence[str] = ()) -> ReplyOutcome:
+    async def run(
+        self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]] = ()
+    ) -> ReplyOutcome:
         """Stream ``deltas`` into the sink and always leave a final state.
 
         Provider errors end the reply as partial/failed with a note; platform
@@ -134,7 +137,7 @@ class ReplyStream:
         finalises the reply as interrupted and re-raises.
         """
         out = self._outcome
-        out.notes = list(notes)
+        self._notes = notes
         reader = asyncio.ensure_future(self._read(deltas))
         error: RelayError | None = None
         try:
@@ -246,7 +249,8 @@ class ReplyStream:
         out.text = src.text()
         out.usage = src.usage
         out.finish_reason = src.finish_reason
-        notes = list(out.notes)
+        # Notes are read at the end: a failover may have trimmed the history differently.
+        notes = list(self._notes() if callable(self._notes) else self._notes)
         if error is not None:
             out.error = error
             out.state = "partial" if out.text else "failed"

@@ -244,7 +244,7 @@ class RelayService:
             len(fitted.turns) if fitted else 0, fitted.dropped if fitted else 0,
         )
         try:
-            outcome = await stream.run(routed, notes=fitted.notes if fitted else ())
+            outcome = await stream.run(routed, notes=lambda: routed.notes)
         except asyncio.CancelledError:  # shutdown: the stream has shown "interrupted"
             await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
             raise

@@ -92,3 +92,24 @@ async def test_long_history_is_trimmed_and_the_user_is_told(make_settings, fake_
     assert sent[-1]["content"] == "latest question"
     assert len(sent) < len(turns)
     assert "(earlier messages were left out)" in sink.notes
+
+
+async def test_failover_to_a_smaller_window_still_says_history_was_left_out(make_settings, fake_llm):
+    from bot.runtime import open_service
+
+    settings = make_settings(
+        bot_providers=["openai", "aigateway"],
+        aigateway_api_key="sk-aig",
+        aigateway_base_url=fake_llm.base_url,
+        aigateway_context_window=1024,
+        bot_max_tokens=200,
+    )
+    turns = [Turn("user" if i % 2 == 0 else "assistant", f"turn {i} " * 40, message_id=f"t{i}") for i in range(21)]
+    fake_llm.fail(401)  # openai, whose window holds everything, fails first
+    fake_llm.reply("from the small window")
+    async with open_service(settings) as service:
+        sink = RecordingSink()
+        out = await service.answer(Request("test", "C1", turns), sink)
+    assert out.state == "complete" and sink.messages == ["from the small window"]
+    assert len(fake_llm.requests[0]["messages"]) == 22 and len(fake_llm.requests[1]["messages"]) < 22
+    assert "(earlier messages were left out)" in sink.notes

@@ -32,6 +32,9 @@ class Timeouts:
         return httpx.Timeout(connect=self.connect, read=self.read, write=30.0, pool=10.0)
 
 
+DEFAULT_TIMEOUTS = Timeouts()
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")
@@ -82,6 +85,15 @@ class Describe:
 
     display: str
     key_env: str  # "DEEPINFRA_TOKEN"
+    prefix: str = ""  # "DEEPINFRA": names <PREFIX>_BASE_URL and <PREFIX>_MODEL in hints
+
+    @property
+    def base_env(self) -> str:
+        return f"{self.prefix}_BASE_URL" if self.prefix else "the base URL"
+
+    @property
+    def model_env(self) -> str:
+        return f"{self.prefix}_MODEL" if self.prefix else "the model name"
 
 
 def status_error(
@@ -96,8 +108,8 @@ def status_error(
     if status == 402:
         return errors.QuotaExceeded(name, message, status=status, hint="add credit to the account")
     if status == 404:
-        return errors.NotFound(name, message, status=status, hint="check the base URL and model name")
-    if status == 413 or "context" in lowered and ("length" in lowered or "exceed" in lowered):
+        return errors.NotFound(name, message, status=status, hint=f"check {who.base_env} and {who.model_env}")
+    if status == 413 or status < 500 and (code == "context_length_exceeded" or _says_too_long(lowered)):
         return errors.ContextTooLong(name, message, status=status, hint="start a new thread")
     if status == 429:
         wait = retry_after(headers)
@@ -108,8 +120,11 @@ def status_error(
         return errors.ProviderTimeout(name, message, status=status, hint="try again")
     if status == 409 or status >= 500:
         return errors.ProviderUnavailable(name, message, status=status, hint="try again shortly")
-    del code
     return errors.BadRequest(name, message, status=status, hint="the request was not accepted")
+
+
+def _says_too_long(lowered: str) -> bool:
+    return "context" in lowered and ("length" in lowered or "exceed" in lowered or "window" in lowered)
 
 
 async def read_error_body(response: httpx.Response) -> object:
@@ -134,15 +149,20 @@ def transport_error(who: Describe, exc: httpx.HTTPError, *, started: bool) -> Pr
 class JsonFrames:
     """Decoded JSON ``data:`` frames of an SSE response, until ``[DONE]``.
 
-    SSE framing (CRLF, comments, split frames, incremental UTF-8) is httpx-sse's
-    job.  ``done`` tells afterwards whether ``[DONE]`` arrived (EOF without it
-    may be a cut stream).  An ``event: error`` frame or bad JSON is a typed error.
+    SSE framing (CRLF, comments and keep-alives, frames split across reads,
+    incremental UTF-8) is httpx-sse's job.  ``done`` tells afterwards whether
+    ``[DONE]`` arrived (EOF without it may be a cut stream).  An ``event:
+    error`` frame is passed on as ``{"error": ...}``; a frame that is not JSON
+    is a typed error: retryable before the first token (``started``), an
+    interruption after it.
     """
 
     def __init__(self, who: Describe, response: httpx.Response) -> None:
         self.who = who
         self.response = response
         self.done = False
+        self.started = False  # set by the parser once text has been yielded
+        response.encoding = "utf-8"  # SSE is always UTF-8, whatever the header says
 
     async def __aiter__(self) -> AsyncIterator[dict[str, object]]:
         try:
@@ -156,18 +176,23 @@ class JsonFrames:
                 try:
                     frame = json.loads(data)
                 except ValueError as exc:
-                    raise errors.StreamInterrupted(self.who.display, f"bad frame: {data[:80]!r}") from exc
-                if event.event == "error" and isinstance(frame, dict):
-                    frame = {"error": frame.get("error", frame)}
+                    raise self.broken(f"bad frame: {data[:80]!r}") from exc
+                if event.event == "error":
+                    frame = {"error": frame.get("error", frame) if isinstance(frame, dict) else frame}
                 if isinstance(frame, dict):
                     yield frame
         except SSEError as exc:
             raise errors.BadRequest(self.who.display, str(exc)) from exc
 
+    def broken(self, detail: str) -> ProviderError:
+        if self.started:
+            return errors.StreamInterrupted(self.who.display, detail, hint="the answer is incomplete")
+        return errors.ProviderUnavailable(self.who.display, detail, hint="it sent a broken stream; try again")
+
 
 def frame_error(who: Describe, frame: Mapping[str, object], *, started: bool) -> ProviderError | None:
-    """A mid-stream error frame (``error`` key or ``object: error``), if this is one."""
-    if "error" not in frame and frame.get("object") != "error":
+    """A mid-stream error frame (``error``, ``object: error``), if this is one."""
+    if not frame.get("error") and frame.get("object") != "error":
         return None
     message, _ = error_message(dict(frame))
     if started:

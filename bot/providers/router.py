@@ -6,7 +6,11 @@ would have to trim harder), then tries candidates in order.  A provider that
 fails before its first token is retried when the error is transient
 (Retry-After honoured, else exponential backoff with jitter), otherwise the
 request moves on to the next provider.  Failing providers cool down for a
-while and are tried last.  Once text has flowed, errors go to the caller.
+while (longer after auth/quota errors, until 00:00 UTC after Cloudflare's
+daily quota) and are tried last.  With another provider behind, a long
+Retry-After is not waited out: the request moves on.  Once text has flowed,
+errors go to the caller.  For windows that count ``max_tokens`` (Cloudflare's
+24k) the ``max_tokens`` asked for is what is left after the prompt.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from .. import errors
 from ..conversation import Fitted, Turn, WindowTooSmall, fit
 from ..tokens import TokenCounter
+from . import params
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
 from .http import MAX_RETRY_AFTER
 
@@ -36,31 +41,41 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = MAX_RETRY_AFTER
+    #: With another provider to fall over to, waiting longer than this is not worth it.
+    max_wait_with_fallback: float = 5.0
 
-    def delay(self, attempt: int, error: errors.ProviderError) -> float | None:
+    def delay(self, attempt: int, error: errors.ProviderError, *, fallback: bool = False) -> float | None:
         """Seconds before try ``attempt + 1``; None when retrying is pointless."""
         if not error.retryable or attempt + 1 >= self.attempts:
             return None
         wait = getattr(error, "retry_after", None)
-        if wait is not None:
-            return wait if wait <= self.max_retry_after else None
-        return min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+        if wait is None:
+            wait = min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+        limit = self.max_wait_with_fallback if fallback else self.max_retry_after
+        return wait if wait <= limit else None
 
 
 @dataclass(slots=True)
 class Plan:
     provider: Provider
     fitted: Fitted
+    max_tokens: int  # what to ask for: within the window left after the prompt
+
+    @property
+    def trimmed(self) -> bool:
+        return self.fitted.dropped > 0 or self.fitted.cut_tokens > 0
 
 
 class Routed:
     """One routed answer: iterate it for deltas; ``provider`` and ``fitted`` say who served it."""
 
-    def __init__(self, router: Router, plans: list[Plan], max_tokens: int, sampling: Sampling) -> None:
+    def __init__(
+        self, router: Router, plans: list[Plan], sampling: Sampling, counter: TokenCounter | None = None
+    ) -> None:
         self._router = router
         self._plans = plans
-        self._max_tokens = max_tokens
         self._sampling = sampling
+        self._counter = counter
         self.provider: ProviderInfo | None = None
         self.fitted: Fitted | None = plans[0].fitted if plans else None
         self.failures: list[errors.ProviderError] = []
@@ -68,12 +83,22 @@ class Routed:
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
 
+    @property
+    def notes(self) -> list[str]:
+        """Notes for the history actually sent: read after the stream (failover may change it)."""
+        return self.fitted.notes if self.fitted is not None else []
+
     async def _run(self) -> AsyncIterator[Delta]:
         last: errors.ProviderError | None = None
-        for plan in self._plans:
-            request = ChatRequest(plan.fitted.turns, self._max_tokens, self._sampling)
+        plans = list(self._plans)
+        n = 0
+        while n < len(plans):
+            plan = plans[n]
+            n += 1
+            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling)
+            fallback = n < len(plans)
             try:
-                async for delta in self._router.attempt(plan.provider, request):
+                async for delta in self._router.attempt(plan.provider, request, fallback=fallback):
                     if self.provider is None:
                         self.provider, self.fitted = plan.provider.info, plan.fitted
                     yield delta
@@ -84,8 +109,40 @@ class Routed:
                 self.failures.append(exc)
                 last = exc
                 log.warning("provider %s failed before its first token: %s", plan.provider.info.name, exc)
+                if isinstance(exc, errors.ContextTooLong):
+                    smaller = shrink(plan, self._counter)
+                    if smaller is not None:  # its real window is smaller than documented:
+                        plans.append(smaller)  # once more, trimmed, after the untrimmed others
         assert last is not None
         raise last
+
+
+#: The smallest window any of the providers documents (Cloudflare's, prompt + output).
+SAFE_WINDOW = 24_000
+
+
+def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
+    """``plan`` fitted to ``SAFE_WINDOW``, after a provider said the prompt was too long.
+
+    AIGateway documents 131k but serves Cloudflare's model, whose window is
+    24k; a provider that says "too long" for a prompt above 24k gets one more
+    try with the history trimmed to that.  None when the prompt already fits.
+    """
+    if plan.fitted.prompt_tokens + plan.max_tokens <= SAFE_WINDOW:
+        return None
+    info = plan.provider.info
+    reserve = min(plan.max_tokens, SAFE_WINDOW // 2)
+    try:
+        again = fit(plan.fitted.turns, SAFE_WINDOW, reserve, counter, date_preamble=info.date_preamble)
+    except WindowTooSmall:
+        return None
+    fitted = Fitted(
+        turns=again.turns,
+        dropped=plan.fitted.dropped + again.dropped,
+        cut_tokens=plan.fitted.cut_tokens + again.cut_tokens,
+        prompt_tokens=again.prompt_tokens,
+    )
+    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, SAFE_WINDOW - again.prompt_tokens)))
 
 
 class Router:
@@ -136,13 +193,21 @@ class Router:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
             except WindowTooSmall:
                 continue
-            plans.append(Plan(provider, fitted))
+            asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
+            if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
+                asked = max(1, min(asked, info.context_window - fitted.prompt_tokens))
+            plans.append(Plan(provider, fitted, asked))
         if not plans:
             raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
         now = time.monotonic()
-        # Stable sort: cooled-down providers last, then those that would drop history.
-        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.fitted.dropped > 0))
+        # Stable sort: cooled-down providers last, then those that would have to
+        # trim the history (a 128k provider beats a 24k one that drops turns).
+        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.trimmed))
         return plans
+
+    def cooling(self, name: str) -> float:
+        """Seconds until ``name`` is out of its cooldown (0 when it is not cooling down)."""
+        return max(0.0, self._cool_until.get(name, 0.0) - time.monotonic())
 
     def answer(
         self,
@@ -153,10 +218,16 @@ class Router:
         only: str | None = None,
         order: Sequence[str] | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only, order), max_tokens, sampling)
+        return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling, counter)
 
-    async def attempt(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Delta]:
-        """One provider, retried before its first token while the error is transient."""
+    async def attempt(
+        self, provider: Provider, request: ChatRequest, *, fallback: bool = False
+    ) -> AsyncIterator[Delta]:
+        """One provider, retried before its first token while the error is transient.
+
+        With a ``fallback`` provider behind this one, long waits are skipped:
+        the request moves on instead.
+        """
         name = provider.info.name
         for attempt in range(self.retry.attempts):
             started = False
@@ -169,16 +240,22 @@ class Router:
             except errors.ProviderError as exc:
                 if started:
                     raise
-                wait = self.retry.delay(attempt, exc)
+                wait = self.retry.delay(attempt, exc, fallback=fallback)
                 if wait is None:
-                    self._cool_down(name, exc)
+                    if not isinstance(exc, errors.ContextTooLong):  # the request's fault, not the provider's
+                        self._cool_down(name, exc)
                     raise
                 log.info("retrying %s in %.2fs after: %s", name, wait, exc)
                 await self._sleep(wait)
 
     def _cool_down(self, name: str, exc: errors.ProviderError) -> None:
         long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
-        self._cool_until[name] = time.monotonic() + (COOLDOWN_LONG if long else COOLDOWN)
+        seconds = COOLDOWN_LONG if long else COOLDOWN
+        # A daily quota (Cloudflare 3036) says how long; so may a long Retry-After.
+        hinted = getattr(exc, "cool_for", None) or getattr(exc, "retry_after", None)
+        if isinstance(hinted, (int, float)) and hinted > seconds:
+            seconds = float(hinted)
+        self._cool_until[name] = time.monotonic() + seconds
 
     async def aclose(self) -> None:
         for provider in self.providers:

@@ -1,0 +1,56 @@
+"""Dataoorts serverless: ``POST {DATAOORTS_BASE_URL}`` (the base URL is the endpoint).
+
+Wire format (seed ``003``, ``reference/providers.md``):
+
+* request: ``{"model": "meta/llama-3.1-70b-instruct", "data": {"messages":
+  [...], "max_tokens": N, "temperature": ...}}``; streaming is not
+  documented, so the answer is asked for whole;
+* reply: the Cloudflare v4 envelope ``{"errors": [], "messages": [],
+  "result": {"response": "…", "usage": {...}}, "success": true}``, delivered
+  to the reply stream as one delta.  Should it ever answer with
+  ``text/event-stream``, the Workers AI stream parser reads it;
+* parameters, window (25,000 tokens, ``max_tokens`` included) and error
+  codes are budgeted and mapped like Cloudflare's.
+
+Nothing arrives until the whole answer is ready, so the gap-between-chunks
+timeout is the whole-turn timeout here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+
+from .. import errors
+from . import params
+from .base import ChatRequest, Delta
+from .cloudflare import cloudflare_error, parse_envelope, parse_native_stream
+from .http import JsonFrames
+from .streaming import HttpProvider
+
+
+class DataoortsProvider(HttpProvider):
+    def http_timeout(self) -> httpx.Timeout:
+        whole = max(self.timeouts.read, self.timeouts.turn)
+        return httpx.Timeout(connect=self.timeouts.connect, read=whole, write=30.0, pool=10.0)
+
+    def path(self) -> str:
+        return self.config.base_url  # the base URL is the endpoint (absolute: no slash added)
+
+    def body(self, request: ChatRequest) -> dict[str, object]:
+        data: dict[str, object] = {
+            "messages": [{"role": m["role"], "content": m["content"] or ""} for m in request.messages()],
+            "max_tokens": request.max_tokens,
+        }
+        data.update(params.select(self.info.name, request.sampling))
+        return {"model": self.info.model, "data": data}
+
+    def error_for(self, status: int, body: object, headers: Mapping[str, str]) -> errors.ProviderError:
+        return cloudflare_error(self.who, status, body, headers)
+
+    def parse_stream(self, frames: JsonFrames, request: ChatRequest) -> AsyncIterator[Delta]:
+        return parse_native_stream(self.who, frames, request.max_tokens)
+
+    def parse_whole(self, body: object, request: ChatRequest) -> AsyncIterator[Delta]:
+        return parse_envelope(self.who, body, request.max_tokens)

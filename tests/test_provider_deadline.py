@@ -1,0 +1,72 @@
+"""The whole-turn deadline: it stops a stream kept alive by keep-alives, never the caller's own work."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot import errors
+from bot.conversation import Turn
+from bot.providers.base import ChatRequest
+from bot.providers.registry import build_provider
+from tests.fakes.providers import Script, sse
+
+pytest_plugins = ["tests.provider_fixtures"]
+
+FIRST = sse([{"choices": [{"index": 0, "delta": {"content": "First"}}]}])
+REQUEST = ChatRequest([Turn("user", "Hi?")], 32)
+
+
+async def test_a_busy_caller_is_not_cancelled_by_the_deadline(fakes, settings_for):
+    fakes.push("aigateway", Script(parts=[FIRST, *[b": keep-alive\n\n"] * 200], gap=0.02))
+    provider = build_provider("aigateway", settings_for("aigateway", bot_turn_timeout=0.2))
+    slept = False
+    try:
+        stream = provider.stream(REQUEST)
+        assert (await anext(stream)).text == "First"
+        await asyncio.sleep(0.4)  # the caller's own work outlives the deadline: it must finish
+        slept = True
+        try:
+            await anext(stream)
+        except errors.StreamInterrupted as exc:
+            assert "took too long" in exc.user_message
+        else:
+            raise AssertionError("the deadline did not stop the stream")
+        await stream.aclose()
+    finally:
+        await provider.aclose()
+    assert slept
+
+
+async def test_an_outside_cancellation_stays_a_cancellation(fakes, settings_for):
+    fakes.push("aigateway", Script(parts=[FIRST, b""], stall_after=1))
+    provider = build_provider("aigateway", settings_for("aigateway", bot_turn_timeout=30))
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for delta in provider.stream(REQUEST):
+            got.append(delta.text)
+
+    task = asyncio.create_task(consume())
+    try:
+        while not got:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.wait({task}, timeout=10)
+        assert task.cancelled()
+    finally:
+        await provider.aclose()
+
+
+async def test_deadline_before_the_first_token_is_a_retryable_timeout(fakes, settings_for):
+    fakes.push("openai", Script(parts=[b": ping\n\n"] * 200, gap=0.02))
+    provider = build_provider("openai", settings_for("openai", bot_turn_timeout=0.2))
+    try:
+        try:
+            async for _ in provider.stream(REQUEST):
+                pass
+        except errors.ProviderTimeout as exc:
+            assert exc.retryable
+        else:
+            raise AssertionError("no timeout")
+    finally:
+        await provider.aclose()
