@@ -318,3 +318,18 @@ async def test_long_ask_answer_continues_in_the_thread_of_its_message(slack, sta
 
     await until(whole, what="the /ask answer with its continuations")
     assert len(thread_texts(slack, "C9", None)) == 1  # one visible message; the rest is in its thread
+
+
+async def test_a_reply_whose_message_was_deleted_stops_quietly(slack, start_bot, fake_llm, caplog):
+    caplog.set_level(logging.INFO)
+    fake_llm.reply(" ".join(f"w{n}" for n in range(80)), delay=0.02)
+    bot = await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> long one")
+    await slack.deliver(slack.callback(event))
+    await until(lambda: slack.called("chat.update"), what="streaming to start")
+    slack.errors["chat.update"] += ["message_not_found"] * 20  # the user deleted the reply
+    await until(lambda: bot.service.in_flight == 0, what="the reply to end")
+    assert len(slack.called("chat.postMessage")) == 1  # no new message re-posted
+    gone = [c for c in slack.calls if c.method == "chat.update" and c.error == "message_not_found"]
+    assert 1 <= len(gone) <= 2  # the failed edit, perhaps one final attempt: then it gave up
+    assert "Traceback" not in caplog.text

@@ -40,6 +40,7 @@ class Call:
     token: str
     at: float
     status: int = 200
+    error: str | None = None  # the error code Slack answered, if any
 
 
 @dataclass
@@ -146,7 +147,8 @@ class FakeSlack:
         )
 
     def called(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method and c.status == 200]
+        """Successful calls of ``method``."""
+        return [c for c in self.calls if c.method == method and c.status == 200 and c.error is None]
 
     # -- socket mode -----------------------------------------------------------------------------
 
@@ -222,11 +224,11 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=limited)
         if self.errors.get(method):
             error = self.errors[method].pop(0)
-            return web.json_response(
-                {"ok": False, **(error if isinstance(error, dict) else {"error": error})}
-            )
-        handler = getattr(self, "_" + method.replace(".", "_"), None)
-        data = handler(params) if handler else {"ok": True}
+            data = {"ok": False, **(error if isinstance(error, dict) else {"error": error})}
+        else:
+            handler = getattr(self, "_" + method.replace(".", "_"), None)
+            data = handler(params) if handler else {"ok": True}
+        call.error = None if data.get("ok") else str(data.get("error"))
         return web.json_response(data)
 
     def _over_limit(self, method: str, token: str, params: dict[str, Any]) -> dict[str, str] | None:
