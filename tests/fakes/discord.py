@@ -11,6 +11,9 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
   on the gateway as MESSAGE_CREATE / MESSAGE_UPDATE, as Discord does.
 * Faults: ``rate_limit(...)`` answers 429 with a ``Via`` header and a JSON
   ``retry_after`` (so discord.py retries); ``fail(...)`` answers an error code.
+* Limits (off by default): ``FakeDiscord(write_limit=(5, 5.0))`` allows 5
+  message creates/edits per 5 s per channel, with Discord's ``X-RateLimit-*``
+  headers on every write and a proper 429 (``Via``, ``retry_after``) past it.
 * Gateway: HELLO, heartbeat ACKs, READY (with a 127.0.0.1 resume URL),
   GUILD_CREATE, then whatever the test injects (``say``, ``interact``).
   ``reject_privileged`` closes with 4014 when the message-content intent is asked for.
@@ -81,6 +84,7 @@ class Call:
     at: float
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)
+    message_id: int | None = None  # the message a successful create/edit wrote
 
 
 @dataclass
@@ -93,9 +97,18 @@ class Rule:
     times: int
 
 
+_WRITE = re.compile(r"/channels/(\d+)/messages(?:/\d+)?")
+
+
 class FakeDiscord:
-    def __init__(self, *, reject_privileged: bool = False) -> None:
+    def __init__(
+        self, *, reject_privileged: bool = False, write_limit: tuple[int, float] | None = None
+    ) -> None:
         self.reject_privileged = reject_privileged
+        #: (writes, seconds) per channel for message creates and edits; None: unlimited
+        self.write_limit = write_limit
+        self._windows: dict[int, tuple[float, int]] = {}  # channel -> (window start, writes)
+        self.limited = 0  # 429s answered by ``write_limit``
         self.calls: list[Call] = []
         self.rules: list[Rule] = []
         #: headers for successful message writes, e.g. an exhausted bucket (``tight_bucket``)
@@ -290,6 +303,14 @@ class FakeDiscord:
             body = json.loads(raw) if raw and request.content_type == "application/json" else raw
         call = Call(request.method, path, body, time.monotonic(), query=dict(request.query))
         self.calls.append(call)
+        limit_headers: dict[str, str] = {}
+        if self.write_limit is not None and request.method in ("POST", "PATCH"):
+            written = _WRITE.fullmatch(path)
+            if written:
+                limit_headers, over = self._take_write(int(written.group(1)), call.at)
+                if over is not None:
+                    call.status = 429
+                    return self._json(over, status=429, headers=limit_headers)
         for rule in self.rules:
             if rule.times > 0 and rule.method == request.method and rule.pattern.fullmatch(path):
                 rule.times -= 1
@@ -301,6 +322,9 @@ class FakeDiscord:
             status, payload, event = 404, {"code": 10008, "message": "Unknown Message"}, None
         call.status = status
         headers = self.write_headers if request.method in ("POST", "PATCH") and "/messages" in path else {}
+        headers = {**headers, **limit_headers}
+        if status == 200 and request.method in ("POST", "PATCH") and _WRITE.fullmatch(path):
+            call.message_id = int(payload["id"])
         if payload is None:
             response = web.Response(status=status)
         else:
@@ -308,6 +332,32 @@ class FakeDiscord:
         if event is not None:
             asyncio.get_running_loop().create_task(self.dispatch(*event))
         return response
+
+    def _take_write(self, channel: int, now: float) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """Count a write against the channel's window: its headers, and a 429 body when over."""
+        assert self.write_limit is not None
+        count, window = self.write_limit
+        start, used = self._windows.get(channel, (now, 0))
+        if now - start >= window:
+            start, used = now, 0
+        reset_after = max(start + window - now, 0.001)
+        headers = {
+            "X-RateLimit-Limit": str(count),
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Bucket": "fakemessages",
+        }
+        if used >= count:
+            self.limited += 1
+            headers.update(
+                {"X-RateLimit-Remaining": "0", "X-RateLimit-Scope": "user", "Via": "1.1 google",
+                 "Retry-After": str(max(1, round(reset_after)))}
+            )
+            body = {"message": "You are being rate limited.", "retry_after": round(reset_after, 3), "global": False}
+            return headers, body
+        self._windows[channel] = (start, used + 1)
+        headers["X-RateLimit-Remaining"] = str(count - used - 1)
+        return headers, None
 
     def _json(
         self, payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
