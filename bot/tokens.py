@@ -12,8 +12,10 @@ provider's template adds it, a 20-token date preamble in the system block.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -53,9 +55,26 @@ _MAX_RUN = 25_000
 _LONG_RUN = re.compile(r"\s{%d,}|\S{%d,}" % (_MAX_RUN, _MAX_RUN))
 
 
-@lru_cache(maxsize=1)
+_loading = threading.Lock()
+
+
 def encoding() -> tiktoken.Encoding:
-    """The Llama 3 encoding (128,256 ids).  Loading takes about half a second."""
+    """The Llama 3 encoding (128,256 ids).  Loading takes about half a second.
+
+    Thread-safe: ``serve`` loads it in a thread while the platforms connect
+    (``warm_up``); a caller that comes meanwhile waits for that load.
+    """
+    with _loading:
+        return _load()
+
+
+async def warm_up() -> None:
+    """Load the tokenizer off the event loop, so the first answer does not pay for it."""
+    await asyncio.to_thread(encoding)
+
+
+@lru_cache(maxsize=1)
+def _load() -> tiktoken.Encoding:
     path = resources.files("bot.data") / "llama3_tokenizer.model"
     with resources.as_file(path) as real_path:
         ranks = load_tiktoken_bpe(str(real_path))
