@@ -40,6 +40,8 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * p / 100
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    if ordered[hi] == float("inf"):  # an unfinished reply counts as never
+        return ordered[hi] if k > lo or ordered[lo] == ordered[hi] else ordered[lo]
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
@@ -65,6 +67,8 @@ def peak_rss_mb() -> float:
 def fmt(value: float) -> str:
     if value != value:  # NaN
         return "–"
+    if value == float("inf"):
+        return "never"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 1:

@@ -158,7 +158,7 @@ async def _profiler(path: str | None, pid: int) -> asyncio.subprocess.Process | 
     fmt = "speedscope" if path.endswith(".json") else "flamegraph" if path.endswith(".svg") else "raw"
     spy = await asyncio.create_subprocess_exec(
         shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-        "record", "--pid", str(pid), "--rate", "250", "--format", fmt, "--output", path, "--nonblocking",
+        "record", "--pid", str(pid), "--rate", "250", "--format", fmt, "--output", path,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     await asyncio.sleep(0.5)

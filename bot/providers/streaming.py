@@ -50,6 +50,11 @@ class TextCleaner:
         return text
 
 
+#: One connection per answer streaming: httpx's default cap (100) made the 101st concurrent
+#: answer wait for a free connection and fail with a pool timeout after 10 s (bench: 500 at once).
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
+
 class HttpProvider:
     """Base of the HTTP providers; see the module docstring."""
 
@@ -70,7 +75,11 @@ class HttpProvider:
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         self._client = httpx.AsyncClient(
-            base_url=config.base_url, headers=headers, timeout=self.http_timeout(), transport=transport
+            base_url=config.base_url,
+            headers=headers,
+            timeout=self.http_timeout(),
+            transport=transport,
+            limits=LIMITS,
         )
 
     # -- what subclasses provide -------------------------------------------------------
