@@ -1,4 +1,4 @@
-"""``python -m bench [scenario ...] [--json FILE]``: run benchmarks, print a markdown table."""
+"""``python -m bench [scenario ...] [--quick] [--platform P] [--json FILE]``: run benchmarks, print a table."""
 
 from __future__ import annotations
 
@@ -8,45 +8,87 @@ import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from functools import partial
 
-from . import core
+from . import concurrency, core, e2e, startup
 from .common import Row, table
 
-SCENARIOS = {
-    "parsing": core.bench_parsing,
-    "reply": core.bench_reply,
-    "trim": core.bench_trim,
-    "tokenizer": core.bench_tokenizer,
-}
+Scenario = Callable[..., "list[Row] | Awaitable[list[Row]]"]
+
+
+def scenarios(quick: bool, platforms: tuple[str, ...]) -> dict[str, Scenario]:
+    return {
+        "parsing": core.bench_parsing,
+        "reply": partial(core.bench_reply, quick=quick),
+        "e2e": partial(e2e.bench_e2e, quick=quick, platforms=platforms),
+        "concurrency": partial(concurrency.bench_concurrency, quick=quick, platforms=platforms),
+        "trim": partial(core.bench_trim, quick=quick),
+        "tokenizer": core.bench_tokenizer,
+        "startup": partial(startup.bench_startup, quick=quick),
+    }
+
+
+NAMES = list(scenarios(False, ()))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
-async def run(names: list[str]) -> list[Row]:
+async def run(names: list[str], quick: bool, platforms: tuple[str, ...]) -> list[Row]:
+    chosen = scenarios(quick, platforms)
     rows: list[Row] = []
     for name in names:
+        started = time.monotonic()
         print(f"running {name}…", file=sys.stderr, flush=True)
-        result = SCENARIOS[name]()
+        result = chosen[name]()
         if asyncio.iscoroutine(result):
             result = await result
-        rows.extend(result)
+        rows.extend(result)  # type: ignore[arg-type]
+        print(f"  {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(NAMES)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
+    parser.add_argument("--platform", choices=["discord", "slack"], action="append",
+                        help="only this platform for e2e/concurrency (repeatable; default both)")
     parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args()
-    names = args.scenarios or list(SCENARIOS)
-    rows = asyncio.run(run(names))
-    print(f"Machine: {machine()}\n")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.scenarios if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(NAMES)}")
+    names = args.scenarios or NAMES
+    platforms = tuple(args.platform or ("discord", "slack"))
+    started = time.monotonic()
+    rows = asyncio.run(run(names, args.quick, platforms))
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"Machine: {machine()}  \nDate: {when}; {'quick' if args.quick else 'full'} run, "
+          f"{time.monotonic() - started:.0f} s\n")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": machine(), "rows": [r.as_dict() for r in rows]}, fh, indent=2)
+            json.dump({"machine": machine(), "date": when, "quick": args.quick,
+                       "rows": [r.as_dict() for r in rows]}, fh, indent=2, default=str)
     return 0
 
 

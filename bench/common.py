@@ -27,6 +27,10 @@ class Row:
         """How many times better than the baseline (above 1: better)."""
         if self.baseline is None or not self.value or not self.baseline:
             return ""
+        if self.value == float("inf") or self.baseline == float("inf"):
+            if self.value == self.baseline:
+                return ""
+            return "∞" if (self.baseline == float("inf")) != self.higher_is_better else "0"
         better = self.value / self.baseline if self.higher_is_better else self.baseline / self.value
         return f"{better:.1f}x"
 
