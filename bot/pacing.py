@@ -1,10 +1,23 @@
-"""A shared budget of platform edits: a token bucket with two priorities.
+"""A shared budget of platform edits, with three priorities.
 
 Every reply streaming into the same Slack workspace (or Discord channel)
-draws from one ``EditBudget``.  Final edits jump the queue ahead of interim
-ones, so when many streams share a small budget the answers still land whole
-and soon after the provider finishes; interim edits simply become rarer.
-A platform 429 pauses the whole budget for its Retry-After.
+draws from one ``EditBudget``.  Final edits go first, then the first text of
+a message, then interim edits; so when many streams share a small budget the
+answers still land whole and soon after the provider finishes, and interim
+edits simply become rarer.  A platform 429 pauses the whole budget for its
+Retry-After.
+
+Two ways to count:
+
+* a token bucket (default): ``per_minute`` on average, ``burst`` at once;
+* a sliding window (``window=`` seconds): at most ``burst`` edits in any
+  ``window``, which is how "50 per minute" limits like Slack's Tier 3 count.
+
+With ``reserve=True`` the budget keeps room for the final edit of every
+reply still streaming (``join``/``leave``): a first or interim edit is only
+granted if a final edit for each of them would still fit right after.  With
+30 replies sharing 50 edits a minute, that is the difference between every
+final text landing as its provider finishes and some waiting most of a minute.
 """
 
 from __future__ import annotations
@@ -13,52 +26,119 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
+
+FINAL, FIRST, INTERIM = 0, 1, 2
 
 
 class EditBudget:
-    def __init__(self, per_minute: float, burst: int | None = None) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int | None = None,
+        *,
+        window: float | None = None,
+        reserve: bool = False,
+    ) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(1, int(per_minute // 6)))
+        self.window = window
+        self.reserve = reserve
         self._tokens = self.burst
         self._stamp = time.monotonic()
+        self._grants: deque[float] = deque()  # grant times within the window (window mode)
         self._paused_until = 0.0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.granted = 0
+        self.active = 0  # replies streaming (``join``) that will need a final edit
 
-    def _refill(self, now: float) -> None:
+    # -- replies --------------------------------------------------------------------------
+
+    def join(self) -> None:
+        """A reply starts streaming: keep room for its final edit (``reserve``)."""
+        self.active += 1
+
+    def leave(self) -> None:
+        """The reply has made its final edit (or given up)."""
+        self.active = max(0, self.active - 1)
+        if self._waiters:
+            self._schedule()
+
+    # -- counting -------------------------------------------------------------------------
+
+    def _available(self, now: float) -> float:
+        if self.window is not None:
+            while self._grants and self._grants[0] <= now - self.window:
+                self._grants.popleft()
+            return self.burst - len(self._grants)
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
+        return self._tokens
 
-    async def acquire(self, *, urgent: bool = False) -> None:
-        """Wait for one edit.  ``urgent`` (final edits) goes before interim edits."""
-        now = time.monotonic()
-        self._refill(now)
-        if not self._waiters and now >= self._paused_until and self._tokens >= 1:
+    def _take(self, now: float) -> None:
+        self.granted += 1
+        if self.window is not None:
+            self._grants.append(now)
+        else:
             self._tokens -= 1
-            self.granted += 1
+
+    def _needed(self, priority: int) -> float:
+        """Edits that must be available to grant one at ``priority``."""
+        if priority == FINAL or not self.reserve:
+            return 1.0
+        return 1.0 + min(self.active, self.burst - 1)
+
+    def _free_in(self, now: float, needed: float) -> float:
+        """Seconds until ``needed`` edits are available (ignoring new grants)."""
+        if self.window is not None:
+            missing = int(needed - (self.burst - len(self._grants)))
+            if missing <= 0:
+                return 0.0
+            return max(0.0, self._grants[missing - 1] + self.window - now)
+        return max(0.0, (needed - self._tokens) / self.rate)
+
+    # -- the API --------------------------------------------------------------------------
+
+    async def acquire(self, *, urgent: bool = False, first: bool = False) -> None:
+        """Wait for one edit: ``urgent`` (final edits) first, then ``first`` (a message's first
+        text), then interim edits."""
+        priority = FINAL if urgent else FIRST if first else INTERIM
+        now = time.monotonic()
+        available = self._available(now)
+        if not self._waiters and now >= self._paused_until and available >= self._needed(priority):
+            self._take(now)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (0 if urgent else 1, next(self._seq), future)
+        entry = (priority, next(self._seq), future)
         heapq.heappush(self._waiters, entry)
         self._schedule()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._tokens += 1  # granted and abandoned: give it back
+                self._give_back()  # granted and abandoned
             elif entry in self._waiters:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
             raise
 
+    def _give_back(self) -> None:
+        self.granted -= 1
+        if self.window is not None:
+            if self._grants:
+                self._grants.pop()
+        else:
+            self._tokens += 1
+
     def pause(self, seconds: float) -> None:
         """The platform said 429: nobody edits for ``seconds``."""
         now = time.monotonic()
         self._paused_until = max(self._paused_until, now + seconds)
-        self._refill(now)
-        self._tokens = min(self._tokens, 0.0)
+        self._available(now)
+        if self.window is None:
+            self._tokens = min(self._tokens, 0.0)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -68,19 +148,23 @@ class EditBudget:
         if not self._waiters:
             return
         now = time.monotonic()
-        wait = max(self._paused_until - now, (1 - self._tokens) / self.rate if self._tokens < 1 else 0.0)
+        self._available(now)
+        needed = self._needed(self._waiters[0][0])
+        wait = max(self._paused_until - now, self._free_in(now, needed))
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(wait, 0.0), self._dispatch)
 
     def _dispatch(self) -> None:
         self._timer = None
         now = time.monotonic()
-        self._refill(now)
-        while self._waiters and now >= self._paused_until and self._tokens >= 1:
-            _, _, future = heapq.heappop(self._waiters)
+        while self._waiters and now >= self._paused_until:
+            priority, _, future = self._waiters[0]
             if future.done():
+                heapq.heappop(self._waiters)
                 continue
-            self._tokens -= 1
-            self.granted += 1
+            if self._available(now) < self._needed(priority):
+                break
+            heapq.heappop(self._waiters)
+            self._take(now)
             future.set_result(None)
         self._schedule()

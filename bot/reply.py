@@ -123,6 +123,7 @@ class ReplyStream:
         self._reopen = ""  # fence reopened at the start of the current message
         self._shown_version = 0  # version 0: no text yet
         self._last_edit = 0.0
+        self._message_shown = False  # has the current message shown any text yet?
         self._notes: Sequence[str] | Callable[[], Sequence[str]] = ()
 
     # -- public ---------------------------------------------------------------
@@ -136,6 +137,17 @@ class ReplyStream:
         errors during interim edits are survived; cancellation (shutdown)
         finalises the reply as interrupted and re-raises.
         """
+        if self.budget is not None:
+            self.budget.join()
+        try:
+            return await self._run(deltas, notes)
+        finally:
+            if self.budget is not None:
+                self.budget.leave()
+
+    async def _run(
+        self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]]
+    ) -> ReplyOutcome:
         out = self._outcome
         self._notes = notes
         reader = asyncio.ensure_future(self._read(deltas))
@@ -191,7 +203,7 @@ class ReplyStream:
                 if delay > 0 and not await _until_done(reader, delay):
                     break
             if self.budget is not None:
-                acquired = asyncio.ensure_future(self.budget.acquire())
+                acquired = asyncio.ensure_future(self.budget.acquire(first=not self._message_shown))
                 await _first(reader, acquired)
                 if not acquired.done():
                     acquired.cancel()  # the final edit will take an urgent token instead
@@ -213,6 +225,7 @@ class ReplyStream:
             log.warning("interim edit failed: %s", exc)
             return
         self._shown_version = version
+        self._message_shown = True
         self._outcome.edits += 1
         self.interval = max(self._base_interval, self.interval * 0.9)  # recover after 429s
         if self._outcome.first_visible_at is None:
@@ -238,6 +251,7 @@ class ReplyStream:
             await self._final_call(self.sink.split, cut.head)
             self._committed += cut.consumed - len(self._reopen)
             self._reopen = cut.reopen
+            self._message_shown = False
             self._outcome.messages += 1
             text = self._current()
         return text

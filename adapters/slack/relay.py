@@ -72,7 +72,9 @@ class SlackRelay:
     def budget(self, team: str | None) -> EditBudget:
         key = team or self.team or "-"
         if key not in self.budgets:
-            self.budgets[key] = EditBudget(self.settings.slack_edits_per_minute)
+            # Tier 3 counts calls per minute: a one-minute sliding window, room kept for final edits
+            per_minute = self.settings.slack_edits_per_minute
+            self.budgets[key] = EditBudget(per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True)
         return self.budgets[key]
 
     # -- tasks --------------------------------------------------------------------------------
