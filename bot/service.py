@@ -216,10 +216,10 @@ class RelayService:
         except QuotaReached as exc:
             self.metrics.refused.labels(request.platform).inc()
             return await ReplyStream(sink).run(_failing(exc))
-        reply_id = await self.store.open_reply(request.platform, request.channel, request.thread)
+        opening = asyncio.ensure_future(self.store.open_reply(request.platform, request.channel, request.thread))
 
         async def save_locator(where: dict[str, object]) -> None:
-            await self.store.update_reply(reply_id, locator=where)
+            await self.store.update_reply(await asyncio.shield(opening), locator=where)
 
         stream = ReplyStream(
             _Tracked(sink, save_locator),
@@ -228,14 +228,20 @@ class RelayService:
             max_chars=self.settings.bot_message_limit,
         )
         started = time.monotonic()
+        # The first platform call (typing, status, placeholder) is what the user sees first:
+        # it goes out while the store and the router do their part.
+        starting = asyncio.ensure_future(stream.sink.start())
         try:
             routed = await self._route(request)
-            await stream.sink.start()
+            await starting
         except RelayError as exc:
-            return await self._refuse(reply_id, stream, exc)
+            await _settled(starting)
+            return await self._refuse(await opening, stream, exc)
         except asyncio.CancelledError:
-            await self._refuse(reply_id, stream, StreamInterrupted("The bot", hint="it was restarted; ask again"))
+            await _settled(starting)
+            await self._refuse(await opening, stream, StreamInterrupted("The bot", hint="it was restarted; ask again"))
             raise
+        reply_id = await opening
         await self.store.update_reply(reply_id, state="streaming")
         fitted = routed.fitted
         log.info(
@@ -331,6 +337,14 @@ class RelayService:
         fresh = self.counter.take_fresh()
         if fresh:
             await self.store.save_counts([(mid, tokens.digest(text), n) for mid, text, n in fresh])
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
+    """Wait for ``task`` to end, whatever its outcome (the caller is failing the reply anyway)."""
+    if not task.done():
+        await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the reply could not start: %s", task.exception())
 
 
 async def _failing(error: RelayError):  # type: ignore[no-untyped-def]
