@@ -109,8 +109,13 @@ class Watch:
         return held
 
 
+#: Discord's message bucket per channel: 5 writes per 5 s (``X-RateLimit-Limit: 5``).
+BUCKET = 5
+
+
 class Budgets:
-    """One ``EditBudget`` per Discord channel (threads are channels of their own)."""
+    """One ``EditBudget`` per Discord channel (threads are channels of their own): ``BUCKET``
+    writes in any window that averages ``per_minute`` (5 per 5 s at the default 60/min)."""
 
     def __init__(self, per_minute: float) -> None:
         self.per_minute = per_minute
@@ -119,5 +124,6 @@ class Budgets:
     def for_channel(self, channel_id: int) -> EditBudget:
         budget = self._budgets.get(channel_id)
         if budget is None:
-            budget = self._budgets[channel_id] = EditBudget(self.per_minute)
+            window = BUCKET * 60.0 / self.per_minute
+            budget = self._budgets[channel_id] = EditBudget(self.per_minute, burst=BUCKET, window=window)
         return budget
