@@ -38,7 +38,7 @@ async def relay_command(service: RelayService, caller: Caller, text: str) -> str
 async def _config(service: RelayService, caller: Caller, args: list[str]) -> str:
     store = service.store
     if not args:
-        rows = await store.channel_settings(caller.platform, caller.channel)
+        rows = await service.channel_settings(caller.platform, caller.channel)
         if not rows:
             return "This channel uses the default settings."
         return "This channel's settings:\n" + "\n".join(f"• `{k}`: {v}" for k, v in sorted(rows.items()))
@@ -61,7 +61,7 @@ async def _config(service: RelayService, caller: Caller, args: list[str]) -> str
 
 
 async def _status(service: RelayService, caller: Caller) -> str:
-    config = ChannelConfig.from_rows(await service.store.channel_settings(caller.platform, caller.channel))
+    config = ChannelConfig.from_rows(await service.channel_settings(caller.platform, caller.channel))
     settings = service.settings
     providers = ", ".join(config.providers or [p.info.name for p in service.router.providers])
     tokens, cost = (0, 0.0)

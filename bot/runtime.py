@@ -50,7 +50,8 @@ async def open_service(settings: Settings, only: str | None = None) -> AsyncIter
         await router.aclose()
         raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
     try:
-        yield RelayService(settings, store, router)
+        service = RelayService(settings, store, router)
+        yield service
     finally:
         await router.aclose()
         await store.close()

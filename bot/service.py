@@ -23,7 +23,7 @@ from typing import Any
 
 from . import tokens
 from .access import AccessPolicy, Blocked, Caller, QuotaReached
-from .channel_config import ChannelConfig
+from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
 from .errors import EmptyPrompt, RelayError, StreamInterrupted
 from .logs import REQUEST_ID
@@ -132,6 +132,7 @@ class RelayService:
         self.counter = counter or TokenCounter()
         self.metrics = metrics or Metrics()
         self.access = AccessPolicy(settings, store)
+        self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_from(settings)
         self.accepting = True
         #: platform name -> connected? (adapters keep it current; /healthz reads it)
@@ -252,11 +253,17 @@ class RelayService:
         await self._record(request, reply_id, routed, outcome, started)
         return outcome
 
+    async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
+        """A channel's own settings: the config file's, overridden by ``/relay config``."""
+        rows = dict(self.channel_files.get((platform, channel), {}))
+        rows.update(await self.store.channel_settings(platform, channel))
+        return rows
+
     async def _route(self, request: Request) -> Routed:
         question = request.question
         if question is None or not question.text.strip():
             raise EmptyPrompt()
-        config = ChannelConfig.from_rows(await self.store.channel_settings(request.platform, request.channel))
+        config = ChannelConfig.from_rows(await self.channel_settings(request.platform, request.channel))
         system = request.system_prompt or config.system_prompt or self.settings.bot_system_prompt
         turns = [Turn("system", system), *request.turns]
         max_tokens = request.max_tokens or config.max_tokens or self.settings.bot_max_tokens
