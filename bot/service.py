@@ -29,7 +29,8 @@ from .errors import EmptyPrompt, RelayError, StreamInterrupted
 from .logs import REQUEST_ID
 from .metrics import Metrics
 from .pacing import EditBudget
-from .providers.base import Sampling, Usage
+from .providers.base import Usage
+from .providers.registry import sampling_of
 from .providers.router import Routed, Router
 from .reply import ReplyOutcome, ReplyStream, Sink
 from .settings import Settings
@@ -64,20 +65,6 @@ class Request:
 
     def caller(self) -> Caller:
         return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles, self.is_admin)
-
-
-def sampling_from(settings: Settings) -> Sampling:
-    return Sampling(
-        temperature=settings.bot_temperature,
-        top_p=settings.bot_top_p,
-        top_k=settings.bot_top_k,
-        min_p=settings.bot_min_p,
-        seed=settings.bot_seed,
-        stop=tuple(settings.bot_stop),
-        presence_penalty=settings.bot_presence_penalty,
-        frequency_penalty=settings.bot_frequency_penalty,
-        repetition_penalty=settings.bot_repetition_penalty,
-    )
 
 
 class _Tracked:
@@ -133,7 +120,7 @@ class RelayService:
         self.metrics = metrics or Metrics()
         self.access = AccessPolicy(settings, store)
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
-        self.sampling = sampling_from(settings)
+        self.sampling = sampling_of(settings)
         self.accepting = True
         #: platform name -> connected? (adapters keep it current; /healthz reads it)
         self.health: dict[str, bool] = {}
