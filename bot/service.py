@@ -32,7 +32,7 @@ from .pacing import EditBudget
 from .providers.base import Usage
 from .providers.registry import sampling_of
 from .providers.router import Routed, Router
-from .reply import ReplyOutcome, ReplyStream, Sink
+from .reply import INTERRUPT_TIMEOUT, ReplyOutcome, ReplyStream, Sink
 from .settings import Settings
 from .store import ReplyRecord, Store, UsageRecord
 from .tokens import TokenCounter
@@ -56,7 +56,6 @@ class Request:
     max_tokens: int | None = None
     workspace: str | None = None  # Slack team, Discord guild
     roles: frozenset[str] = frozenset()
-    is_admin: bool = False
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -64,7 +63,7 @@ class Request:
         return self.turns[-1] if self.turns and self.turns[-1].role == "user" else None
 
     def caller(self) -> Caller:
-        return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles, self.is_admin)
+        return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles)
 
 
 class _Tracked:
@@ -155,8 +154,8 @@ class RelayService:
             _, pending = await asyncio.wait(pending, timeout=grace)
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if pending:  # each finalises as interrupted within INTERRUPT_TIMEOUT; never wait much longer
+            await asyncio.wait(pending, timeout=INTERRUPT_TIMEOUT + 5)
         return len(pending)
 
     async def recover(self, platform: str, finalise: Callable[[ReplyRecord], Awaitable[None]]) -> int:
@@ -215,7 +214,6 @@ class RelayService:
             budget=budget,
             max_chars=self.settings.bot_message_limit,
         )
-        started = time.monotonic()
         try:
             routed = await self._route(request)
             await stream.sink.start()
@@ -225,6 +223,7 @@ class RelayService:
             await self._refuse(reply_id, stream, StreamInterrupted("The bot", hint="it was restarted; ask again"))
             raise
         await self.store.update_reply(reply_id, state="streaming")
+        started = time.monotonic()  # time to first token is counted from here
         fitted = routed.fitted
         log.info(
             "reply %s: %s/%s, %d turns (%d dropped)",
@@ -233,8 +232,9 @@ class RelayService:
         )
         try:
             outcome = await stream.run(routed, notes=lambda: routed.notes)
-        except asyncio.CancelledError:  # shutdown: the stream has shown "interrupted"
-            await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
+        except asyncio.CancelledError:  # shutdown: the stream tried to show "interrupted"
+            if stream.outcome.final_at is not None:  # else stays open: the next start finalises it
+                await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
             raise
         await self._save_counts()
         await self._record(request, reply_id, routed, outcome, started)
@@ -267,6 +267,8 @@ class RelayService:
     ) -> None:
         info, fitted = routed.provider, routed.fitted
         state = {"complete": "done", "partial": "interrupted", "failed": "failed"}[outcome.state]
+        if outcome.final_at is None:
+            state = "streaming"  # the final edit never landed: the next start finalises it
         await self.store.update_reply(
             reply_id,
             state=state,
