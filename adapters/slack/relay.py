@@ -105,7 +105,7 @@ class SlackRelay:
         if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
             log.info("slack: %s in %s is not on the allowlist", trig.user, trig.channel)
             return
-        event_id = body.get("event_id")
+        event_id = events.slack_id(body.get("event_id"))  # a malformed id: dedupe on channel+ts alone
         if event_id and not await self.service.store.claim_event(f"slack:{event_id}", "slack"):
             log.info("slack: event %s delivered again; already handled", event_id)
             return
@@ -199,9 +199,9 @@ class SlackRelay:
         earlier = [m for m in messages if str(m.get("ts")) != trig.ts and _before(m, trig.ts)]
         if trig.kind == "dm" and not trig.in_thread:
             earlier = [m for m in earlier if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")]
-        people = {trig.user, *(str(m["user"]) for m in earlier if m.get("user"))}
+        people = {trig.user, *(user for m in earlier if (user := events.slack_id(m.get("user"))))}
         names = await self.history.names(
-            people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)])
+            people | events.user_ids([trig.text, *(events.text_of(m) for m in earlier)])
         )
         ids = f"slack:{trig.channel}:"
         turns = events.thread_turns(
