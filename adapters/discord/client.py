@@ -27,6 +27,7 @@ from . import recovery
 from .commands import ask_command, relay_command, relay_reply
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
 from .history import HistoryReader, token_budget
+from .parsers import guard_parsers
 from .pacing import Budgets, EditBudget, RateMonitor, Watch
 from .sink import MAPPED, NO_MENTIONS, ChannelSink, InteractionSink, map_error
 
@@ -56,6 +57,7 @@ class RelayClient(discord.Client):
         super().__init__(
             intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace, **options
         )
+        guard_parsers(self._connection.parsers)  # an unreadable event must not end the connection
         self.service = service
         self.settings = settings
         self.policy = Policy.from_settings(settings)
