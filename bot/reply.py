@@ -266,7 +266,9 @@ class ReplyStream:
             else:
                 await self._final_call(self.sink.fail, text, notes, error)
         except RelayError as exc:
-            log.error("could not finalise the reply: %s", exc)
+            # A message or channel someone deleted (or the bot may no longer post in) is no fault here.
+            level = logging.WARNING if isinstance(exc, MessageGone) else logging.ERROR
+            log.log(level, "could not finalise the reply: %s", exc)
             out.state = "failed"
             out.error = out.error or exc
             return
