@@ -87,10 +87,13 @@ class LogWatch(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.bad: list[logging.LogRecord] = []
+        self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR or record.exc_info:
             self.bad.append(record)
+        elif record.levelno >= logging.WARNING:
+            self.warnings.append(_line(record))
 
     def __enter__(self) -> LogWatch:
         root = logging.getLogger()

@@ -107,7 +107,8 @@ def gateway_message(draw: st.DrawFn) -> dict[str, Any]:
 @pytest.fixture
 async def fuzz_bot(make_settings, fake_llm) -> AsyncIterator[tuple[Running, LogWatch]]:
     """One bot for all examples; afterwards it must still answer, and its store must be sound."""
-    async with running_bot(make_settings) as bot:
+    # the barrier answers in one DM channel every example: no edit pacing to wait for
+    async with running_bot(make_settings, discord_edits_per_minute=60_000) as bot:
         with LogWatch() as watch:
             yield bot, watch
             fake_llm.reply("Still here.")
@@ -205,3 +206,56 @@ async def test_hostile_ask_questions(fuzz_bot, fake_llm, question, name, twice):
     assert texts and texts[-1].strip(), "the deferred 'thinking…' must end in an answer or a note"
     for request in fake_llm.requests[asked:]:
         assert all(not "\ud800" <= c <= "\udfff" for m in request["messages"] for c in m["content"])
+
+
+def answer_to(bot: Running, question: dict[str, Any]) -> list[str]:
+    """Texts of the bot's messages that reply to ``question``."""
+    return [
+        m["content"]
+        for m in bot.fake.bot_messages(int(question["channel_id"]))
+        if (m.get("message_reference") or {}).get("message_id") == question["id"]
+    ]
+
+
+async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_settings, fake_llm):
+    """Explicit worst cases in one burst; then the same bot answers and its store is sound."""
+    async with running_bot(make_settings, discord_edits_per_minute=60_000) as bot:
+        with LogWatch() as watch:
+            say = bot.fake.say
+            special = await say(SPECIAL_TOKENS[2], mention_bot=True, dispatch=False)
+            huge = await say(MEGABYTE, mention_bot=True, dispatch=False)
+            control = await say("\x00\x07\x1b bell", mention_bot=True, dispatch=False)
+            empty = await say("", mention_bot=True, dispatch=False)
+            no_author = {k: v for k, v in (await say("hi", mention_bot=True, dispatch=False)).items() if k != "author"}
+            bad_id = {**(await say("hi", mention_bot=True, dispatch=False)), "id": "not-a-snowflake"}
+            unknown_type = {**(await say("hi", mention_bot=True, dispatch=False)), "type": 999}
+            dangling = await say("who?", mention_bot=True, dispatch=False)
+            dangling["message_reference"] = {"message_id": str(snowflake()), "channel_id": str(CHANNEL_ID)}
+            dangling["referenced_message"] = None
+            events = [special, huge, control, empty, no_author, bad_id, unknown_type, dangling, special]
+            for payload in events:
+                await bot.fake.dispatch("MESSAGE_CREATE", payload)
+            await barrier(bot)
+            await wait_for(lambda: all(answer_to(bot, q) for q in (special, huge, control, empty, dangling)),
+                           what="every answerable message answered")
+
+            assert watch.ours(0) == []
+            assert watch.since(0) == []  # nothing logged an error
+            dropped = [line for line in watch.warnings if "could not read" in line]
+            assert len(dropped) == 2  # no author, a bad id: dropped with a warning each
+            contents = sorted((r["messages"][-1]["content"] for r in fake_llm.requests), key=len)
+            assert len(contents) == 5  # special, huge, control, dangling + the barrier; once each
+            assert "Alice A.: " + SPECIAL_TOKENS[2] in contents  # plain text, passed on verbatim
+            assert "Alice A.: \x00\x07\x1b bell" in contents
+            assert "tokens cut from the middle" in contents[-1] and len(contents[-1]) < len(MEGABYTE)
+            assert answer_to(bot, special) == ["Hello from the fake model."]
+            assert "too long" in answer_to(bot, huge)[-1]
+            assert "The question is empty" in answer_to(bot, empty)[-1]
+            assert answer_to(bot, unknown_type) == []
+            assert leftovers(bot) == []
+
+            fake_llm.reply("Still here.")
+            await bot.fake.say("are you alive?", mention_bot=True)
+            await wait_for(lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the burst")
+            assert not bot.task.done()
+    await check_store(make_settings().bot_database, "discord", answered_min=6)
