@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 from hypothesis import strategies as st
@@ -95,7 +95,7 @@ class LogWatch(logging.Handler):
         elif record.levelno >= logging.WARNING:
             self.warnings.append(_line(record))
 
-    def __enter__(self) -> LogWatch:
+    def __enter__(self) -> Self:
         root = logging.getLogger()
         root.addHandler(self)
         self._level = root.level
@@ -116,7 +116,10 @@ class LogWatch(logging.Handler):
         return [_line(r) for r in self.bad[mark:] if _is_ours(r)]
 
 
-OUR_CODE = (str(Path(__file__).resolve().parents[1] / "adapters"), str(Path(__file__).resolve().parents[1] / "bot"))
+OUR_CODE = (
+    str(Path(__file__).resolve().parents[1] / "adapters"),
+    str(Path(__file__).resolve().parents[1] / "bot"),
+)
 
 
 def _is_ours(record: logging.LogRecord) -> bool:

@@ -20,7 +20,6 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import discord
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -36,7 +35,6 @@ from tests.fakes.discord import (
     DM_CHANNEL_ID,
     GUILD_ID,
     OTHER_BOT,
-    USERS,
 )
 from tests.fakes.discord_payloads import interaction, message, snowflake
 from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, check_store
@@ -90,7 +88,13 @@ def gateway_message(draw: st.DrawFn) -> dict[str, Any]:
         payload["referenced_message"] = None
     if draw(st.booleans()):
         payload["attachments"] = [
-            {"id": str(snowflake()), "filename": "x.png", "size": 1, "url": "http://127.0.0.1/x", "proxy_url": ""}
+            {
+                "id": str(snowflake()),
+                "filename": "x.png",
+                "size": 1,
+                "url": "http://127.0.0.1/x",
+                "proxy_url": "",
+            }
         ]
     if draw(st.booleans()):
         payload["mentions"] = payload["mentions"] + [
@@ -113,7 +117,9 @@ async def fuzz_bot(make_settings, fake_llm) -> AsyncIterator[tuple[Running, LogW
             yield bot, watch
             fake_llm.reply("Still here.")
             await bot.fake.say("are you alive?", mention_bot=True)
-            await wait_for(lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the fuzz")
+            await wait_for(
+                lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the fuzz"
+            )
             assert not bot.task.done()  # the gateway connection is still up
             assert watch.ours(0) == []
     await check_store(make_settings().bot_database, "discord", answered_min=1)
@@ -226,7 +232,9 @@ async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_se
             huge = await say(MEGABYTE, mention_bot=True, dispatch=False)
             control = await say("\x00\x07\x1b bell", mention_bot=True, dispatch=False)
             empty = await say("", mention_bot=True, dispatch=False)
-            no_author = {k: v for k, v in (await say("hi", mention_bot=True, dispatch=False)).items() if k != "author"}
+            no_author = {
+                k: v for k, v in (await say("hi", mention_bot=True, dispatch=False)).items() if k != "author"
+            }
             bad_id = {**(await say("hi", mention_bot=True, dispatch=False)), "id": "not-a-snowflake"}
             unknown_type = {**(await say("hi", mention_bot=True, dispatch=False)), "type": 999}
             dangling = await say("who?", mention_bot=True, dispatch=False)
@@ -236,8 +244,10 @@ async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_se
             for payload in events:
                 await bot.fake.dispatch("MESSAGE_CREATE", payload)
             await barrier(bot)
-            await wait_for(lambda: all(answer_to(bot, q) for q in (special, huge, control, empty, dangling)),
-                           what="every answerable message answered")
+            await wait_for(
+                lambda: all(answer_to(bot, q) for q in (special, huge, control, empty, dangling)),
+                what="every answerable message answered",
+            )
 
             assert watch.ours(0) == []
             assert watch.since(0) == []  # nothing logged an error
@@ -256,6 +266,8 @@ async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_se
 
             fake_llm.reply("Still here.")
             await bot.fake.say("are you alive?", mention_bot=True)
-            await wait_for(lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the burst")
+            await wait_for(
+                lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the burst"
+            )
             assert not bot.task.done()
     await check_store(make_settings().bot_database, "discord", answered_min=6)

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -62,7 +61,9 @@ def slack_event(draw: st.DrawFn) -> dict[str, Any]:
     channel = draw(st.sampled_from(["C1", "D1", "CFUZZ"]))
     prefix = draw(st.sampled_from([f"<@{BOT_USER}> "] * 3 + [f"<@{BOT_USER}|relay>", "", f"<@{BOT_USER}"]))
     event: dict[str, Any] = {
-        "type": draw(st.sampled_from(["app_mention"] * 4 + ["message"] * 3 + ["reaction_added", "", "x" * 300])),
+        "type": draw(
+            st.sampled_from(["app_mention"] * 4 + ["message"] * 3 + ["reaction_added", "", "x" * 300])
+        ),
         "user": draw(st.sampled_from(["U1", "U1", "U2", BOT_USER])),
         "channel": channel,
         "channel_type": "im" if channel.startswith("D") else "channel",
@@ -71,7 +72,9 @@ def slack_event(draw: st.DrawFn) -> dict[str, Any]:
         "team": "T1",
     }
     if draw(st.booleans()):
-        event["thread_ts"] = draw(st.sampled_from(["<ts>", "1700000000.000001", "0", "nan", "-1.5", "x" * 50]))
+        event["thread_ts"] = draw(
+            st.sampled_from(["<ts>", "1700000000.000001", "0", "nan", "-1.5", "x" * 50])
+        )
     subtype = draw(st.sampled_from([None] * 6 + SUBTYPES))
     if subtype is not None:
         event["subtype"] = subtype
@@ -99,7 +102,9 @@ def callback_body(draw: st.DrawFn) -> dict[str, Any]:
         "event": draw(slack_event()),
         "authorizations": [{"team_id": "T1", "user_id": BOT_USER, "is_bot": True}],
     }
-    for field in draw(st.lists(st.sampled_from(["event_id", "team_id", "authorizations", "event_time"]), max_size=2)):
+    for field in draw(
+        st.lists(st.sampled_from(["event_id", "team_id", "authorizations", "event_time"]), max_size=2)
+    ):
         if draw(st.booleans()):
             body.pop(field, None)
         else:
@@ -115,8 +120,10 @@ def bolt_rejects(body: dict[str, Any]) -> bool:
     object, raises inside Bolt, which logs it and does not ack (Slack would retry, then give up).
     """
     event, grants = body.get("event"), body.get("authorizations", [])
-    if not isinstance(event, dict) or grants is not None and not (
-        isinstance(grants, list) and all(isinstance(g, dict) for g in grants)
+    if (
+        not isinstance(event, dict)
+        or grants is not None
+        and not (isinstance(grants, list) and all(isinstance(g, dict) for g in grants))
     ):
         return True
     return any(isinstance(event.get(key), (int, float)) for key in ("user", "channel"))
@@ -141,7 +148,11 @@ _RUNS = ("run_message_listeners", "run_ack_function_asynchronously")
 
 
 def listener_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if not t.done() and getattr(t.get_coro(), "__qualname__", "").endswith(_RUNS)]
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and getattr(t.get_coro(), "__qualname__", "").endswith(_RUNS)
+    ]
 
 
 async def settled(bot: Any, slack: FakeSlack) -> None:
@@ -247,7 +258,13 @@ async def fuzz_bot(slack, start_bot, fake_llm, make_settings) -> AsyncIterator[t
         "type": "event_callback",
         "team_id": "T1",
         "event_id": "Ev\ud800",
-        "event": {"type": "app_mention", "user": "U1", "channel": "C\udfff", "ts": "<ts>", "text": "<@UBOT> hi"},
+        "event": {
+            "type": "app_mention",
+            "user": "U1",
+            "channel": "C\udfff",
+            "ts": "<ts>",
+            "text": "<@UBOT> hi",
+        },
     },
     twice=False,
 )
@@ -281,7 +298,13 @@ async def test_the_bot_survives_the_fuzz_and_its_store_is_intact(slack, start_bo
         {"type": "app_mention", "user": {"id": "U1"}, "channel": "C1", "text": f"<@{BOT_USER}> object user"},
         {"type": "app_mention", "user": "U1", "channel": ["C1"], "text": f"<@{BOT_USER}> list channel"},
         {"type": "app_mention", "user": "U1", "channel": "C1", "text": {"rich": "text"}},
-        {"type": "message", "user": "U1", "channel": "C1", "subtype": "brand_new", "text": f"<@{BOT_USER}> n"},
+        {
+            "type": "message",
+            "user": "U1",
+            "channel": "C1",
+            "subtype": "brand_new",
+            "text": f"<@{BOT_USER}> n",
+        },
         {"type": "message", "user": "U1", "channel": "C1", "subtype": ["x"], "text": f"<@{BOT_USER}> n"},
         {"type": "message", "user": "U1", "channel": "C1", "text": "no mention", "thread_ts": "bogus"},
     ]

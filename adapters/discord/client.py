@@ -27,8 +27,8 @@ from . import recovery
 from .commands import ask_command, relay_command, relay_reply
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
 from .history import HistoryReader, token_budget
-from .parsers import guard_parsers
 from .pacing import Budgets, EditBudget, RateMonitor, Watch
+from .parsers import guard_parsers
 from .sink import MAPPED, NO_MENTIONS, ChannelSink, InteractionSink, map_error
 
 log = logging.getLogger(__name__)

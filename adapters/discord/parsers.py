@@ -33,6 +33,8 @@ def _guarded(event: str, parse: Parser) -> Parser:
         try:
             parse(data)
         except UNREADABLE as exc:
-            log.warning("discord: dropped a %s event it could not read (%s: %s)", event, type(exc).__name__, exc)
+            log.warning(
+                "discord: dropped a %s event it could not read (%s: %s)", event, type(exc).__name__, exc
+            )
 
     return run
