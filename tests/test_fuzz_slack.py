@@ -341,3 +341,45 @@ async def test_the_bot_survives_the_fuzz_and_its_store_is_intact(slack, start_bo
         assert len(watch.since(0)) == 1  # only Bolt's, for the numeric user
     await bot.stop(grace=10)
     await check_store(make_settings().bot_database, "slack", answered_min=4)
+
+
+@st.composite
+def slash_command(draw: st.DrawFn) -> dict[str, Any]:
+    """An ``/ask`` (or ``/relay``) payload with hostile text and some fields missing or mistyped."""
+    command: dict[str, Any] = {
+        "command": draw(st.sampled_from(["/ask", "/ask", "/relay"])),
+        "text": draw(NASTY_TEXT),
+        "user_id": "U1",
+        "channel_id": draw(st.sampled_from(["C7", "D1"])),
+        "team_id": "T1",
+        "trigger_id": "<id>",
+    }
+    for field in draw(
+        st.lists(st.sampled_from(["text", "user_id", "channel_id", "team_id", "trigger_id"]), max_size=2)
+    ):
+        if draw(st.booleans()):
+            command.pop(field, None)
+        else:
+            command[field] = draw(st.one_of(st.sampled_from(["", "C\ud800", "x" * 500]), WRONG))
+    return command
+
+
+@given(command=slash_command(), twice=st.booleans())
+@FUZZ
+async def test_hostile_slash_commands(fuzz_bot, slack, fake_llm, command, twice):
+    bot, watch = fuzz_bot
+    command["response_url"] = f"{slack.api_url}respond"  # Slack always sends one
+    if command.get("trigger_id") == "<id>":
+        command["trigger_id"] = f"trig-{len(slack.calls)}-{len(fake_llm.requests)}"
+    mark, calls, asked = len(watch.bad), len(slack.calls), len(fake_llm.requests)
+    await slack.deliver(command, kind="slash_commands", wait=False)
+    if twice:
+        await slack.deliver(command, kind="slash_commands", wait=False)
+    await settled(bot, slack)
+    assert watch.ours(mark) == []
+    # a redelivery is answered once; without a readable trigger_id there is nothing to dedupe on
+    deliveries = 2 if twice and events.slack_id(command.get("trigger_id")) is None else 1
+    assert len(fake_llm.requests) - asked <= deliveries
+    event("answered" if len(fake_llm.requests) > asked else "not asked")
+    assert len(slack.calls) - calls <= MAX_CALLS_PER_EVENT
+    assert placeholders_left(slack) == []

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.conversation import Turn
+from bot.conversation import Turn, clean_text
 from bot.splitting import join_parts
 
 from .format import unescape
@@ -156,7 +156,7 @@ def plain_text(text: str, bot_user: str | None, names: Mapping[str, str]) -> str
     text = _CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
     text = _SPECIAL_REF.sub(lambda m: "@" + (m.group(1) or (m.group(2) or "group").lstrip("@")), text)
     text = _LINK_REF.sub(lambda m: f"[{m.group(2)}]({m.group(1)})" if m.group(2) else m.group(1), text)
-    return unescape(text).strip()
+    return clean_text(unescape(text)).strip()  # no lone surrogates: they break UTF-8, SQLite and JSON
 
 
 def reply_meta(message: Mapping[str, Any]) -> dict[str, Any] | None:
