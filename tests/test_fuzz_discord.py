@@ -108,21 +108,26 @@ def gateway_message(draw: st.DrawFn) -> dict[str, Any]:
     return payload
 
 
-@pytest.fixture
-async def fuzz_bot(make_settings, fake_llm) -> AsyncIterator[tuple[Running, LogWatch]]:
-    """One bot for all examples; afterwards it must still answer, and its store must be sound."""
+@pytest.fixture(params=["reply", "thread"])
+async def fuzz_bot(request, make_settings, fake_llm) -> AsyncIterator[tuple[Running, LogWatch]]:
+    """One bot for all examples (answers as replies, or in new threads); afterwards it must
+    still answer, and its store must be sound."""
     # the barrier answers in one DM channel every example: no edit pacing to wait for
-    async with running_bot(make_settings, discord_edits_per_minute=60_000) as bot:
+    async with running_bot(
+        make_settings, discord_edits_per_minute=60_000, discord_reply_mode=request.param
+    ) as bot:
         with LogWatch() as watch:
             yield bot, watch
             fake_llm.reply("Still here.")
             await bot.fake.say("are you alive?", mention_bot=True)
-            await wait_for(
-                lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the fuzz"
-            )
+            await wait_for(lambda: "Still here." in all_texts(bot), what="the answer after the fuzz")
             assert not bot.task.done()  # the gateway connection is still up
             assert watch.ours(0) == []
     await check_store(make_settings().bot_database, "discord", answered_min=1)
+
+
+def all_texts(bot: Running) -> list[str]:
+    return [m["content"] for cid in list(bot.fake.messages) for m in bot.fake.bot_messages(cid)]
 
 
 def last_text(bot: Running, channel: int) -> str:
