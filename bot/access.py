@@ -26,7 +26,6 @@ class Caller:
     channel: str
     workspace: str | None = None  # Slack team id, Discord guild id
     roles: frozenset[str] = field(default_factory=frozenset)
-    is_admin: bool = False
 
 
 class Blocked(RelayError):
@@ -66,7 +65,7 @@ class AccessPolicy:
         self._recent: dict[str, deque[float]] = {}
 
     def is_admin(self, caller: Caller) -> bool:
-        return caller.is_admin or (caller.user is not None and caller.user in self.settings.bot_admins)
+        return caller.user is not None and caller.user in self.settings.bot_admins
 
     def blocked(self, caller: Caller) -> bool:
         s = self.settings
@@ -85,21 +84,27 @@ class AccessPolicy:
         if self.is_admin(caller):
             return
         s = self.settings
+        keys = [(f"channel:{caller.channel}", s.bot_channel_requests_per_minute, "This channel is")]
         if caller.user is not None:
-            self._rate(f"user:{caller.user}", s.bot_user_requests_per_minute, now, "You are")
-        self._rate(f"channel:{caller.channel}", s.bot_channel_requests_per_minute, now, "This channel is")
-        if caller.user is not None:
-            await self._daily("user", caller.user, s.bot_user_daily_tokens, s.bot_user_daily_cost, now, "your")
-        await self._daily(
-            "channel", caller.channel, s.bot_channel_daily_tokens, s.bot_channel_daily_cost, now, "this channel's"
-        )
-        if caller.user is not None:
-            self._recent.setdefault(f"user:{caller.user}", deque()).append(now)
-        self._recent.setdefault(f"channel:{caller.channel}", deque()).append(now)
+            keys.insert(0, (f"user:{caller.user}", s.bot_user_requests_per_minute, "You are"))
+        keys = [k for k in keys if k[1] > 0]  # only limited keys keep timestamps
+        for key, per_minute, who in keys:
+            self._rate(key, per_minute, now, who)
+        # Counted before any await, so requests arriving together cannot all slip through.
+        for key, _, _ in keys:
+            self._recent.setdefault(key, deque()).append(now)
+        try:
+            if caller.user is not None:
+                await self._daily("user", caller.user, s.bot_user_daily_tokens, s.bot_user_daily_cost, now, "your")
+            await self._daily(
+                "channel", caller.channel, s.bot_channel_daily_tokens, s.bot_channel_daily_cost, now, "this channel's"
+            )
+        except QuotaReached:
+            for key, _, _ in keys:
+                self._recent[key].remove(now)
+            raise
 
     def _rate(self, key: str, per_minute: int, now: float, who: str) -> None:
-        if per_minute <= 0:
-            return
         recent = self._recent.setdefault(key, deque())
         while recent and recent[0] <= now - 60:
             recent.popleft()

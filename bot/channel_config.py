@@ -1,15 +1,29 @@
 """Per-channel settings: system prompt, provider order, temperature, max output tokens.
 
-Admins set them with ``/relay config NAME VALUE`` on Slack or Discord; they are
-kept in the store and override the global settings for that channel only.
+Admins set them with ``/relay config NAME VALUE`` on Slack or Discord (kept in
+the store), or an operator writes them in a TOML file named by
+``BOT_CHANNEL_CONFIG``; both override the global settings for that channel only,
+and ``/relay config`` wins over the file.
+
+The file has one table per channel, under its platform::
+
+    [slack.C0123ABCD]
+    system_prompt = "You answer questions about our billing system."
+    temperature = 0.2
+
+    [discord."112233445566778899"]
+    providers = "deepinfra,openai"
+    max_tokens = 800
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import RelayError
+from .errors import ConfigError, RelayError
 from .settings import PROVIDER_NAMES
 
 
@@ -87,3 +101,31 @@ def check_name(name: str) -> None:
 def normalise(name: str, value: str) -> str:
     check_name(name)
     return SETTINGS[name](value)
+
+
+ChannelKey = tuple[str, str]  # (platform, channel id)
+
+
+def load_file(path: Path) -> dict[ChannelKey, dict[str, str]]:
+    """Read and check a channel settings file; any mistake is a ``ConfigError`` naming it."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"BOT_CHANNEL_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"BOT_CHANNEL_CONFIG: {path} is not valid TOML: {exc}") from None
+    out: dict[ChannelKey, dict[str, str]] = {}
+    for platform, channels in data.items():
+        if not isinstance(channels, dict):
+            raise ConfigError(f"BOT_CHANNEL_CONFIG: [{platform}] must hold one table per channel")
+        for channel, values in channels.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"BOT_CHANNEL_CONFIG: [{platform}.{channel}] must be a table")
+            rows = {}
+            for name, value in values.items():
+                try:
+                    rows[name] = normalise(name, ",".join(value) if isinstance(value, list) else str(value))
+                except BadChannelSetting as exc:
+                    raise ConfigError(f"BOT_CHANNEL_CONFIG: [{platform}.{channel}] {exc.user_message}") from None
+            out[(platform, str(channel))] = rows
+    return out

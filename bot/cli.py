@@ -82,9 +82,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def usage(settings: Settings, by: str, days: float) -> int:
-    from .store import SqliteStore
+    from .runtime import open_store
 
-    store = await SqliteStore.open(settings.bot_database)
+    store = await open_store(settings)
     try:
         totals = await store.usage_totals(by, since=time.time() - days * 86400)
     finally:

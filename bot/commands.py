@@ -38,7 +38,7 @@ async def relay_command(service: RelayService, caller: Caller, text: str) -> str
 async def _config(service: RelayService, caller: Caller, args: list[str]) -> str:
     store = service.store
     if not args:
-        rows = await store.channel_settings(caller.platform, caller.channel)
+        rows = await service.channel_settings(caller.platform, caller.channel)
         if not rows:
             return "This channel uses the default settings."
         return "This channel's settings:\n" + "\n".join(f"• `{k}`: {v}" for k, v in sorted(rows.items()))
@@ -61,7 +61,7 @@ async def _config(service: RelayService, caller: Caller, args: list[str]) -> str
 
 
 async def _status(service: RelayService, caller: Caller) -> str:
-    config = ChannelConfig.from_rows(await service.store.channel_settings(caller.platform, caller.channel))
+    config = ChannelConfig.from_rows(await service.channel_settings(caller.platform, caller.channel))
     settings = service.settings
     providers = ", ".join(config.providers or [p.info.name for p in service.router.providers])
     tokens, cost = (0, 0.0)
@@ -71,7 +71,7 @@ async def _status(service: RelayService, caller: Caller) -> str:
         "*llama-relay status*",
         f"• providers: {providers}",
         f"• max output tokens: {config.max_tokens or settings.bot_max_tokens}",
-        f"• temperature: {config.temperature if config.temperature is not None else settings.bot_temperature or 'provider default'}",
+        f"• temperature: {_temperature(config.temperature, settings.bot_temperature)}",
         f"• system prompt: {'custom for this channel' if config.system_prompt else 'default'}",
         f"• your usage today: {tokens:,} tokens, ${cost:.4f}",
     ]
@@ -91,6 +91,11 @@ async def _usage(service: RelayService, caller: Caller) -> str:
         totals = await store.usage_totals(by, since)
         parts.append(f"_{title}_\n" + (_lines(totals[:15]) if totals else "• none"))
     return "\n".join(parts)
+
+
+def _temperature(channel: float | None, default: float | None) -> str:
+    value = channel if channel is not None else default
+    return "provider default" if value is None else f"{value:g}"
 
 
 def _lines(totals) -> str:  # type: ignore[no-untyped-def]

@@ -141,7 +141,17 @@ class NoProviderConfigured(ConfigError):
 
 
 class PlatformError(RelayError):
-    """A chat platform call failed (Slack, Discord)."""
+    """A chat platform call failed (Slack, Discord).  The text is for logs only."""
+
+    @property
+    def user_message(self) -> str:
+        return "(the chat platform had a problem showing this answer; ask again if it looks incomplete)"
+
+
+class PlatformUnavailable(PlatformError):
+    """A transient platform failure (5xx, internal_error, network): worth another try."""
+
+    retryable = True
 
 
 class PlatformRateLimited(PlatformError):

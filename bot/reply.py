@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 #: Room kept free in the last message for the notes the sink appends.
 NOTE_ROOM = 300
 FINAL_ATTEMPTS = 6
+MAX_FINAL_WAIT = 10.0  # longest pause between two tries of a final edit
 MAX_INTERVAL = 8.0
+INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
+
+
+class NoRoom(PlatformError):
+    """The sink's message cannot hold any answer text."""
 
 State = Literal["complete", "partial", "failed"]
 
@@ -147,15 +153,36 @@ class ReplyStream:
             error = exc
         except asyncio.CancelledError:
             reader.cancel()
-            await self._finalise(StreamInterrupted("The bot", hint="it was restarted; ask again"))
+            await self._interrupted()
             raise
         finally:
             if not reader.done():
                 reader.cancel()
         if error is None and self._src.finish_reason is None:
             error = StreamInterrupted("The provider", hint="the stream ended early")
-        await self._finalise(error)
+        try:
+            await self._finalise(error)
+        except asyncio.CancelledError:
+            if out.final_at is None:
+                await self._interrupted()
+            raise
         return out
+
+    @property
+    def outcome(self) -> ReplyOutcome:
+        return self._outcome
+
+    async def _interrupted(self) -> None:
+        """Shutdown: one quick attempt at the "interrupted" final state, bounded in time.
+
+        If it cannot land, ``outcome.final_at`` stays None and the reply stays
+        open in the store, so the next start finalises it (``RelayService.recover``).
+        """
+        try:
+            async with asyncio.timeout(INTERRUPT_TIMEOUT):
+                await self._finalise(StreamInterrupted("The bot", hint="it was restarted; ask again"), quick=True)
+        except TimeoutError:
+            log.warning("could not show the interrupted note in time")
 
     # -- reading --------------------------------------------------------------
 
@@ -200,16 +227,16 @@ class ReplyStream:
 
     async def _show_interim(self) -> None:
         version = self._src.version
-        text = await self._roll_over(self._current())
-        self._last_edit = time.monotonic()
         try:
+            text = await self._roll_over(self._current())
+            self._last_edit = time.monotonic()
             await self.sink.update(text)
         except PlatformRateLimited as exc:
             self._rate_limited(exc)
             return
         except MessageGone:
             raise
-        except PlatformError as exc:
+        except PlatformError as exc:  # an interim edit may be lost; the final one is retried
             log.warning("interim edit failed: %s", exc)
             return
         self._shown_version = version
@@ -230,12 +257,15 @@ class ReplyStream:
     def _current(self) -> str:
         return self._reopen + self._src.text()[self._committed :]
 
-    async def _roll_over(self, text: str, room: int = 0) -> str:
+    async def _roll_over(self, text: str, room: int = 0, *, quick: bool = False) -> str:
         """Finish messages while ``text`` is too long; return what stays in the current one."""
         limit = self.max_chars - room
         while self.sink.measure(text) > limit:
-            cut = splitting.cut(text, limit, self.sink.measure)
-            await self._final_call(self.sink.split, cut.head)
+            try:
+                cut = splitting.cut(text, limit, self.sink.measure)
+            except ValueError as exc:  # the sink left no room at all (e.g. a huge header)
+                raise NoRoom("the message has no room left for the answer") from exc
+            await self._final_call(self.sink.split, cut.head, quick=quick)
             self._committed += cut.consumed - len(self._reopen)
             self._reopen = cut.reopen
             self._outcome.messages += 1
@@ -244,7 +274,8 @@ class ReplyStream:
 
     # -- the final state ----------------------------------------------------------
 
-    async def _finalise(self, error: RelayError | None) -> None:
+    async def _finalise(self, error: RelayError | None, *, quick: bool = False) -> None:
+        """Show the final state.  ``quick``: one attempt per call, no waiting (shutdown)."""
         out, src = self._outcome, self._src
         out.text = src.text()
         out.usage = src.usage
@@ -258,36 +289,50 @@ class ReplyStream:
         elif src.finish_reason == "length":
             notes.append("(the answer reached the length limit)")
         out.notes = notes
+        room = min(NOTE_ROOM, self.max_chars // 4) if notes else 0
         try:
-            room = min(NOTE_ROOM, self.max_chars // 4) if notes else 0
-            text = await self._roll_over(self._current(), room=room)
+            try:
+                text = await self._roll_over(self._current(), room=room, quick=quick)
+            except NoRoom:
+                text = ""  # show at least the notes: never leave a placeholder behind
             if error is None:
-                await self._final_call(self.sink.finish, text, notes)
+                await self._final_call(self.sink.finish, text, notes, quick=quick)
             else:
-                await self._final_call(self.sink.fail, text, notes, error)
+                await self._final_call(self.sink.fail, text, notes, error, quick=quick)
         except RelayError as exc:
+            # Not shown: final_at stays None, the store keeps the reply open for recovery.
             # A message or channel someone deleted (or the bot may no longer post in) is no fault here.
             level = logging.WARNING if isinstance(exc, MessageGone) else logging.ERROR
             log.log(level, "could not finalise the reply: %s", exc)
-            out.state = "failed"
+            out.state = "partial" if out.text else "failed"
             out.error = out.error or exc
             return
         out.final_at = time.monotonic()
         if out.first_visible_at is None:
             out.first_visible_at = out.final_at
 
-    async def _final_call(self, method, *args) -> None:  # type: ignore[no-untyped-def]
-        """A call that must land: urgent budget, retried on platform 429s."""
-        for attempt in range(FINAL_ATTEMPTS):
-            if self.budget is not None:
+    async def _final_call(self, method, *args, quick: bool = False) -> None:  # type: ignore[no-untyped-def]
+        """A call that must land: urgent budget, retried on 429s and transient platform errors.
+
+        ``quick`` (shutdown): a single attempt, no budget wait.
+        """
+        attempts = 1 if quick else FINAL_ATTEMPTS
+        for attempt in range(attempts):
+            if self.budget is not None and not quick:
                 await self.budget.acquire(urgent=True)
             try:
                 await method(*args)
             except PlatformRateLimited as exc:
                 self._rate_limited(exc)
-                if attempt == FINAL_ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(exc.retry_after)
+                await asyncio.sleep(min(exc.retry_after, MAX_FINAL_WAIT))
+                continue
+            except PlatformError as exc:
+                if not exc.retryable or attempt == attempts - 1:
+                    raise
+                log.warning("final edit failed (%s); retrying", exc)
+                await asyncio.sleep(min(0.5 * 2**attempt, MAX_FINAL_WAIT))
                 continue
             self._outcome.edits += 1
             self._last_edit = time.monotonic()

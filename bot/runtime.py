@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 
+from . import tokens
 from .errors import ConfigError, NoProviderConfigured
 from .providers.registry import build_provider
 from .providers.router import Router
@@ -28,7 +30,7 @@ def build_router(
         if not config.configured:
             raise ConfigError(f"provider {name!r} is not configured: {missing_setting(name)}")
         providers.append(build_provider(name, settings, transport))
-    return Router(providers)
+    return Router(providers, turn_timeout=settings.bot_turn_timeout)
 
 
 def missing_setting(name: str) -> str:
@@ -41,16 +43,25 @@ def missing_setting(name: str) -> str:
     }[name]
 
 
+async def open_store(settings: Settings) -> SqliteStore:
+    try:
+        return await SqliteStore.open(settings.bot_database)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
+
+
 @asynccontextmanager
 async def open_service(settings: Settings, only: str | None = None) -> AsyncIterator[RelayService]:
     router = build_router(settings, only)
     try:
-        store = await SqliteStore.open(settings.bot_database)
-    except (sqlite3.Error, OSError) as exc:
+        store = await open_store(settings)
+    except ConfigError:
         await router.aclose()
-        raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
+        raise
+    await asyncio.to_thread(tokens.encoding)  # load the tokenizer (0.5 s) off the event loop
     try:
-        yield RelayService(settings, store, router)
+        service = RelayService(settings, store, router)
+        yield service
     finally:
         await router.aclose()
         await store.close()

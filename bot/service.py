@@ -23,15 +23,16 @@ from typing import Any
 
 from . import tokens
 from .access import AccessPolicy, Blocked, Caller, QuotaReached
-from .channel_config import ChannelConfig
+from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
 from .errors import EmptyPrompt, RelayError, StreamInterrupted
 from .logs import REQUEST_ID
 from .metrics import Metrics
 from .pacing import EditBudget
-from .providers.base import Sampling, Usage
+from .providers.base import Usage
+from .providers.registry import sampling_of
 from .providers.router import Routed, Router
-from .reply import ReplyOutcome, ReplyStream, Sink
+from .reply import INTERRUPT_TIMEOUT, ReplyOutcome, ReplyStream, Sink
 from .settings import Settings
 from .store import ReplyRecord, Store, UsageRecord
 from .tokens import TokenCounter
@@ -55,7 +56,6 @@ class Request:
     max_tokens: int | None = None
     workspace: str | None = None  # Slack team, Discord guild
     roles: frozenset[str] = frozenset()
-    is_admin: bool = False
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -63,21 +63,7 @@ class Request:
         return self.turns[-1] if self.turns and self.turns[-1].role == "user" else None
 
     def caller(self) -> Caller:
-        return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles, self.is_admin)
-
-
-def sampling_from(settings: Settings) -> Sampling:
-    return Sampling(
-        temperature=settings.bot_temperature,
-        top_p=settings.bot_top_p,
-        top_k=settings.bot_top_k,
-        min_p=settings.bot_min_p,
-        seed=settings.bot_seed,
-        stop=tuple(settings.bot_stop),
-        presence_penalty=settings.bot_presence_penalty,
-        frequency_penalty=settings.bot_frequency_penalty,
-        repetition_penalty=settings.bot_repetition_penalty,
-    )
+        return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles)
 
 
 class _Tracked:
@@ -132,7 +118,8 @@ class RelayService:
         self.counter = counter or TokenCounter()
         self.metrics = metrics or Metrics()
         self.access = AccessPolicy(settings, store)
-        self.sampling = sampling_from(settings)
+        self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
+        self.sampling = sampling_of(settings)
         self.accepting = True
         #: platform name -> connected? (adapters keep it current; /healthz reads it)
         self.health: dict[str, bool] = {}
@@ -167,8 +154,8 @@ class RelayService:
             _, pending = await asyncio.wait(pending, timeout=grace)
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if pending:  # each finalises as interrupted within INTERRUPT_TIMEOUT; never wait much longer
+            await asyncio.wait(pending, timeout=INTERRUPT_TIMEOUT + 5)
         return len(pending)
 
     async def recover(self, platform: str, finalise: Callable[[ReplyRecord], Awaitable[None]]) -> int:
@@ -227,7 +214,6 @@ class RelayService:
             budget=budget,
             max_chars=self.settings.bot_message_limit,
         )
-        started = time.monotonic()
         try:
             routed = await self._route(request)
             await stream.sink.start()
@@ -237,6 +223,7 @@ class RelayService:
             await self._refuse(reply_id, stream, StreamInterrupted("The bot", hint="it was restarted; ask again"))
             raise
         await self.store.update_reply(reply_id, state="streaming")
+        started = time.monotonic()  # time to first token is counted from here
         fitted = routed.fitted
         log.info(
             "reply %s: %s/%s, %d turns (%d dropped)",
@@ -245,18 +232,25 @@ class RelayService:
         )
         try:
             outcome = await stream.run(routed, notes=lambda: routed.notes)
-        except asyncio.CancelledError:  # shutdown: the stream has shown "interrupted"
-            await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
+        except asyncio.CancelledError:  # shutdown: the stream tried to show "interrupted"
+            if stream.outcome.final_at is not None:  # else stays open: the next start finalises it
+                await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
             raise
         await self._save_counts()
         await self._record(request, reply_id, routed, outcome, started)
         return outcome
 
+    async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
+        """A channel's own settings: the config file's, overridden by ``/relay config``."""
+        rows = dict(self.channel_files.get((platform, channel), {}))
+        rows.update(await self.store.channel_settings(platform, channel))
+        return rows
+
     async def _route(self, request: Request) -> Routed:
         question = request.question
         if question is None or not question.text.strip():
             raise EmptyPrompt()
-        config = ChannelConfig.from_rows(await self.store.channel_settings(request.platform, request.channel))
+        config = ChannelConfig.from_rows(await self.channel_settings(request.platform, request.channel))
         system = request.system_prompt or config.system_prompt or self.settings.bot_system_prompt
         turns = [Turn("system", system), *request.turns]
         max_tokens = request.max_tokens or config.max_tokens or self.settings.bot_max_tokens
@@ -273,6 +267,8 @@ class RelayService:
     ) -> None:
         info, fitted = routed.provider, routed.fitted
         state = {"complete": "done", "partial": "interrupted", "failed": "failed"}[outcome.state]
+        if outcome.final_at is None:
+            state = "streaming"  # the final edit never landed: the next start finalises it
         await self.store.update_reply(
             reply_id,
             state=state,

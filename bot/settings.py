@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     bot_channel_daily_tokens: int = Field(0, ge=0)
     bot_channel_daily_cost: float = Field(0.0, ge=0)
 
+    # per-channel settings from a TOML file (see bot/channel_config.py); /relay config overrides it
+    bot_channel_config: Path | None = None
+
     # operations
     bot_ops_port: int = Field(8080, ge=0, le=65535)  # /healthz and /metrics; 0 turns it off
     bot_ops_host: str = "127.0.0.1"

@@ -87,7 +87,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-OPEN_STATES = ("pending", "streaming")
 
 
 @dataclass(frozen=True, slots=True)

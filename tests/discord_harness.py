@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,19 +17,9 @@ from bot.runtime import build_router
 from bot.service import RelayService
 from bot.store import SqliteStore
 from tests.fakes.discord import FakeDiscord
+from tests.waiting import wait_until
 
-
-async def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
+wait_for = wait_until  # the shared bounded poll (tests/waiting.py)
 
 @dataclass
 class Running:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.slack import FakeSlack
+from tests.waiting import wait_until
 
-
-async def until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (bounded; never a bare sleep-then-assert)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
+until = wait_until  # the shared bounded poll (tests/waiting.py)
 
 def thread_texts(slack: FakeSlack, channel: str, thread_ts: str | None) -> list[str]:
     """Texts of the bot's messages in a thread (or at the top level when ``thread_ts`` is None)."""

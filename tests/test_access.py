@@ -74,3 +74,12 @@ async def test_a_refusal_reaches_the_user_politely(make_settings, fake_llm):
     assert out.state == "failed" and second.calls[-1] == ("fail", "")
     assert "faster than 1 questions a minute" in second.notes[0]
     assert len(fake_llm.requests) == 1
+
+
+async def test_requests_arriving_together_cannot_slip_past_the_rate(make_settings, store):
+    import asyncio
+
+    policy = AccessPolicy(make_settings(bot_user_requests_per_minute=1, bot_user_daily_tokens=100_000), store)
+    results = await asyncio.gather(*(policy.check(caller(), now=NOON) for _ in range(5)), return_exceptions=True)
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, QuotaReached) for r in results if r is not None)

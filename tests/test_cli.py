@@ -158,3 +158,8 @@ async def test_usage_report_reads_the_ledger(env, tmp_path, fake_llm):
     assert code == 0
     row = [line.split() for line in out.splitlines() if line.startswith("openai")]
     assert row == [["openai", "1", "400000", "100000", "0.500000"]]
+
+
+async def test_usage_with_an_unusable_database_is_one_line(env, tmp_path):
+    code, _, err = await run(["usage"], {**env, "BOT_DATABASE": "/proc/nope/relay.db"}, tmp_path)
+    assert code == 2 and err.startswith("configuration error: BOT_DATABASE") and "Traceback" not in err

@@ -51,3 +51,38 @@ async def test_usage_is_personal_unless_admin(make_settings, fake_llm):
         assert "per user" in everyone and "U1" in everyone and "U2" in everyone
         assert "/relay status" in await relay_command(service, USER, "what")
         assert "/relay status" in await relay_command(service, USER, "")
+
+
+async def test_channel_settings_from_a_file_and_relay_config_overrides_it(make_settings, fake_llm, tmp_path):
+    from pathlib import Path
+
+    from bot.runtime import open_service
+
+    example = Path(__file__).parent.parent / "config" / "channels.example.toml"
+    (tmp_path / "channels.toml").write_text(example.read_text().replace("C0123ABCD", "C1").replace("slack.", "discord.", 1))
+    settings = make_settings(bot_channel_config=tmp_path / "channels.toml", bot_admins=["UADMIN"])
+    async with open_service(settings) as service:
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        sent = fake_llm.requests[-1]
+        assert sent["temperature"] == 0.2 and "billing" in sent["messages"][0]["content"]
+        await relay_command(service, ADMIN, "config temperature 0.9")
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        assert fake_llm.requests[-1]["temperature"] == 0.9
+        assert "billing" in await relay_command(service, USER, "config")
+
+
+def test_a_bad_channel_file_is_one_clear_configuration_error(make_settings, tmp_path):
+    import pytest
+
+    from bot.channel_config import load_file
+    from bot.errors import ConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[slack.C1]\ntemperature = 7\n')
+    with pytest.raises(ConfigError, match=r"BOT_CHANNEL_CONFIG: \[slack.C1\] temperature must be between 0 and 2"):
+        load_file(bad)
+    bad.write_text("not toml [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_file(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_file(tmp_path / "missing.toml")

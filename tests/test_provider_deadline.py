@@ -57,7 +57,7 @@ async def test_an_outside_cancellation_stays_a_cancellation(fakes, settings_for)
         await provider.aclose()
 
 
-async def test_deadline_before_the_first_token_is_a_retryable_timeout(fakes, settings_for):
+async def test_deadline_before_the_first_token_is_a_final_timeout(fakes, settings_for):
     fakes.push("openai", Script(parts=[b": ping\n\n"] * 200, gap=0.02))
     provider = build_provider("openai", settings_for("openai", bot_turn_timeout=0.2))
     try:
@@ -65,8 +65,32 @@ async def test_deadline_before_the_first_token_is_a_retryable_timeout(fakes, set
             async for _ in provider.stream(REQUEST):
                 pass
         except errors.ProviderTimeout as exc:
-            assert exc.retryable
+            assert not exc.retryable  # the whole answer's deadline passed: a retry cannot beat it
         else:
             raise AssertionError("no timeout")
     finally:
         await provider.aclose()
+
+
+async def test_one_deadline_covers_retries_and_failover(fakes, settings_for):
+    from bot.runtime import build_router
+    from bot.tokens import TokenCounter
+
+    for name in ("openai", "deepinfra"):
+        fakes.push(name, Script(parts=[b": keep-alive\n\n"] * 400, gap=0.02))
+    settings = settings_for("openai", "deepinfra", bot_turn_timeout=0.3)
+    router = build_router(settings)
+    try:
+        routed = router.answer([Turn("user", "Hi?")], 32, TokenCounter())
+        try:
+            async for _ in routed:
+                pass
+        except errors.ProviderTimeout:
+            pass
+        else:
+            raise AssertionError("no timeout")
+    finally:
+        await router.aclose()
+    # the stalled provider is asked once (no retry); the next one gets what is left of the deadline
+    assert len(fakes.requests["openai"]) == 1
+    assert len(fakes.requests["deepinfra"]) <= 1

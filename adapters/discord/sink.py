@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import aiohttp
 import discord
 
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited, RelayError
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable, RelayError
 
 from . import format as fmt
 from .pacing import Watch
@@ -58,10 +58,12 @@ def map_error(exc: Exception) -> PlatformError:
             return MessageGone(f"discord: {GONE_CODES[exc.code]} ({exc.code})")
         if isinstance(exc, discord.Forbidden):
             return MessageGone(f"discord: missing permission ({exc.code})")
+        if exc.status >= 500:
+            return PlatformUnavailable(f"discord: HTTP {exc.status} ({exc.code})")
         return PlatformError(f"discord: HTTP {exc.status} ({exc.code})")
     if isinstance(exc, discord.InteractionResponded):
         return PlatformError("discord: interaction already answered")
-    return PlatformError(f"discord: {type(exc).__name__}")
+    return PlatformUnavailable(f"discord: {type(exc).__name__}")  # network errors
 
 
 MAPPED = (discord.DiscordException, aiohttp.ClientError, asyncio.TimeoutError, OSError)

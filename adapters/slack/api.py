@@ -8,7 +8,9 @@ slack_sdk errors are mapped to ``bot.errors`` here (``raise ... from``):
   ``MessageGone``;
 * ``missing_scope`` / ``not_in_channel`` -> ``PlatformError`` after one clear
   log line naming the scope or the channel;
-* anything else (including network errors) -> ``PlatformError``.
+* ``internal_error``-like codes, HTTP 5xx and network errors ->
+  ``PlatformUnavailable`` (the reply stream tries a final edit again);
+* anything else -> ``PlatformError``.
 
 Calls that are not paced by the reply stream (placeholders, history, user
 names) can ask for ``retries``: a 429 then waits its Retry-After and tries again.
@@ -24,7 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ def retry_after(error: SlackApiError) -> float:
             except ValueError:
                 break
     return 1.0
+
+
+#: Slack error codes that say "try again" (https://docs.slack.dev/reference/methods/chat.update).
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
 
 def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> PlatformError:
@@ -71,6 +77,8 @@ def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> Plat
             params.get("channel"),
         )
         return PlatformError(f"slack {method}: not in channel {params.get('channel')}")
+    if code in TRANSIENT or (status is not None and status >= 500):
+        return PlatformUnavailable(f"slack {method}: {code or f'HTTP {status}'}")
     return PlatformError(f"slack {method}: {code or f'HTTP {status}'}")
 
 
@@ -102,6 +110,6 @@ class SlackApi:
         except SlackApiError as exc:
             raise map_error(method, params, exc) from exc
         except (TimeoutError, SlackClientError, aiohttp.ClientError) as exc:
-            raise PlatformError(f"slack {method}: {type(exc).__name__}") from exc
+            raise PlatformUnavailable(f"slack {method}: {type(exc).__name__}") from exc
         data = response.data
         return data if isinstance(data, dict) else {}

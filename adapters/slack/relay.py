@@ -33,6 +33,9 @@ from .sink import STREAM_LIFETIME, Place, StreamSink, UpdateSink
 
 log = logging.getLogger(__name__)
 
+#: The question shown above an /ask answer shares the message's ~3,500 bytes with the answer.
+HEADER_QUESTION_BYTES = 1000
+
 DEFAULT_WINDOW = 8192
 KNOWN_THREADS = 20_000
 TITLE_CHARS = 60
@@ -270,7 +273,7 @@ class SlackRelay:
     async def _ask(self, trig: Trigger, respond: Respond) -> None:
         names = await self.history.names({trig.user} | events.user_ids([trig.text]))
         question = events.plain_text(trig.text, self.bot_user, names)
-        header = f"<@{trig.user}> asked: {quiet_crowds(escape(question))}\n\n"
+        header = f"<@{trig.user}> asked: {quiet_crowds(escape(clip_bytes(question, HEADER_QUESTION_BYTES)))}\n\n"
         place = Place(
             trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True
         )
@@ -288,6 +291,14 @@ class SlackRelay:
             self._remember_thread((trig.channel, sink.first_ts), True)
         elif outcome.messages:  # not blocked, yet nothing could be posted
             await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), with "…" if cut."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore").rstrip() + "…"
 
 
 def _before(message: Mapping[str, Any], ts: str) -> bool:

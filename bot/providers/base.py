@@ -44,6 +44,8 @@ class ChatRequest:
     turns: Sequence[Turn]
     max_tokens: int
     sampling: Sampling = field(default_factory=Sampling)
+    #: monotonic time by which the whole answer must be done, shared by retries and failover
+    deadline: float | None = None
 
     def messages(self) -> list[dict[str, str]]:
         return [t.as_message() for t in self.turns]

@@ -137,7 +137,22 @@ async def parse_envelope(who: Describe, body: object, max_tokens: int) -> AsyncI
     yield Delta(finish_reason=finish, usage=usage)
 
 
-class CloudflareProvider(HttpProvider):
+class WorkersEnvelope:
+    """Errors and replies in the Cloudflare v4 envelope (Workers AI, and Dataoorts which mirrors it)."""
+
+    who: Describe
+
+    def error_for(self, status: int, body: object, headers: Mapping[str, str]) -> errors.ProviderError:
+        return cloudflare_error(self.who, status, body, headers)
+
+    def parse_stream(self, frames: JsonFrames, request: ChatRequest) -> AsyncIterator[Delta]:
+        return parse_native_stream(self.who, frames, request.max_tokens)
+
+    def parse_whole(self, body: object, request: ChatRequest) -> AsyncIterator[Delta]:
+        return parse_envelope(self.who, body, request.max_tokens)
+
+
+class CloudflareProvider(WorkersEnvelope, HttpProvider):
     def __init__(
         self,
         config: ProviderConfig,
@@ -163,12 +178,3 @@ class CloudflareProvider(HttpProvider):
         }
         body.update(params.select(self.info.name, request.sampling))
         return body
-
-    def error_for(self, status: int, body: object, headers: Mapping[str, str]) -> errors.ProviderError:
-        return cloudflare_error(self.who, status, body, headers)
-
-    def parse_stream(self, frames: JsonFrames, request: ChatRequest) -> AsyncIterator[Delta]:
-        return parse_native_stream(self.who, frames, request.max_tokens)
-
-    def parse_whole(self, body: object, request: ChatRequest) -> AsyncIterator[Delta]:
-        return parse_envelope(self.who, body, request.max_tokens)

@@ -18,19 +18,15 @@ timeout is the whole-turn timeout here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-
 import httpx
 
-from .. import errors
 from . import params
-from .base import ChatRequest, Delta
-from .cloudflare import cloudflare_error, parse_envelope, parse_native_stream
-from .http import JsonFrames
+from .base import ChatRequest
+from .cloudflare import WorkersEnvelope
 from .streaming import HttpProvider
 
 
-class DataoortsProvider(HttpProvider):
+class DataoortsProvider(WorkersEnvelope, HttpProvider):
     def http_timeout(self) -> httpx.Timeout:
         whole = max(self.timeouts.read, self.timeouts.turn)
         return httpx.Timeout(connect=self.timeouts.connect, read=whole, write=30.0, pool=10.0)
@@ -45,12 +41,3 @@ class DataoortsProvider(HttpProvider):
         }
         data.update(params.select(self.info.name, request.sampling))
         return {"model": self.info.model, "data": data}
-
-    def error_for(self, status: int, body: object, headers: Mapping[str, str]) -> errors.ProviderError:
-        return cloudflare_error(self.who, status, body, headers)
-
-    def parse_stream(self, frames: JsonFrames, request: ChatRequest) -> AsyncIterator[Delta]:
-        return parse_native_stream(self.who, frames, request.max_tokens)
-
-    def parse_whole(self, body: object, request: ChatRequest) -> AsyncIterator[Delta]:
-        return parse_envelope(self.who, body, request.max_tokens)

@@ -73,4 +73,6 @@ async def within(
 def _expired(who: Describe, started: bool) -> errors.ProviderError:
     if started:
         return errors.StreamInterrupted(who.display, "turn timeout", hint="the answer took too long")
-    return errors.ProviderTimeout(who.display, "turn timeout", hint="try again")
+    error = errors.ProviderTimeout(who.display, "turn timeout", hint="the answer took too long; try again")
+    error.retryable = False  # the deadline is the request's, not the attempt's: a retry cannot beat it
+    return error

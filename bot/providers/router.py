@@ -91,11 +91,13 @@ class Routed:
     async def _run(self) -> AsyncIterator[Delta]:
         last: errors.ProviderError | None = None
         plans = list(self._plans)
+        timeout = self._router.turn_timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
         n = 0
         while n < len(plans):
             plan = plans[n]
             n += 1
-            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling)
+            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling, deadline)
             fallback = n < len(plans)
             try:
                 async for delta in self._router.attempt(plan.provider, request, fallback=fallback):
@@ -152,11 +154,14 @@ class Router:
         *,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        turn_timeout: float | None = None,
     ) -> None:
         if not providers:
             raise errors.NoProviderConfigured()
         self.providers = list(providers)
         self.retry = retry
+        #: one deadline for a whole answer, across retries and failover (BOT_TURN_TIMEOUT)
+        self.turn_timeout = turn_timeout
         self._sleep = sleep
         self._cool_until: dict[str, float] = {}
 

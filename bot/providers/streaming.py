@@ -99,7 +99,7 @@ class HttpProvider:
         await self._client.aclose()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        deadline = time.monotonic() + self.timeouts.turn
+        deadline = request.deadline if request.deadline is not None else time.monotonic() + self.timeouts.turn
         cleaner = TextCleaner()
         state = {"started": False}
 
