@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from adapters.discord import format as fmt
 from adapters.discord.client import thread_name
+from adapters.discord.events import MessageFacts, Policy, decide
 from tests.discord_harness import Running, running_bot, wait_for
 from tests.fakes.discord import (
     ALICE,
@@ -168,6 +169,43 @@ def test_thread_name_and_question_text_take_any_text(text):
     assert isinstance(question, str)
 
 
+ids = st.integers(min_value=0, max_value=2**64 - 1)
+policies = st.builds(
+    Policy,
+    allow_bots=st.booleans(),
+    guilds=st.frozensets(ids, max_size=2),
+    channels=st.frozensets(ids, max_size=2),
+    roles=st.frozensets(ids, max_size=2),
+    users=st.frozensets(ids, max_size=2),
+)
+facts = st.builds(
+    MessageFacts,
+    author_id=ids,
+    author_is_bot=st.booleans(),
+    is_own=st.booleans(),
+    answerable_type=st.booleans(),
+    guild_id=st.one_of(st.none(), ids),
+    channel_id=ids,
+    parent_id=st.one_of(st.none(), ids),
+    in_own_thread=st.booleans(),
+    mentions_bot=st.booleans(),
+    replies_to_bot=st.booleans(),
+    role_ids=st.frozensets(ids, max_size=3),
+)
+
+
+@given(facts, policies)
+@settings(max_examples=300, deadline=None)
+def test_decide_never_answers_itself_bots_or_strangers(fact, policy):
+    trigger = decide(fact, policy)
+    if fact.is_own or not fact.answerable_type or (fact.author_is_bot and not policy.allow_bots):
+        assert trigger is None
+    if policy.users and fact.author_id not in policy.users:
+        assert trigger is None
+    if trigger is not None and fact.guild_id is not None:
+        assert fact.in_own_thread or fact.mentions_bot or fact.replies_to_bot
+
+
 # -- the real discord.py client -----------------------------------------------------------------
 
 
@@ -207,14 +245,20 @@ async def test_hostile_ask_questions(fuzz_bot, fake_llm, question, name, twice):
     if twice:
         await bot.fake.dispatch("INTERACTION_CREATE", payload)
     await barrier(bot)
+    token = payload["token"]
+    if name == "ask":  # /ask defers before it spawns the answer: wait for the answer itself
+        await wait_for(
+            lambda: bot.fake.interaction_messages(token) and not bot.service._tasks,
+            what="the deferred 'thinking…' to end in an answer or a note",
+        )
     assert watch.ours(mark) == []
     answered = len(fake_llm.requests) - asked - 1
-    texts = bot.fake.interaction_messages(payload["token"])
+    texts = bot.fake.interaction_messages(token)
     if name != "ask":
         assert answered == 0 and texts == []
         return
     assert answered <= 1
-    assert texts and texts[-1].strip(), "the deferred 'thinking…' must end in an answer or a note"
+    assert texts[-1].strip()
     for request in fake_llm.requests[asked:]:
         assert all(not "\ud800" <= c <= "\udfff" for m in request["messages"] for c in m["content"])
 
