@@ -12,26 +12,21 @@ still dedupes.  The pure functions (``events.trigger``, ``thread_turns``,
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import hashlib
-import hmac
-import json
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.slack import events
-from adapters.slack.events import PLACEHOLDER, REPLY_EVENT
+from adapters.slack.events import REPLY_EVENT
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack
 from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, check_store, nested
-from tests.slack_helpers import mention, reply_text, thread_texts, until
+from tests.slack_fuzz_support import placeholders_left, settled
+from tests.slack_helpers import mention, reply_text, thread_texts
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -146,39 +141,6 @@ def fill(slack: FakeSlack, body: dict[str, Any], n: int) -> dict[str, Any]:
     if body.get("event_id") == "<id>":
         body["event_id"] = f"EvFuzz{n:06d}"
     return body
-
-
-#: slack_sdk runs each envelope in a task; Bolt acks events, then runs the listener in another
-_RUNS = ("run_message_listeners", "run_ack_function_asynchronously")
-
-
-def listener_tasks() -> list[asyncio.Task[Any]]:
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if not t.done() and getattr(t.get_coro(), "__qualname__", "").endswith(_RUNS)
-    ]
-
-
-async def settled(bot: Any, slack: FakeSlack | None) -> None:
-    """Wait (bounded) until every envelope sent so far is handled and no reply task is running.
-
-    A barrier envelope (an ignored deletion) is acked after every earlier one was taken
-    off the socket, so its ack means their tasks exist; then they must all end.
-    """
-    if slack is not None:  # over HTTP the response comes after the listener has started
-        barrier = {"type": "message", "subtype": "message_deleted", "channel": "C1", "ts": slack.next_ts()}
-        await slack.deliver(slack.callback(barrier))
-    await until(lambda: not listener_tasks() and not bot.service._tasks, what="the bot to be idle")
-
-
-def placeholders_left(slack: FakeSlack) -> list[str]:
-    return [
-        f"{channel}/{ts}"
-        for channel, messages in slack.messages.items()
-        for ts, m in messages.items()
-        if m.get("bot_id") == BOT_ID and m.get("text") in (PLACEHOLDER, "")
-    ]
 
 
 # -- pure functions -----------------------------------------------------------------------------
@@ -389,63 +351,3 @@ async def test_hostile_slash_commands(fuzz_bot, slack, fake_llm, command, twice)
     event("answered" if len(fake_llm.requests) > asked else "not asked")
     assert len(slack.calls) - calls <= MAX_CALLS_PER_EVENT
     assert placeholders_left(slack) == []
-
-
-# -- the HTTP Events API --------------------------------------------------------------------------
-
-SECRET = "fuzz-signing-secret"
-
-
-async def post_signed(
-    port: int, body: str | bytes, content_type: str = "application/json", sign: bool = True
-) -> int:
-    raw = body.encode() if isinstance(body, str) else body
-    headers = {"Content-Type": content_type}
-    if sign:
-        stamp = str(int(time.time()))
-        digest = hmac.new(SECRET.encode(), b"v0:" + stamp.encode() + b":" + raw, hashlib.sha256).hexdigest()
-        headers |= {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
-    url = f"http://127.0.0.1:{port}/slack/events"
-    async with aiohttp.ClientSession() as session, session.post(url, data=raw, headers=headers) as response:
-        return response.status
-
-
-HTTP_BODIES = [
-    "{}",
-    '{"type": "url_verification"}',
-    '{"type": "url_verification", "challenge": {"nested": true}}',
-    '{"type": "event_callback"}',
-    '{"type": "event_callback", "event": {"type": "app_mention"}}',
-    (
-        '{"type": "event_callback", "team_id": "T1", "event_id": "EvHttp1", "event": {"type": "app_mention", '
-        '"user": "U1", "channel": "C1", "ts": "1700000999.000001", "text": "<@UBOT> \\ud800\\u0000<|eot_id|>"}}'
-    ),
-    '{"type": "' + "x" * 300 + '"}',
-    "{",
-    "{" * 10_000 + "}" * 10_000,
-]
-
-
-async def test_malformed_http_bodies_get_a_status_not_a_crash(slack, start_bot, fake_llm):
-    """Malformed Events API bodies, signed or not: 400/401, never a 500 or a traceback; then a real one works."""
-    bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
-    with LogWatch() as watch:
-        for body in HTTP_BODIES[:-2]:
-            assert await post_signed(bot.port, body, sign=False) == 401, body[:40]
-        for body in HTTP_BODIES[:-2]:
-            assert await post_signed(bot.port, body) < 500, body[:40]
-        for body in HTTP_BODIES[-2:]:  # not a JSON object: refused before Bolt parses it
-            assert await post_signed(bot.port, body) == 400
-        assert await post_signed(bot.port, b"payload=%ff%fe", "application/x-www-form-urlencoded") == 400
-        assert await post_signed(bot.port, b"payload=[1]", "application/x-www-form-urlencoded") == 400
-        assert await post_signed(bot.port, b"\xff\xfe\x00garbage") == 400
-        assert await post_signed(bot.port, b"\xff\xfe\x00garbage", sign=False) == 400
-        await settled(bot, None)
-        assert watch.since(0) == [], "no error, no traceback: not Bolt's, not aiohttp's, not ours"
-        fake_llm.reply("Fine over http.")
-        event = mention(slack, f"<@{BOT_USER}> still there?")
-        assert await post_signed(bot.port, json.dumps(slack.callback(event))) == 200
-        await reply_text(slack, "C1", event["ts"], "Fine over http.")
-        await settled(bot, None)
-        assert watch.since(0) == []
-    assert len(fake_llm.requests) == 2  # the surrogate/special-token mention, and the real one
