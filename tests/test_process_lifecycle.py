@@ -91,10 +91,16 @@ async def test_sigkill_mid_stream_then_restart_finalises_the_reply(tmp_path, dis
         edited = fake.bot_messages(CHANNEL_ID)[0]["content"]
         assert edited.startswith(partial["content"].split("\n")[0][:20])  # the partial text is kept
 
+        # The gateway delivers the original question again after the restart: no second answer
+        # (events are handled in order, so it is settled before the follow-up below is answered).
+        await fake.dispatch("MESSAGE_CREATE", question)
+
         # The conversation is intact: a reply to the interrupted answer carries it as history.
         fake_llm.reply("continuing")
         await fake.say("go on", reply_to=int(fake.bot_messages(CHANNEL_ID)[0]["id"]))
-        await wait_for(lambda: len(fake.bot_messages(CHANNEL_ID)) == 2, timeout=30, what="the follow-up answer")
+        await wait_for(lambda: len(fake.bot_messages(CHANNEL_ID)) >= 2, timeout=30, what="the follow-up answer")
+        assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)][1:] == ["continuing"]
+        assert len(fake_llm.requests) == 2  # the redelivered question never reached the model
         sent = fake_llm.requests[-1]["messages"]
         assert "tell me a long story" in sent[1]["content"]
         assert sent[2]["role"] == "assistant" and "word3" in sent[2]["content"]
