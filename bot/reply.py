@@ -315,7 +315,9 @@ class ReplyStream:
                 await self._final_call(self.sink.fail, text, notes, error, quick=quick)
         except RelayError as exc:
             # Not shown: final_at stays None, the store keeps the reply open for recovery.
-            log.error("could not finalise the reply: %s", exc)
+            # A message or channel someone deleted (or the bot may no longer post in) is no fault here.
+            level = logging.WARNING if isinstance(exc, MessageGone) else logging.ERROR
+            log.log(level, "could not finalise the reply: %s", exc)
             out.state = "partial" if out.text else "failed"
             out.error = out.error or exc
             return

@@ -28,6 +28,7 @@ from .commands import ask_command, relay_command, relay_reply
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
 from .history import HistoryReader, token_budget
 from .pacing import Budgets, EditBudget, RateMonitor, Watch
+from .parsers import UNREADABLE, guard_parsers
 from .sink import MAPPED, NO_MENTIONS, ChannelSink, InteractionSink, map_error
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class RelayClient(discord.Client):
         super().__init__(
             intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace, **options
         )
+        guard_parsers(self._connection.parsers)  # an unreadable event must not end the connection
         self.service = service
         self.settings = settings
         self.policy = Policy.from_settings(settings)
@@ -107,7 +109,14 @@ class RelayClient(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         if not self.accepting or not self.service.accepting or self.user is None:
             return
-        trigger = decide(facts_of(message, self.user.id), self.policy)
+        try:
+            facts = facts_of(message, self.user.id)
+        except UNREADABLE as exc:  # discord.py built the message from a malformed payload
+            log.warning(
+                "discord: ignored message %s it could not read (%s: %s)", message.id, type(exc).__name__, exc
+            )
+            return
+        trigger = decide(facts, self.policy)
         if trigger is not None:
             self.spawn(self.answer_message(message, trigger), name=f"discord-message-{message.id}")
 

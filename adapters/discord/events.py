@@ -82,7 +82,7 @@ def facts_of(message: discord.Message, bot_id: int) -> MessageFacts:
         channel_id=channel.id,
         parent_id=thread.parent_id if thread is not None else None,
         in_own_thread=thread is not None and thread.owner_id == bot_id,
-        mentions_bot=mentions(message.content, bot_id) or any(u.id == bot_id for u in message.mentions),
+        mentions_bot=mentions(message.content or "", bot_id) or any(u.id == bot_id for u in message.mentions),
         replies_to_bot=isinstance(resolved, discord.Message) and resolved.author.id == bot_id,
         role_ids=frozenset(r.id for r in roles),
     )

@@ -46,11 +46,12 @@ def token_budget(settings: Settings) -> int:
 
 def turn_of(message: discord.Message, bot_id: int, *, labelled: bool = True) -> Turn | None:
     """One message as a turn; None when nothing is left to say (an error note, an empty message)."""
+    content = message.content or ""  # None in a malformed event
     if message.author.id == bot_id:
-        text = fmt.strip_notes(message.content)
+        text = fmt.strip_notes(content)
         return Turn("assistant", text, message_id=f"discord:{message.id}") if text.strip() else None
     names = {u.id: u.display_name for u in message.mentions}
-    text = fmt.question_text(message.content, bot_id, names)
+    text = fmt.question_text(content, bot_id, names)
     if not text:
         return None
     author = message.author.display_name if labelled else None

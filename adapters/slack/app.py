@@ -24,6 +24,7 @@ from bot.service import RelayService
 from bot.settings import Settings
 
 from .api import SlackApi
+from .http_guard import guard
 from .recovery import finalise
 from .relay import SlackRelay
 
@@ -149,7 +150,11 @@ class SlackBot:
             self._watch = asyncio.create_task(self._watch_socket(self._socket), name="slack-health")
             log.info("slack: connected in Socket Mode")
             return
-        self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH, port=self.port), access_log=None)
+        web_app = self.app.web_app(path=EVENTS_PATH, port=self.port)
+        secret = self.settings.slack_signing_secret
+        if secret is not None:  # always set in HTTP mode (checked in __init__)
+            web_app.middlewares.append(guard(secret.get_secret_value()))
+        self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.conversation import Turn
+from bot.conversation import Turn, clean_text
 from bot.splitting import join_parts
 
 from .format import unescape
@@ -69,14 +69,36 @@ def ts_key(ts: str) -> tuple[int, int]:
         return 0, 0
 
 
+def slack_id(value: Any) -> str | None:
+    """An id (channel, user, ts, event id) as Slack sends it: printable ASCII, else None (malformed)."""
+    if isinstance(value, str) and value and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
+def text_of(message: Mapping[str, Any]) -> str:
+    """A message's text; anything but a string (a malformed event) reads as empty."""
+    text = message.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _number(value: Any) -> int:
+    """A small non-negative int from our own metadata (0 when malformed)."""
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def is_spoken(event: Mapping[str, Any], bot_user: str | None, bot_id: str | None) -> bool:
     """A person's new message: no edits, deletions, joins, other bots or our own messages."""
-    if event.get("subtype") not in _SPOKEN_SUBTYPES:
+    subtype = event.get("subtype")
+    if subtype is not None and (not isinstance(subtype, str) or subtype not in _SPOKEN_SUBTYPES):
         return False
     if event.get("bot_id") or event.get("bot_profile"):
         return False
-    user = event.get("user")
-    return bool(user) and user != bot_user
+    user = slack_id(event.get("user"))
+    return user is not None and user != bot_user
 
 
 def mentions(text: str, user_id: str | None) -> bool:
@@ -96,11 +118,11 @@ def trigger(
     """
     if not is_spoken(event, bot_user, bot_id):
         return None
-    channel, ts, text = event.get("channel"), event.get("ts"), event.get("text") or ""
+    channel, ts, text = slack_id(event.get("channel")), slack_id(event.get("ts")), text_of(event)
     if not channel or not ts:
         return None
-    thread_ts = event.get("thread_ts")
-    if event.get("channel_type") == "im" or (event.get("type") == "message" and str(channel).startswith("D")):
+    thread_ts = slack_id(event.get("thread_ts"))
+    if event.get("channel_type") == "im" or (event.get("type") == "message" and channel.startswith("D")):
         kind: Kind = "dm"
     elif event.get("type") == "app_mention" or mentions(text, bot_user):
         kind = "mention"
@@ -108,7 +130,7 @@ def trigger(
         kind = "followup"
     else:
         return None
-    return Trigger(kind, team, str(channel), str(event["user"]), str(ts), text, thread_ts)
+    return Trigger(kind, team, channel, str(event["user"]), ts, text, thread_ts)
 
 
 def allowed(trig: Trigger, channels: Sequence[str], users: Sequence[str]) -> bool:
@@ -134,13 +156,13 @@ def plain_text(text: str, bot_user: str | None, names: Mapping[str, str]) -> str
     text = _CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
     text = _SPECIAL_REF.sub(lambda m: "@" + (m.group(1) or (m.group(2) or "group").lstrip("@")), text)
     text = _LINK_REF.sub(lambda m: f"[{m.group(2)}]({m.group(1)})" if m.group(2) else m.group(1), text)
-    return unescape(text).strip()
+    return clean_text(unescape(text)).strip()  # no lone surrogates: they break UTF-8, SQLite and JSON
 
 
 def reply_meta(message: Mapping[str, Any]) -> dict[str, Any] | None:
     """The bot's reply metadata on a message, if it carries ours."""
-    meta = message.get("metadata") or {}
-    if meta.get("event_type") != REPLY_EVENT:
+    meta = message.get("metadata")
+    if not isinstance(meta, Mapping) or meta.get("event_type") != REPLY_EVENT:
         return None
     payload = meta.get("event_payload")
     return payload if isinstance(payload, dict) else {}
@@ -154,8 +176,8 @@ def _is_own(message: Mapping[str, Any], bot_user: str | None, bot_id: str | None
 
 def _own_parts(message: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[str | None, str]:
     """(header question or None, answer text) of one of the bot's messages."""
-    text = message.get("text") or ""
-    head, foot = int(meta.get("head", 0) or 0), int(meta.get("foot", 0) or 0)
+    text = text_of(message)
+    head, foot = _number(meta.get("head")), _number(meta.get("foot"))
     question = text[:head] if head else None
     answer = text[head : len(text) - foot if foot else None]
     return question, answer
@@ -198,11 +220,11 @@ def thread_turns(
                 continue
             if meta is None:  # a bot message without our metadata: take it as one reply
                 close()
-                parts, first_ts = [message.get("text") or ""], ts
+                parts, first_ts = [text_of(message)], ts
                 close()
                 continue
             question, answer = _own_parts(message, meta)
-            if int(meta.get("part", 0) or 0) == 0 or not parts:
+            if _number(meta.get("part")) == 0 or not parts:
                 close()
                 if question and meta.get("asker"):
                     asked = plain_text(question.split(" asked: ", 1)[-1], bot_user, names)
@@ -214,7 +236,7 @@ def thread_turns(
         close()
         if not is_spoken(message, bot_user, bot_id):
             continue
-        text = plain_text(message.get("text") or "", bot_user, names)
+        text = plain_text(text_of(message), bot_user, names)
         if text:
             user = str(message.get("user"))
             author = names.get(user, user) if labelled else None

@@ -138,4 +138,5 @@ def markdown_footer(notes: Sequence[str]) -> str:
 
 
 def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
+    """Bytes in UTF-8; a lone surrogate counts as the 3 bytes of the U+FFFD it becomes."""
+    return len(text.encode("utf-8", "surrogatepass"))

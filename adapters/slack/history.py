@@ -41,10 +41,12 @@ class History:
     # -- token estimate ----------------------------------------------------------------------
 
     def _cost(self, message: Mapping[str, Any]) -> int:
-        key = f"{message.get('ts')}:{len(message.get('text') or '')}"
+        text = message.get("text")
+        text = text if isinstance(text, str) else ""
+        key = f"{message.get('ts')}:{len(text)}"
         n = self._counts.get(key)
         if n is None:
-            n = tokens.count(message.get("text") or "") + tokens.PER_MESSAGE
+            n = tokens.count(text) + tokens.PER_MESSAGE
             self._counts[key] = n
             if len(self._counts) > self._max_counts:
                 self._counts.popitem(last=False)

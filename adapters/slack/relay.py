@@ -39,6 +39,7 @@ HEADER_QUESTION_BYTES = 1000
 DEFAULT_WINDOW = 8192
 KNOWN_THREADS = 20_000
 TITLE_CHARS = 60
+UNREADABLE_COMMAND = "Sorry, I could not read that command; please try again."
 NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with `/invite @{name}` and ask again."
 
 Respond = Callable[[str], Awaitable[Any]]
@@ -110,7 +111,7 @@ class SlackRelay:
         if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
             log.info("slack: %s in %s is not on the allowlist", trig.user, trig.channel)
             return
-        event_id = body.get("event_id")
+        event_id = events.slack_id(body.get("event_id"))  # a malformed id: dedupe on channel+ts alone
         if event_id and not await self.service.store.claim_event(f"slack:{event_id}", "slack"):
             log.info("slack: event %s delivered again; already handled", event_id)
             return
@@ -204,9 +205,9 @@ class SlackRelay:
         earlier = [m for m in messages if str(m.get("ts")) != trig.ts and _before(m, trig.ts)]
         if trig.kind == "dm" and not trig.in_thread:
             earlier = [m for m in earlier if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")]
-        people = {trig.user, *(str(m["user"]) for m in earlier if m.get("user"))}
+        people = {trig.user, *(user for m in earlier if (user := events.slack_id(m.get("user"))))}
         names = await self.history.names(
-            people | events.user_ids([trig.text, *(m.get("text") or "" for m in earlier)])
+            people | events.user_ids([trig.text, *(events.text_of(m) for m in earlier)])
         )
         ids = f"slack:{trig.channel}:"
         turns = events.thread_turns(
@@ -244,21 +245,29 @@ class SlackRelay:
     async def on_relay(self, command: Mapping[str, Any]) -> str:
         """``/relay …``: status, channel settings, usage (shown to the caller only)."""
         team = str(command.get("team_id") or self.team or "") or None
-        caller = Caller("slack", str(command.get("user_id")), str(command.get("channel_id")), team)
-        return quiet_crowds(escape(await relay_command(self.service, caller, str(command.get("text") or ""))))
+        user, channel = events.slack_id(command.get("user_id")), events.slack_id(command.get("channel_id"))
+        if user is None or channel is None:
+            log.info("slack: /relay without a readable user or channel; ignored")
+            return UNREADABLE_COMMAND
+        caller = Caller("slack", user, channel, team)
+        return quiet_crowds(escape(await relay_command(self.service, caller, events.text_of(command))))
 
     # -- /ask -------------------------------------------------------------------------------------
 
     async def on_command(self, command: Mapping[str, Any], respond: Respond) -> None:
         """``/ask question``: a visible message in the channel with the answer streamed into it."""
-        text = str(command.get("text") or "").strip()
-        channel, user = str(command.get("channel_id")), str(command.get("user_id"))
+        text = events.text_of(command).strip()
+        channel, user = events.slack_id(command.get("channel_id")), events.slack_id(command.get("user_id"))
+        if channel is None or user is None:
+            log.info("slack: /ask without a readable user or channel; ignored")
+            await respond(UNREADABLE_COMMAND)
+            return
         team = str(command.get("team_id") or self.team or "")
-        trig = Trigger("mention", team, channel, user, str(command.get("trigger_id")), text, None)
+        trigger_id = events.slack_id(command.get("trigger_id"))  # malformed: no dedupe key
+        trig = Trigger("mention", team, channel, user, str(trigger_id), text, None)
         if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
             await respond("Sorry, I don't answer here.")
             return
-        trigger_id = command.get("trigger_id")
         if trigger_id and not await self.service.store.claim_event(f"slack:cmd:{trigger_id}", "slack"):
             return
         self.spawn(self._ask(trig, respond), f"ask-{channel}-{trigger_id}")

@@ -153,9 +153,18 @@ class FakeSlack:
     # -- socket mode -----------------------------------------------------------------------------
 
     async def deliver(
-        self, body: dict[str, Any], *, kind: str = "events_api", retry_attempt: int = 0, timeout: float = 10.0
+        self,
+        body: dict[str, Any],
+        *,
+        kind: str = "events_api",
+        retry_attempt: int = 0,
+        timeout: float = 10.0,
+        wait: bool = True,
     ) -> dict[str, Any]:
-        """Send an envelope over the websocket and wait for the app's ack (returned)."""
+        """Send an envelope over the websocket and wait for the app's ack (returned).
+
+        ``wait=False`` returns at once with ``{}`` (for envelopes an app may never ack).
+        """
         await asyncio.wait_for(self._connected.wait(), timeout)
         envelope_id = f"env-{next(self._ids)}"
         done = self._ack_events[envelope_id] = asyncio.Event()
@@ -168,6 +177,8 @@ class FakeSlack:
             "payload": body,
         }
         await self._sockets[-1].send_str(json.dumps(envelope))
+        if not wait:
+            return {}
         await asyncio.wait_for(done.wait(), timeout)
         return self.acks[envelope_id]
 

@@ -1,0 +1,79 @@
+"""Bad input, Slack HTTP mode: malformed Events API bodies, signed or not, against the real endpoint.
+
+Bolt parses a body before it checks the signature; ``adapters.slack.http_guard``
+checks first.  Every malformed body gets a 4xx, nothing is logged at error level
+(not by Bolt, aiohttp or us), and afterwards a real mention is answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import aiohttp
+
+from tests.fakes.slack import BOT_USER
+from tests.fuzz_support import LogWatch
+from tests.slack_fuzz_support import settled
+from tests.slack_helpers import mention, reply_text
+
+pytest_plugins = ("tests.slack_env",)
+
+SECRET = "fuzz-signing-secret"
+
+
+async def post_signed(
+    port: int, body: str | bytes, content_type: str = "application/json", sign: bool = True
+) -> int:
+    raw = body.encode() if isinstance(body, str) else body
+    headers = {"Content-Type": content_type}
+    if sign:
+        stamp = str(int(time.time()))
+        digest = hmac.new(SECRET.encode(), b"v0:" + stamp.encode() + b":" + raw, hashlib.sha256).hexdigest()
+        headers |= {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+    url = f"http://127.0.0.1:{port}/slack/events"
+    async with aiohttp.ClientSession() as session, session.post(url, data=raw, headers=headers) as response:
+        return response.status
+
+
+HTTP_BODIES = [
+    "{}",
+    '{"type": "url_verification"}',
+    '{"type": "url_verification", "challenge": {"nested": true}}',
+    '{"type": "event_callback"}',
+    '{"type": "event_callback", "event": {"type": "app_mention"}}',
+    (
+        '{"type": "event_callback", "team_id": "T1", "event_id": "EvHttp1", "event": {"type": "app_mention", '
+        '"user": "U1", "channel": "C1", "ts": "1700000999.000001", "text": "<@UBOT> \\ud800\\u0000<|eot_id|>"}}'
+    ),
+    '{"type": "' + "x" * 300 + '"}',
+    "{",
+    "{" * 10_000 + "}" * 10_000,
+]
+
+
+async def test_malformed_http_bodies_get_a_status_not_a_crash(slack, start_bot, fake_llm):
+    """Malformed Events API bodies, signed or not: 400/401, never a 500 or a traceback; then a real one works."""
+    bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
+    with LogWatch() as watch:
+        for body in HTTP_BODIES[:-2]:
+            assert await post_signed(bot.port, body, sign=False) == 401, body[:40]
+        for body in HTTP_BODIES[:-2]:
+            assert await post_signed(bot.port, body) < 500, body[:40]
+        for body in HTTP_BODIES[-2:]:  # not a JSON object: refused before Bolt parses it
+            assert await post_signed(bot.port, body) == 400
+        assert await post_signed(bot.port, b"payload=%ff%fe", "application/x-www-form-urlencoded") == 400
+        assert await post_signed(bot.port, b"payload=[1]", "application/x-www-form-urlencoded") == 400
+        assert await post_signed(bot.port, b"\xff\xfe\x00garbage") == 400
+        assert await post_signed(bot.port, b"\xff\xfe\x00garbage", sign=False) == 400
+        await settled(bot, None)
+        assert watch.since(0) == [], "no error, no traceback: not Bolt's, not aiohttp's, not ours"
+        fake_llm.reply("Fine over http.")
+        event = mention(slack, f"<@{BOT_USER}> still there?")
+        assert await post_signed(bot.port, json.dumps(slack.callback(event))) == 200
+        await reply_text(slack, "C1", event["ts"], "Fine over http.")
+        await settled(bot, None)
+        assert watch.since(0) == []
+    assert len(fake_llm.requests) == 2  # the surrogate/special-token mention, and the real one
