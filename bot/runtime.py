@@ -58,10 +58,13 @@ async def open_service(settings: Settings, only: str | None = None) -> AsyncIter
     except ConfigError:
         await router.aclose()
         raise
-    await asyncio.to_thread(tokens.encoding)  # load the tokenizer (0.5 s) off the event loop
+    # Load the tokenizer (0.5 s) in a thread while the caller starts up (platforms connect);
+    # a count needed before it is ready waits for this load.
+    warm = asyncio.create_task(tokens.warm_up(), name="tokenizer-warm-up")
     try:
         service = RelayService(settings, store, router)
         yield service
     finally:
+        await warm
         await router.aclose()
         await store.close()

@@ -14,7 +14,6 @@ import importlib
 import logging
 import signal
 
-from . import tokens
 from .errors import ConfigError
 from .ops import start_ops
 from .runtime import open_service
@@ -42,7 +41,6 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_service(settings) as service:
-        warm = asyncio.create_task(tokens.warm_up(), name="tokenizer-warm-up")  # while platforms connect
         ops = None
         if settings.bot_ops_port:
             ops = await start_ops(service, settings.bot_ops_host, settings.bot_ops_port)
@@ -57,7 +55,6 @@ async def serve(settings: Settings) -> int:
             await asyncio.wait(runs)
             await service.drain()
         finally:
-            await warm
             if ops is not None:
                 await ops.cleanup()
     failed = [t for t in runs if not t.cancelled() and t.exception() is not None]

@@ -17,7 +17,6 @@ import hashlib
 import re
 import threading
 from collections.abc import Sequence
-from functools import lru_cache
 from importlib import resources
 
 import tiktoken
@@ -56,16 +55,22 @@ _LONG_RUN = re.compile(r"\s{%d,}|\S{%d,}" % (_MAX_RUN, _MAX_RUN))
 
 
 _loading = threading.Lock()
+_ready: list[tiktoken.Encoding] = []  # the loaded encoding, once there is one
 
 
 def encoding() -> tiktoken.Encoding:
     """The Llama 3 encoding (128,256 ids).  Loading takes about half a second.
 
-    Thread-safe: ``serve`` loads it in a thread while the platforms connect
-    (``warm_up``); a caller that comes meanwhile waits for that load.
+    Thread-safe: ``open_service`` loads it in a thread while the platforms
+    connect (``warm_up``); a caller that comes meanwhile waits for that load.
+    Once loaded, no lock is taken (this is on every count).
     """
+    if _ready:
+        return _ready[0]
     with _loading:
-        return _load()
+        if not _ready:
+            _ready.append(_load())
+        return _ready[0]
 
 
 async def warm_up() -> None:
@@ -73,7 +78,6 @@ async def warm_up() -> None:
     await asyncio.to_thread(encoding)
 
 
-@lru_cache(maxsize=1)
 def _load() -> tiktoken.Encoding:
     path = resources.files("bot.data") / "llama3_tokenizer.model"
     with resources.as_file(path) as real_path:
