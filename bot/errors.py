@@ -164,3 +164,7 @@ class PlatformRateLimited(PlatformError):
 
 class MessageGone(PlatformError):
     """The message being edited was deleted, or the interaction expired."""
+
+
+class NoRoom(PlatformError):
+    """The message cannot hold any answer text (its header or notes fill it)."""

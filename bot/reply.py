@@ -1,15 +1,21 @@
-"""The one streaming loop: provider deltas in, paced platform edits out.
+"""The life of one reply on a chat platform, from the first text to its final state.
 
-``ReplyStream`` drives a ``Sink`` (what an adapter implements):
+``ReplyStream`` drives a ``bot.surface.Surface`` (what a platform implements):
 
 * the first visible text goes out at once, later edits at most one per
-  ``interval`` per message, one edit in flight, the latest text wins;
+  ``interval`` per message, one call in flight, the latest text wins;
 * every edit draws from a shared ``EditBudget`` (per workspace or channel);
-  a platform 429 pauses that budget and slows this stream down;
-* past the sink's length limit the answer continues in a new message, cut on
-  a safe boundary (``bot.splitting``);
+  final edits go first; a platform 429 pauses that budget and slows this
+  stream down;
+* past the surface's length limit (or its ``max_message_age``) the answer
+  continues in a new message, cut on a safe boundary (``bot.splitting``);
+* every message it posts, and the text last shown in it, is saved through
+  ``save`` as it appears, so a restart can finish the reply (``bot.recovery``);
 * whatever fails, the reply ends in a final state: complete, or the partial
-  text plus a short note.
+  text plus a short note.  A final text is retried for as long as it takes
+  (bounded in time, not tries), and posted as a new message when its message
+  cannot be edited any more.  The placeholder is only an optimisation: if it
+  cannot be posted, the first text is.
 """
 
 from __future__ import annotations
@@ -17,60 +23,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal
 
 from . import splitting
-from .errors import MessageGone, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
+from .errors import MessageGone, NoRoom, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
 from .pacing import EditBudget
 from .providers.base import Delta, Usage
+from .surface import Draft, Ref, Surface, capability
 
 log = logging.getLogger(__name__)
 
-#: Room kept free in the last message for the notes the sink appends.
-NOTE_ROOM = 300
-FINAL_ATTEMPTS = 6
+EMPTY_ANSWER = "(the model returned an empty answer)"
+LENGTH_NOTE = "(the answer reached the length limit)"
+INTERRUPTED_HINT = "it was restarted; ask again"
+#: How long a final text keeps being retried before its message is given up and it is posted anew.
+FINAL_PATIENCE = 600.0
 MAX_FINAL_WAIT = 10.0  # longest pause between two tries of a final edit
+PLACEHOLDER_TRIES = 3
 MAX_INTERVAL = 8.0
 INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
 
-
-class NoRoom(PlatformError):
-    """The sink's message cannot hold any answer text."""
-
 State = Literal["complete", "partial", "failed"]
-
-
-class Sink(Protocol):
-    """Where a reply is shown.  Adapters implement this; the core drives it.
-
-    ``max_chars`` is the length limit of one message in ``measure`` units
-    (rendered length: escaping and conversions included).  ``start`` may not
-    have been called before ``fail`` (a request refused before streaming), and
-    ``update`` may never be called before ``finish``: each method must work on
-    its own.  A platform 429 is raised as ``PlatformRateLimited``; a deleted
-    message or expired interaction as ``MessageGone``.
-    """
-
-    max_chars: int
-
-    def measure(self, text: str) -> int: ...
-
-    async def start(self) -> None:
-        """Show that an answer is coming (placeholder, typing, status)."""
-
-    async def update(self, text: str) -> None:
-        """Show ``text`` in the current message (posting it if needed)."""
-
-    async def split(self, text: str) -> None:
-        """``text`` is the final text of the current message; later updates go to a new one."""
-
-    async def finish(self, text: str, notes: Sequence[str]) -> None:
-        """Final text of the last message, with notes (e.g. "earlier messages were left out")."""
-
-    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        """Final state after a failure: the partial ``text`` (may be empty) and notes saying why."""
+#: ``save(messages, shown, part)``: every message posted so far, the text shown in the last one, its part.
+Save = Callable[[list[Ref], str, int], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -81,7 +58,7 @@ class ReplyOutcome:
     usage: Usage | None = None
     error: RelayError | None = None
     edits: int = 0
-    messages: int = 1
+    messages: int = 0  # messages posted
     rate_limited: int = 0
     #: monotonic times, for benchmarks
     first_delta_at: float | None = None
@@ -96,7 +73,6 @@ class _Source:
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
-        self.length = 0
         self.version = 0
         self.changed = asyncio.Event()
         self.finish_reason: str | None = None
@@ -111,45 +87,114 @@ class _Source:
 class ReplyStream:
     def __init__(
         self,
-        sink: Sink,
+        surface: Surface,
         *,
         interval: float = 1.0,
         budget: EditBudget | None = None,
         max_chars: int = 0,
+        save: Save | None = None,
     ) -> None:
-        self.sink = sink
-        #: per-message limit: the sink's, or a smaller configured one (BOT_MESSAGE_LIMIT)
-        self.max_chars = min(sink.max_chars, max_chars) if max_chars > 0 else sink.max_chars
+        self.surface = surface
+        #: per-message limit: the surface's, or a smaller configured one (BOT_MESSAGE_LIMIT)
+        self.max_chars = min(surface.max_chars, max_chars) if max_chars > 0 else surface.max_chars
         self.interval = interval
         self._base_interval = interval
         self.budget = budget
+        self._save_to = save
+        self._max_age: float | None = capability(surface, "max_message_age")
+        self._hold: Callable[[], float] | None = capability(surface, "hold")
         self._outcome = ReplyOutcome()
         self._src = _Source()
+        self.refs: list[Ref] = []  # every message posted, in order
+        self._current: Ref | None = None  # the message being written; None: the next write posts
+        self._part = 0
+        self._shown = ""  # text shown in the current message
+        self._rendered = ""  # ... as the platform shows it
+        self._opened_at = 0.0
         self._committed = 0  # characters of the answer already in finished messages
         self._reopen = ""  # fence reopened at the start of the current message
         self._shown_version = 0  # version 0: no text yet
         self._last_edit = 0.0
-        self._message_shown = False  # has the current message shown any text yet?
+        self._message_shown = False  # has the current message shown answer text yet?
         self._notes: Sequence[str] | Callable[[], Sequence[str]] = ()
+        self._pending: asyncio.Task[None] | None = None
+        self._placing: asyncio.Task[None] | None = None
+        self._started = False
 
-    # -- public ---------------------------------------------------------------
+    @property
+    def outcome(self) -> ReplyOutcome:
+        return self._outcome
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Show that an answer is coming (indicator, placeholder) without waiting for either."""
+        if self._started:
+            return
+        self._started = True
+        if capability(self.surface, "pending") is not None:
+            self._pending = asyncio.ensure_future(self._indicate())
+        if capability(self.surface, "placeholder", False):
+            self._placing = asyncio.ensure_future(self._place())
+
+    async def _indicate(self) -> None:
+        try:
+            await self.surface.pending()  # type: ignore[attr-defined]
+        except RelayError as exc:
+            log.info("no pending indicator: %s", exc)
+
+    async def _place(self) -> None:
+        """Post the placeholder, retried a few times; a failure only means the first text posts."""
+        for attempt in range(PLACEHOLDER_TRIES):
+            try:
+                await self._write(Draft("", pending=True))
+                return
+            except PlatformRateLimited as exc:
+                wait = exc.retry_after
+            except PlatformError as exc:
+                if not exc.retryable:
+                    log.warning("placeholder not posted: %s", exc)
+                    return
+                wait = 0.5 * 2**attempt
+            if attempt + 1 < PLACEHOLDER_TRIES:
+                await asyncio.sleep(min(wait, MAX_FINAL_WAIT))
+        log.warning("placeholder not posted after %d tries; the answer will post its first text", PLACEHOLDER_TRIES)
+
+    async def _placed(self) -> None:
+        """One call in flight: wait for the placeholder before writing anything else."""
+        if self._placing is not None and not self._placing.done():
+            await asyncio.wait({self._placing})
+
+    def _stop_pending(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+
+    # -- public ---------------------------------------------------------------------------
 
     async def run(
         self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]] = ()
     ) -> ReplyOutcome:
-        """Stream ``deltas`` into the sink and always leave a final state.
+        """Stream ``deltas`` into the surface and always leave a final state.
 
         Provider errors end the reply as partial/failed with a note; platform
         errors during interim edits are survived; cancellation (shutdown)
         finalises the reply as interrupted and re-raises.
         """
+        self.start()
         if self.budget is not None:
             self.budget.join()
         try:
             return await self._run(deltas, notes)
         finally:
+            self._stop_pending()
+            if self._placing is not None and not self._placing.done():
+                self._placing.cancel()
             if self.budget is not None:
                 self.budget.leave()
+
+    async def fail(self, error: RelayError) -> ReplyOutcome:
+        """End the reply at once with ``error`` as its note (a refusal, a request that could not start)."""
+        return await self.run(failing(error))
 
     async def _run(
         self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]]
@@ -180,23 +225,19 @@ class ReplyStream:
             raise
         return out
 
-    @property
-    def outcome(self) -> ReplyOutcome:
-        return self._outcome
-
     async def _interrupted(self) -> None:
         """Shutdown: one quick attempt at the "interrupted" final state, bounded in time.
 
-        If it cannot land, ``outcome.final_at`` stays None and the reply stays
-        open in the store, so the next start finalises it (``RelayService.recover``).
+        If it cannot land, ``outcome.final_at`` stays None and the request stays
+        open in the store, so the next start finalises it (``bot.recovery``).
         """
         try:
             async with asyncio.timeout(INTERRUPT_TIMEOUT):
-                await self._finalise(StreamInterrupted("The bot", hint="it was restarted; ask again"), quick=True)
+                await self._finalise(StreamInterrupted("The bot", hint=INTERRUPTED_HINT), quick=True)
         except TimeoutError:
             log.warning("could not show the interrupted note in time")
 
-    # -- reading --------------------------------------------------------------
+    # -- reading --------------------------------------------------------------------------
 
     async def _read(self, deltas: AsyncIterator[Delta]) -> None:
         src, out = self._src, self._outcome
@@ -206,7 +247,6 @@ class ReplyStream:
                 if out.first_delta_at is None:
                     out.first_delta_at = now
                 src.pieces.append(delta.text)
-                src.length += len(delta.text)
                 src.version += 1
                 src.changed.set()
                 out.last_delta_at = now
@@ -215,7 +255,7 @@ class ReplyStream:
             if delta.finish_reason is not None:
                 src.finish_reason = delta.finish_reason
 
-    # -- interim edits ----------------------------------------------------------
+    # -- interim edits ----------------------------------------------------------------------
 
     async def _pump(self, reader: asyncio.Future[None]) -> None:
         """Interim edits until the reader is done (or fails)."""
@@ -229,6 +269,10 @@ class ReplyStream:
                 delay = self._last_edit + self.interval - time.monotonic()
                 if delay > 0 and not await _until_done(reader, delay):
                     break
+            if self._hold is not None and (held := self._hold()) > 0:
+                if not await _until_done(reader, held):
+                    break
+                continue
             if self.budget is not None:
                 acquired = asyncio.ensure_future(self.budget.acquire(first=not self._message_shown))
                 await _first(reader, acquired)
@@ -240,16 +284,18 @@ class ReplyStream:
     async def _show_interim(self) -> None:
         version = self._src.version
         try:
-            text = await self._roll_over(self._current())
+            await self._placed()
+            text = await self._roll_over(self._current_text())
+            text = await self._age_out(text)
             self._last_edit = time.monotonic()
-            await self.sink.update(text)
+            await self._write(Draft(text, self._part))
         except PlatformRateLimited as exc:
             self._rate_limited(exc)
             return
-        except MessageGone:
-            raise
         except PlatformError as exc:  # an interim edit may be lost; the final one is retried
             log.warning("interim edit failed: %s", exc)
+            if isinstance(exc, MessageGone):
+                self._current = None  # the final text goes to a new message
             return
         self._shown_version = version
         self._message_shown = True
@@ -265,35 +311,70 @@ class ReplyStream:
         self._last_edit = time.monotonic() + exc.retry_after
         self.interval = min(self.interval * 1.5, MAX_INTERVAL)
 
-    # -- text and rollover ------------------------------------------------------
+    # -- writing ----------------------------------------------------------------------------
 
-    def _current(self) -> str:
+    async def _write(self, draft: Draft) -> None:
+        """Show ``draft`` in the current message, posting one if there is none; save where it is."""
+        rendered = self.surface.render(draft)
+        if self._current is None:
+            ref = await self.surface.post(draft)
+            self._current = ref
+            self.refs.append(ref)
+            self._opened_at = time.monotonic()
+            self._outcome.messages += 1
+        elif rendered != self._rendered:  # the same text again would be a wasted call
+            await self.surface.edit(self._current, draft)
+        self._rendered = rendered
+        if not draft.pending:
+            self._stop_pending()
+        self._shown = draft.text
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._save_to is None:
+            return
+        try:
+            await self._save_to(list(self.refs), self._shown, self._part)
+        except RelayError as exc:  # the reply goes on; only a crash right now would lose track of it
+            log.warning("could not save where the reply is: %s", exc)
+
+    # -- text and rollover ----------------------------------------------------------------
+
+    def _current_text(self) -> str:
         return self._reopen + self._src.text()[self._committed :]
 
-    async def _roll_over(self, text: str, room: int = 0, *, quick: bool = False) -> str:
+    def _measure(self, text: str) -> int:
+        return self.surface.measure(Draft(text, self._part))
+
+    async def _roll_over(self, text: str, room: int = 0, *, quick: bool = False, limit: int = 0) -> str:
         """Finish messages while ``text`` is too long; return what stays in the current one."""
-        limit = self.max_chars - room
-        while self.sink.measure(text) > limit:
+        limit = (limit or self.max_chars) - room
+        while self._measure(text) > limit:
             try:
-                cut = splitting.cut(text, limit, self.sink.measure)
-            except ValueError as exc:  # the sink left no room at all (e.g. a huge header)
+                cut = splitting.cut(text, limit, self._measure)
+            except ValueError as exc:  # the surface left no room at all (e.g. a huge header)
                 raise NoRoom("the message has no room left for the answer") from exc
-            await self._final_call(self.sink.split, cut.head, quick=quick)
+            await self._land(Draft(cut.head, self._part, final=True), quick=quick)
             self._committed += cut.consumed - len(self._reopen)
             self._reopen = cut.reopen
-            self._message_shown = False
-            self._outcome.messages += 1
-            text = self._current()
+            self._current, self._shown, self._message_shown = None, "", False
+            self._part += 1
+            text = self._current_text()
+            limit = self.max_chars - room
         return text
 
-    # -- the final state ----------------------------------------------------------
+    async def _age_out(self, text: str) -> str:
+        """A message older than the surface's ``max_message_age`` ends with what it shows."""
+        if self._max_age is None or self._current is None or not self._shown:
+            return text
+        if time.monotonic() - self._opened_at < self._max_age:
+            return text
+        return await self._roll_over(text, limit=max(1, self._measure(self._shown)))
 
-    async def _finalise(self, error: RelayError | None, *, quick: bool = False) -> None:
-        """Show the final state.  ``quick``: one attempt per call, no waiting (shutdown)."""
+    # -- the final state ----------------------------------------------------------------------
+
+    def _final_notes(self, error: RelayError | None) -> list[str]:
         out, src = self._outcome, self._src
-        out.text = src.text()
-        out.usage = src.usage
-        out.finish_reason = src.finish_reason
         # Notes are read at the end: a failover may have trimmed the history differently.
         notes = list(self._notes() if callable(self._notes) else self._notes)
         if error is not None:
@@ -301,21 +382,31 @@ class ReplyStream:
             out.state = "partial" if out.text else "failed"
             notes.append(error.user_message)
         elif src.finish_reason == "length":
-            notes.append("(the answer reached the length limit)")
+            notes.append(LENGTH_NOTE)
+        elif not out.text:
+            notes.append(EMPTY_ANSWER)
+        return notes
+
+    async def _finalise(self, error: RelayError | None, *, quick: bool = False) -> None:
+        """Show the final state.  ``quick``: one attempt per call, no waiting (shutdown)."""
+        out, src = self._outcome, self._src
+        out.text = src.text()
+        out.usage = src.usage
+        out.finish_reason = src.finish_reason
+        notes = self._final_notes(error)
         out.notes = notes
-        room = min(NOTE_ROOM, self.max_chars // 4) if notes else 0
+        failed = error is not None
         try:
+            await self._placed()
+            final = Draft("", self._part, tuple(notes), failed, final=True)
+            room = self.surface.measure(final) - self._measure("") if notes else 0
             try:
-                text = await self._roll_over(self._current(), room=room, quick=quick)
+                text = await self._roll_over(self._current_text(), room=room, quick=quick)
             except NoRoom:
                 text = ""  # show at least the notes: never leave a placeholder behind
-            if error is None:
-                await self._final_call(self.sink.finish, text, notes, quick=quick)
-            else:
-                await self._final_call(self.sink.fail, text, notes, error, quick=quick)
+            await self._land(Draft(text, self._part, tuple(notes), failed, final=True), quick=quick)
         except RelayError as exc:
-            # Not shown: final_at stays None, the store keeps the reply open for recovery.
-            # A message or channel someone deleted (or the bot may no longer post in) is no fault here.
+            # Not shown: final_at stays None, the request stays open for recovery.
             level = logging.WARNING if isinstance(exc, MessageGone) else logging.ERROR
             log.log(level, "could not finalise the reply: %s", exc)
             out.state = "partial" if out.text else "failed"
@@ -325,37 +416,61 @@ class ReplyStream:
         if out.first_visible_at is None:
             out.first_visible_at = out.final_at
 
-    async def _final_call(self, method, *args, quick: bool = False) -> None:  # type: ignore[no-untyped-def]
-        """A call that must land: urgent budget, retried on 429s and transient platform errors.
+    async def _land(self, draft: Draft, *, quick: bool = False) -> None:
+        """A write that must land: urgent budget, retried with backoff for up to ``FINAL_PATIENCE``.
 
+        A message that cannot be edited any more (deleted, or still failing
+        when patience runs out) is replaced: the text is posted anew.
         ``quick`` (shutdown): a single attempt, no budget wait.
         """
-        attempts = 1 if quick else FINAL_ATTEMPTS
-        for attempt in range(attempts):
+        give_up_at = time.monotonic() + FINAL_PATIENCE
+        attempt = 0
+        while True:
             if self.budget is not None and not quick:
                 await self.budget.acquire(urgent=True)
             try:
-                await method(*args)
+                await self._write(draft)
             except PlatformRateLimited as exc:
                 self._rate_limited(exc)
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(min(exc.retry_after, MAX_FINAL_WAIT))
-                continue
+                wait = exc.retry_after
+                error: PlatformError = exc
             except PlatformError as exc:
-                if not exc.retryable or attempt == attempts - 1:
+                if self._current is not None and (isinstance(exc, MessageGone) or not exc.retryable):
+                    log.warning("final edit failed (%s); posting the text anew", exc)
+                    self._current = None
+                    if not quick:
+                        continue
+                elif not exc.retryable:
                     raise
-                log.warning("final edit failed (%s); retrying", exc)
-                await asyncio.sleep(min(0.5 * 2**attempt, MAX_FINAL_WAIT))
+                wait = min(0.5 * 2**attempt, MAX_FINAL_WAIT)
+                error = exc
+            else:
+                self._outcome.edits += 1
+                self._last_edit = time.monotonic()
+                return
+            if quick:
+                raise error
+            if time.monotonic() + wait > give_up_at:
+                if self._current is None:
+                    raise error
+                log.warning("final edit still failing after %.0f s; posting the text anew", FINAL_PATIENCE)
+                self._current = None
+                give_up_at = time.monotonic() + FINAL_PATIENCE
                 continue
-            self._outcome.edits += 1
-            self._last_edit = time.monotonic()
-            return
+            log.info("final edit failed (%s); trying again in %.1f s", error, wait)
+            await asyncio.sleep(min(wait, MAX_FINAL_WAIT))
+            attempt += 1
 
 
-async def _first(reader: asyncio.Future[None], other: object) -> None:
+async def failing(error: RelayError) -> AsyncIterator[Delta]:
+    """An answer stream that fails at once: drives a reply straight to its error state."""
+    raise error
+    yield  # pragma: no cover - makes this an async generator
+
+
+async def _first(reader: asyncio.Future[None], other: Any) -> None:
     """Wait until ``other`` (a coroutine or future) completes or the reader is done."""
-    task = asyncio.ensure_future(other)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(other)
     try:
         await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -1,14 +1,20 @@
-"""Handle one request end to end, the same way for every front end.
+"""Answer requests end to end, the same way for every platform: the inbound pipeline.
 
-An adapter turns a platform event into a ``Request`` (the conversation so far,
-ending with the user's question) and a ``Sink``; ``RelayService.answer`` does
-the rest: check access and quotas, apply the channel's settings, fit the
-history to the provider's window, stream the answer through the router into a
-``ReplyStream``, and keep the reply's state, usage and cost in the store.
+``handle`` takes an adapter's ``Incoming`` and runs, in this order:
 
-The service also owns the background tasks adapters start (``spawn``), so a
-shutdown can let replies in flight finish and finalise the rest (``drain``),
-and finalises replies a crash left unfinished (``recover``).
+1. the block list (no platform call, no write: a blocked caller costs nothing);
+2. the adapter's relevance check, if any (e.g. "did the bot answer in this thread?");
+3. claim + request record, one transaction (a redelivered event stops here);
+4. quotas (a refusal is shown where the answer would have gone);
+5. one answer at a time per conversation, in arrival order;
+6. the history, read within the core's token budget with the core's counter;
+7. the answer: channel settings, fit to the provider's window, stream through
+   the router into a ``ReplyStream``, then the request's final state, usage
+   and cost.
+
+``answer`` is step 7 alone (the terminal, tests).  Background tasks live in
+``bot.tasks``, the ledger in ``bot.ledger``, restart recovery in
+``bot.recovery``.
 """
 
 from __future__ import annotations
@@ -17,29 +23,34 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import tokens
+from . import recovery, tokens
 from .access import AccessPolicy, Blocked, Caller, QuotaReached
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
 from .errors import EmptyPrompt, RelayError, StreamInterrupted
+from .incoming import Incoming, Platform
+from .ledger import Ledger
 from .logs import REQUEST_ID
 from .metrics import Metrics
 from .pacing import EditBudget
-from .providers.base import Usage
 from .providers.registry import sampling_of
 from .providers.router import Routed, Router
-from .reply import INTERRUPT_TIMEOUT, ReplyOutcome, ReplyStream, Sink
+from .reply import INTERRUPTED_HINT, ReplyOutcome, ReplyStream, Save
 from .settings import Settings
-from .store import ReplyRecord, Store, UsageRecord
+from .store import RequestRecord, Store
+from .surface import Ref, Surface, capability
+from .tasks import Tasks
 from .tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_NOTE = "(interrupted — ask again)"
+MIN_HISTORY_BUDGET = 512
+#: request state for each final reply state
+FINAL_STATES = {"complete": "done", "partial": "partial", "failed": "failed"}
 
 
 @dataclass(slots=True)
@@ -66,43 +77,6 @@ class Request:
         return Caller(self.platform, self.user_id, self.channel, self.workspace, self.roles)
 
 
-class _Tracked:
-    """Passes every call to the sink and stores where its messages are, as they appear."""
-
-    def __init__(self, sink: Sink, save: Callable[[dict[str, object]], Awaitable[None]]) -> None:
-        self._sink = sink
-        self._save = save
-        self._saved: object = None
-        self.max_chars = sink.max_chars
-
-    def measure(self, text: str) -> int:
-        return self._sink.measure(text)
-
-    async def _track(self) -> None:
-        locator = getattr(self._sink, "locator", None)
-        where = locator() if callable(locator) else None
-        if where and where != self._saved:
-            self._saved = where
-            await self._save(where)
-
-    async def start(self) -> None:
-        await self._sink.start()
-        await self._track()
-
-    async def update(self, text: str) -> None:
-        await self._sink.update(text)
-        await self._track()
-
-    async def split(self, text: str) -> None:
-        await self._sink.split(text)
-
-    async def finish(self, text: str, notes: Sequence[str]) -> None:
-        await self._sink.finish(text, notes)
-
-    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        await self._sink.fail(text, notes, error)
-
-
 class RelayService:
     def __init__(
         self,
@@ -117,134 +91,222 @@ class RelayService:
         self.router = router
         self.counter = counter or TokenCounter()
         self.metrics = metrics or Metrics()
+        self.ledger = Ledger(store, self.metrics)
         self.access = AccessPolicy(settings, store)
+        self.tasks = Tasks(settings.bot_shutdown_grace)
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
-        self.accepting = True
-        #: platform name -> connected? (adapters keep it current; /healthz reads it)
+        #: this process: requests it accepted are its own; recovery settles only others'
+        self.owner = uuid.uuid4().hex
+        #: platform name -> connected? (adapters report it; /healthz reads it)
         self.health: dict[str, bool] = {}
-        self._locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.in_flight = 0
 
-    # -- background work ------------------------------------------------------------------
+    # -- the port adapters see -------------------------------------------------------------
 
-    def spawn(self, work: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any] | None:
-        """Run ``work`` in the background, tracked for shutdown; None once shutting down."""
-        if not self.accepting:
-            work.close()
-            return None
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+    @property
+    def accepting(self) -> bool:
+        return self.tasks.accepting
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+    def spawn(self, work: Any, name: str | None = None) -> asyncio.Task[Any] | None:
+        return self.tasks.spawn(work, name)
 
     async def drain(self, grace: float | None = None) -> int:
-        """Stop taking work; let tasks finish within ``grace`` s, then cancel (finalising
-        their replies as interrupted).  Returns how many had to be cancelled."""
-        self.accepting = False
-        grace = self.settings.bot_shutdown_grace if grace is None else grace
-        pending = set(self._tasks)
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:  # each finalises as interrupted within INTERRUPT_TIMEOUT; never wait much longer
-            await asyncio.wait(pending, timeout=INTERRUPT_TIMEOUT + 5)
-        return len(pending)
+        return await self.tasks.drain(grace)
 
-    async def recover(self, platform: str, finalise: Callable[[ReplyRecord], Awaitable[None]]) -> int:
-        """Finalise replies a crash left pending/streaming: ``finalise`` edits the platform message."""
-        records = await self.store.unfinished_replies(platform)
-        for record in records:
-            try:
-                await finalise(record)
-            except RelayError as exc:
-                log.warning("could not finalise reply %s after a restart: %s", record.id, exc)
-            await self.store.update_reply(record.id, state="interrupted", error="interrupted by a restart")
-        return len(records)
+    def report_health(self, platform: str, up: bool) -> None:
+        self.health[platform] = up
 
-    # -- one request ----------------------------------------------------------------------------
+    async def relay_command(self, caller: Caller, text: str) -> str:
+        """``/relay …`` as standard Markdown, for the caller's eyes only."""
+        from .commands import relay_command  # commands reads the service: imported when used
 
-    async def answer(
-        self,
-        request: Request,
-        sink: Sink,
-        *,
-        interval: float | None = None,
-        budget: EditBudget | None = None,
-    ) -> ReplyOutcome:
-        """Answer ``request`` into ``sink``.  Never raises a ``RelayError``: the sink shows it."""
-        REQUEST_ID.set(request.request_id)
-        key = (request.platform, request.channel, request.thread)
+        return await relay_command(self, caller, text)
+
+    async def recover(self, platform: Platform) -> int:
+        """Settle what a restart left open on ``platform`` (``bot.recovery``)."""
+        return await recovery.recover(self.store, platform, self.owner, self._reanswer)
+
+    def history_budget(self) -> int:
+        """The most history any configured provider could take, in tokens."""
+        s = self.settings
+        windows = [s.provider(name).context_window for name in s.provider_order()]
+        return max(max(windows, default=8192) - s.bot_max_tokens, MIN_HISTORY_BUDGET)
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming) -> ReplyOutcome | None:
+        """Run one incoming event through the pipeline (see the module docstring)."""
+        caller = incoming.caller
+        if self.access.blocked(caller):
+            log.info("ignored a request from a blocked caller")
+            return None
+        if incoming.relevant is not None and not await incoming.relevant():
+            return None
+        keys = [f"{caller.platform}:{kind}:{value}" for kind, value in incoming.keys]
+        request_id = await self.store.accept(keys, caller.platform, incoming.conversation, incoming.origin, self.owner)
+        if request_id is None:
+            log.info("%s: %s delivered again; already handled", caller.platform, keys[0] if keys else "event")
+            return None
+        return await self._process(request_id, incoming)
+
+    async def _reanswer(self, record: RequestRecord, incoming: Incoming) -> ReplyOutcome | None:
+        self.spawn(self._process(record.id, incoming), name=f"recovered-{record.id}")
+        return None
+
+    async def _process(self, request_id: int, incoming: Incoming) -> ReplyOutcome | None:
+        caller = incoming.caller
+        REQUEST_ID.set(f"{caller.platform}-{request_id}")
+        try:
+            await self.access.check(caller)
+        except Blocked:
+            await self.store.update_request(request_id, state="ignored")
+            return None
+        except QuotaReached as exc:
+            self.metrics.refused.labels(caller.platform).inc()
+            return await self._refuse(request_id, incoming, exc)
+        key = (caller.platform, incoming.conversation)
         lock = self._locks.setdefault(key, asyncio.Lock())
         self.in_flight += 1
         try:
-            async with lock:  # one answer at a time per thread, in arrival order
-                return await self._answer(request, sink, interval, budget)
+            async with lock:  # one answer at a time per conversation, in arrival order
+                return await self._answer_incoming(request_id, incoming)
         finally:
             self.in_flight -= 1
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(key, None)
 
-    async def _answer(
-        self, request: Request, sink: Sink, interval: float | None, budget: EditBudget | None
-    ) -> ReplyOutcome:
+    async def _answer_incoming(self, request_id: int, incoming: Incoming) -> ReplyOutcome | None:
+        caller = incoming.caller
         try:
-            await self.access.check(request.caller())
-        except Blocked:
-            log.info("ignored a request from a blocked caller")
-            return ReplyOutcome(state="failed", messages=0)
-        except QuotaReached as exc:
-            self.metrics.refused.labels(request.platform).inc()
-            return await ReplyStream(sink).run(_failing(exc))
-        opening = asyncio.ensure_future(self.store.open_reply(request.platform, request.channel, request.thread))
-
-        async def save_locator(where: dict[str, object]) -> None:
-            await self.store.update_reply(await asyncio.shield(opening), locator=where)
-
-        stream = ReplyStream(
-            _Tracked(sink, save_locator),
-            interval=self.settings.bot_edit_interval if interval is None else interval,
-            budget=budget,
-            max_chars=self.settings.bot_message_limit,
+            turns = await incoming.read(self.history_budget(), self.counter)
+        except RelayError as exc:
+            log.warning("%s: could not read the conversation: %s", caller.platform, exc)
+            turns = None
+        if turns is None:
+            await self.store.update_request(request_id, state="ignored")
+            return None
+        surface = await incoming.open(turns)
+        request = Request(
+            caller.platform,
+            caller.channel,
+            turns,
+            thread=incoming.conversation,
+            user_id=caller.user,
+            workspace=caller.workspace,
+            roles=caller.roles,
+            provider=incoming.provider,
+            conversation_key=incoming.conversation_key,
         )
+        outcome = await self.answer(
+            request, surface, interval=incoming.interval, budget=incoming.budget, request_id=request_id
+        )
+        if incoming.after is not None:
+            await incoming.after(outcome)
+        return outcome
+
+    async def _refuse(self, request_id: int, incoming: Incoming, error: RelayError) -> ReplyOutcome:
+        surface = await incoming.open([])
+        stream = self._stream(surface, request_id, incoming.interval, incoming.budget)
+        outcome = await stream.fail(error)
+        await self._settle(request_id, outcome)
+        if incoming.after is not None:
+            await incoming.after(outcome)
+        return outcome
+
+    # -- one answer --------------------------------------------------------------------------
+
+    async def answer(
+        self,
+        request: Request,
+        surface: Surface,
+        *,
+        interval: float | None = None,
+        budget: EditBudget | None = None,
+        request_id: int | None = None,
+    ) -> ReplyOutcome:
+        """Answer ``request`` into ``surface``.  Never raises a ``RelayError``: the reply shows it."""
+        if request_id is None:
+            conversation = request.thread or request.channel
+            request_id = await self.store.accept((), request.platform, conversation, {}, self.owner)
+            assert request_id is not None  # no keys: nothing to collide with
+            REQUEST_ID.set(f"{request.platform}-{request_id}")
+        stream = self._stream(surface, request_id, interval, budget)
         # The first platform call (typing, status, placeholder) is what the user sees first:
         # it goes out while the store and the router do their part.
-        starting = asyncio.ensure_future(stream.sink.start())
+        stream.start()
         try:
             routed = await self._route(request)
-            await starting
+            await self.store.update_request(request_id, state="answering")
         except RelayError as exc:
-            await _settled(starting)
-            return await self._refuse(await opening, stream, exc)
+            outcome = await stream.fail(exc)
+            await self._settle(request_id, outcome)
+            return outcome
         except asyncio.CancelledError:
-            await _settled(starting)
-            await self._refuse(await opening, stream, StreamInterrupted("The bot", hint="it was restarted; ask again"))
+            await stream.fail(StreamInterrupted("The bot", hint=INTERRUPTED_HINT))
             raise
-        reply_id = await opening
-        await self.store.update_reply(reply_id, state="streaming")
         started = time.monotonic()  # time to first token is counted from here
         fitted = routed.fitted
         log.info(
-            "reply %s: %s/%s, %d turns (%d dropped)",
-            reply_id, request.platform, request.channel,
+            "request %s: %s/%s, %d turns (%d dropped)",
+            request_id, request.platform, request.channel,
             len(fitted.turns) if fitted else 0, fitted.dropped if fitted else 0,
         )
         try:
             outcome = await stream.run(routed, notes=lambda: routed.notes)
         except asyncio.CancelledError:  # shutdown: the stream tried to show "interrupted"
             if stream.outcome.final_at is not None:  # else stays open: the next start finalises it
-                await self.store.update_reply(reply_id, state="interrupted", error="interrupted by shutdown")
+                await self.store.update_request(request_id, state="partial", error="interrupted by shutdown")
             raise
         await self._save_counts()
-        await self._record(request, reply_id, routed, outcome, started)
+        await self.ledger.record(request.platform, request.user_id, request.channel, request_id, routed, outcome, started)
+        await self._settle(request_id, outcome, routed)
+        question = request.question
+        if request.conversation_key and outcome.text and question is not None:
+            await self.store.add_turns(request.conversation_key, [question, Turn("assistant", outcome.text)])
         return outcome
+
+    def _stream(
+        self, surface: Surface, request_id: int, interval: float | None, budget: EditBudget | None
+    ) -> ReplyStream:
+        return ReplyStream(
+            surface,
+            interval=self.settings.bot_edit_interval if interval is None else interval,
+            budget=budget,
+            max_chars=self.settings.bot_message_limit,
+            save=self._saver(request_id, surface),
+        )
+
+    def _saver(self, request_id: int, surface: Surface) -> Save:
+        """Saves where the reply's messages are as they appear (and, once, where the reply goes)."""
+        place: dict[str, Any] | None = capability(surface, "place", {})
+
+        async def save(messages: list[Ref], shown: str, part: int) -> None:
+            nonlocal place
+            if place is not None:
+                await self.store.update_request(request_id, messages=messages, shown=shown, part=part, place=place)
+                place = None
+            else:
+                await self.store.update_request(request_id, messages=messages, shown=shown, part=part)
+
+        return save
+
+    async def _settle(self, request_id: int, outcome: ReplyOutcome, routed: Routed | None = None) -> None:
+        """The request's final state (or still "answering" when the final text never landed)."""
+        info = routed.provider if routed is not None else None
+        state = FINAL_STATES[outcome.state] if outcome.final_at is not None else "answering"
+        await self.store.update_request(
+            request_id,
+            state=state,
+            provider=info.name if info else None,
+            model=info.model if info else None,
+            error=outcome.error.user_message if outcome.error else None,
+        )
+        if outcome.error is not None:
+            if routed is None:  # with a route, the ledger counted it
+                self.metrics.errors.labels(type(outcome.error).__name__).inc()
+            log.warning("request %s ended %s: %s", request_id, outcome.state, outcome.error)
 
     async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
         """A channel's own settings: the config file's, overridden by ``/relay config``."""
@@ -268,54 +330,7 @@ class RelayService:
             turns, max_tokens, self.counter, sampling, request.provider, order=config.providers or None
         )
 
-    async def _record(
-        self, request: Request, reply_id: int, routed: Routed, outcome: ReplyOutcome, started: float
-    ) -> None:
-        info, fitted = routed.provider, routed.fitted
-        state = {"complete": "done", "partial": "interrupted", "failed": "failed"}[outcome.state]
-        if outcome.final_at is None:
-            state = "streaming"  # the final edit never landed: the next start finalises it
-        await self.store.update_reply(
-            reply_id,
-            state=state,
-            provider=info.name if info else None,
-            model=info.model if info else None,
-            error=outcome.error.user_message if outcome.error else None,
-        )
-        usage, cost = Usage(0, 0), 0.0
-        if info is not None and fitted is not None:
-            usage = outcome.usage or Usage(fitted.prompt_tokens, tokens.count(outcome.text) if outcome.text else 0)
-            cost = info.cost(usage)
-            await self.store.record_usage(
-                UsageRecord(
-                    platform=request.platform,
-                    provider=info.name,
-                    model=info.model,
-                    user_id=request.user_id,
-                    channel=request.channel,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost_usd=cost,
-                    reply_id=reply_id,
-                )
-            )
-        self.metrics.observe(
-            request.platform, outcome, info, started, usage.prompt_tokens, usage.completion_tokens, cost
-        )
-        question = request.question
-        if request.conversation_key and outcome.text and question is not None:
-            await self.store.add_turns(request.conversation_key, [question, Turn("assistant", outcome.text)])
-        if outcome.error is not None:
-            log.warning("reply %s ended %s: %s", reply_id, outcome.state, outcome.error)
-
-    async def _refuse(self, reply_id: int, stream: ReplyStream, error: RelayError) -> ReplyOutcome:
-        """Finish a reply that could not start, with the error as its note."""
-        outcome = await stream.run(_failing(error))
-        await self.store.update_reply(reply_id, state="failed", error=error.user_message)
-        self.metrics.errors.labels(type(error).__name__).inc()
-        return outcome
-
-    # -- token-count cache ---------------------------------------------------------------------
+    # -- token-count cache -------------------------------------------------------------------
 
     async def _load_counts(self, turns: Sequence[Turn]) -> None:
         """Seed the in-memory count cache from the store for ids it does not know."""
@@ -333,17 +348,3 @@ class RelayService:
         fresh = self.counter.take_fresh()
         if fresh:
             await self.store.save_counts([(mid, tokens.digest(text), n) for mid, text, n in fresh])
-
-
-async def _settled(task: asyncio.Future[Any]) -> None:
-    """Wait for ``task`` to end, whatever its outcome (the caller is failing the reply anyway)."""
-    if not task.done():
-        await asyncio.wait({task})
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("the reply could not start: %s", task.exception())
-
-
-async def _failing(error: RelayError):  # type: ignore[no-untyped-def]
-    """An answer stream that fails at once: drives a sink straight to its error state."""
-    raise error
-    yield  # pragma: no cover - makes this an async generator

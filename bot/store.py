@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -85,7 +85,31 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (platform, channel, name)
     );
     """,
+    # 2: the request record: one row per accepted question, from the claim to its final state
+    """
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        origin TEXT NOT NULL DEFAULT '{}',
+        place TEXT NOT NULL DEFAULT '{}',
+        messages TEXT NOT NULL DEFAULT '[]',
+        shown TEXT NOT NULL DEFAULT '',
+        part INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        owner TEXT NOT NULL DEFAULT '',
+        provider TEXT,
+        model TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX requests_by_state ON requests(platform, state);
+    """,
 ]
+
+#: Request states that are not final: a restart settles them (``bot.recovery``).
+OPEN_STATES = ("accepted", "answering")
 
 
 
@@ -103,15 +127,20 @@ class UsageRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyRecord:
+class RequestRecord:
+    """An accepted question: where its answer goes and how far it got."""
+
     id: int
     platform: str
-    channel: str
-    thread: str | None
-    locator: dict[str, object]  # where the reply's messages are, as the adapter needs
-    state: str
-    provider: str | None
-    model: str | None
+    conversation: str
+    origin: dict[str, Any]  # what the adapter needs to rebuild the request after a restart
+    place: dict[str, Any]  # where the reply goes (the adapter's surface)
+    messages: list[dict[str, Any]]  # every message posted, in order
+    shown: str  # the text shown in the last message
+    part: int  # which message of the reply the last one is
+    state: str  # accepted, answering, done, partial, failed, ignored
+    owner: str  # the process that accepted it
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +166,12 @@ class Store(Protocol):
     async def reset_conversation(self, key: str) -> None: ...
     async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]: ...
     async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None: ...
-    async def open_reply(self, platform: str, channel: str, thread: str | None) -> int: ...
-    async def update_reply(self, reply_id: int, **fields: object) -> None: ...
-    async def unfinished_replies(self, platform: str) -> list[ReplyRecord]: ...
+    async def accept(
+        self, keys: Sequence[str], platform: str, conversation: str, origin: dict[str, Any], owner: str
+    ) -> int | None: ...
+    async def update_request(self, request_id: int, **fields: object) -> None: ...
+    async def open_requests(self, platform: str) -> list[RequestRecord]: ...
+    async def request(self, request_id: int) -> RequestRecord | None: ...
     async def channel_settings(self, platform: str, channel: str) -> dict[str, str]: ...
     async def set_channel_setting(self, platform: str, channel: str, name: str, value: str | None) -> None: ...
     async def record_usage(self, record: UsageRecord) -> None: ...
@@ -265,50 +297,71 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO token_counts(message_id, digest, tokens) VALUES (?, ?, ?)", rows
             )
 
-    # -- replies ----------------------------------------------------------------------------
+    # -- requests -------------------------------------------------------------------------
 
-    async def open_reply(self, platform: str, channel: str, thread: str | None) -> int:
+    async def accept(
+        self, keys: Sequence[str], platform: str, conversation: str, origin: dict[str, Any], owner: str
+    ) -> int | None:
+        """Claim every dedupe key and record the request, in one transaction.
+
+        None when any key was claimed before (a redelivery, or the same message
+        arriving as two events): nothing is written then.
+        """
         now = time.time()
-        cur = await self._db.execute(
-            "INSERT INTO replies(platform, channel, thread, state, created_at, updated_at) "
-            "VALUES (?, ?, ?, 'pending', ?, ?)",
-            (platform, channel, thread, now, now),
-        )
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for key in keys:
+                cur = await self._db.execute(
+                    "INSERT OR IGNORE INTO events(event_id, platform, received_at) VALUES (?, ?, ?)",
+                    (key, platform, now),
+                )
+                if cur.rowcount != 1:
+                    await self._db.execute("ROLLBACK")
+                    return None
+            cur = await self._db.execute(
+                "INSERT INTO requests(platform, conversation, origin, state, owner, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
+                (platform, conversation, json.dumps(origin), owner, now, now),
+            )
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    _REPLY_FIELDS = frozenset({"state", "provider", "model", "error", "locator"})
+    _REQUEST_FIELDS = frozenset(
+        {"state", "place", "messages", "shown", "part", "owner", "provider", "model", "error"}
+    )
+    _JSON_FIELDS = frozenset({"place", "messages"})
 
-    async def update_reply(self, reply_id: int, **fields: object) -> None:
-        unknown = set(fields) - self._REPLY_FIELDS
+    async def update_request(self, request_id: int, **fields: object) -> None:
+        unknown = set(fields) - self._REQUEST_FIELDS
         if unknown:
-            raise ValueError(f"unknown reply fields: {sorted(unknown)}")
-        if "locator" in fields:
-            fields["locator"] = json.dumps(fields["locator"])
+            raise ValueError(f"unknown request fields: {sorted(unknown)}")
+        values = [json.dumps(v) if k in self._JSON_FIELDS else v for k, v in fields.items()]
         assigns = ", ".join(f"{name} = ?" for name in fields)
         await self._db.execute(
-            f"UPDATE replies SET {assigns}, updated_at = ? WHERE id = ?",
-            (*fields.values(), time.time(), reply_id),
+            f"UPDATE requests SET {assigns}, updated_at = ? WHERE id = ?", (*values, time.time(), request_id)
         )
 
-    async def unfinished_replies(self, platform: str) -> list[ReplyRecord]:
+    _REQUEST_COLUMNS = "id, platform, conversation, origin, place, messages, shown, part, state, owner, created_at"
+
+    async def open_requests(self, platform: str) -> list[RequestRecord]:
+        """Requests of ``platform`` that are not final yet, oldest first."""
+        marks = ",".join("?" * len(OPEN_STATES))
         sql = (
-            "SELECT id, platform, channel, thread, locator, state, provider, model FROM replies "
-            "WHERE platform = ? AND state IN ('pending', 'streaming') ORDER BY id"
+            f"SELECT {self._REQUEST_COLUMNS} FROM requests "
+            f"WHERE platform = ? AND state IN ({marks}) ORDER BY id"
         )
-        async with self._db.execute(sql, (platform,)) as cur:
-            rows = await cur.fetchall()
-        return [
-            ReplyRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7]) for r in rows
-        ]
+        async with self._db.execute(sql, (platform, *OPEN_STATES)) as cur:
+            return [_request_record(r) for r in await cur.fetchall()]
 
-    async def reply(self, reply_id: int) -> ReplyRecord | None:
-        sql = "SELECT id, platform, channel, thread, locator, state, provider, model FROM replies WHERE id = ?"
-        async with self._db.execute(sql, (reply_id,)) as cur:
-            r = await cur.fetchone()
-        if r is None:
-            return None
-        return ReplyRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7])
+    async def request(self, request_id: int) -> RequestRecord | None:
+        sql = f"SELECT {self._REQUEST_COLUMNS} FROM requests WHERE id = ?"
+        async with self._db.execute(sql, (request_id,)) as cur:
+            row = await cur.fetchone()
+        return _request_record(row) if row is not None else None
 
     # -- per-channel settings -------------------------------------------------------------
 
@@ -382,3 +435,19 @@ class SqliteStore:
         async with self._db.execute(sql, args) as cur:
             rows = await cur.fetchall()
         return [UsageTotal(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def _request_record(r: Sequence[Any]) -> RequestRecord:
+    return RequestRecord(
+        id=int(r[0]),
+        platform=r[1],
+        conversation=r[2],
+        origin=json.loads(r[3] or "{}"),
+        place=json.loads(r[4] or "{}"),
+        messages=json.loads(r[5] or "[]"),
+        shown=r[6],
+        part=int(r[7]),
+        state=r[8],
+        owner=r[9],
+        created_at=float(r[10]),
+    )

@@ -64,10 +64,10 @@ async def test_a_refusal_reaches_the_user_politely(make_settings, fake_llm):
     from bot.conversation import Turn
     from bot.runtime import open_service
     from bot.service import Request
-    from tests.fakes.sinks import RecordingSink
+    from tests.fakes.sinks import RecordingSurface
 
     async with open_service(make_settings(bot_user_requests_per_minute=1)) as service:
-        first, second = RecordingSink(), RecordingSink()
+        first, second = RecordingSurface(), RecordingSurface()
         await service.answer(Request("slack", "C1", [Turn("user", "one")], user_id="U1"), first)
         out = await service.answer(Request("slack", "C1", [Turn("user", "two")], user_id="U1"), second)
     assert first.messages == [fake_llm.default_text]

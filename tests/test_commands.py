@@ -6,7 +6,7 @@ from bot.access import Caller
 from bot.commands import relay_command
 from bot.conversation import Turn
 from bot.service import Request
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 
 ADMIN = Caller("discord", "UADMIN", "C1")
 USER = Caller("discord", "U1", "C1")
@@ -25,12 +25,12 @@ async def test_admins_configure_a_channel_and_requests_follow_it(make_settings, 
         shown = await relay_command(service, USER, "config")
         assert "pirate" in shown and "`max_tokens`: 99" in shown
 
-        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
         sent = fake_llm.requests[-1]
         assert sent["temperature"] == 0.2 and sent["max_tokens"] == 99
         assert sent["messages"][0] == {"role": "system", "content": "You are a pirate."}
 
-        await service.answer(Request("discord", "C2", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        await service.answer(Request("discord", "C2", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
         assert "temperature" not in fake_llm.requests[-1]  # other channels keep the defaults
 
         assert "back to the default" in await relay_command(service, ADMIN, "config temperature reset")
@@ -43,8 +43,8 @@ async def test_usage_is_personal_unless_admin(make_settings, fake_llm):
 
     async with open_service(make_settings(bot_admins=["UADMIN"])) as service:
         assert "not used" in await relay_command(service, USER, "usage")
-        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
-        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U2"), RecordingSink())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U2"), RecordingSurface())
         mine = await relay_command(service, USER, "usage")
         assert "openai: 1 requests" in mine
         everyone = await relay_command(service, ADMIN, "usage")
@@ -62,11 +62,11 @@ async def test_channel_settings_from_a_file_and_relay_config_overrides_it(make_s
     (tmp_path / "channels.toml").write_text(example.read_text().replace("C0123ABCD", "C1").replace("slack.", "discord.", 1))
     settings = make_settings(bot_channel_config=tmp_path / "channels.toml", bot_admins=["UADMIN"])
     async with open_service(settings) as service:
-        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
         sent = fake_llm.requests[-1]
         assert sent["temperature"] == 0.2 and "billing" in sent["messages"][0]["content"]
         await relay_command(service, ADMIN, "config temperature 0.9")
-        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSink())
+        await service.answer(Request("discord", "C1", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
         assert fake_llm.requests[-1]["temperature"] == 0.9
         assert "billing" in await relay_command(service, USER, "config")
 

@@ -13,7 +13,7 @@ from bot.conversation import Turn
 from bot.logs import setup_logging
 from bot.ops import start_ops
 from bot.service import Request
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 
 
 async def test_healthz_and_metrics(service, fake_llm):
@@ -27,9 +27,9 @@ async def test_healthz_and_metrics(service, fake_llm):
             service.health["slack"] = True
             assert (await client.get("/healthz")).status_code == 200
 
-            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSink())
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSurface())
             fake_llm.fail(401)
-            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSink())
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSurface())
             text = (await client.get("/metrics")).text
             assert 'relay_replies_total{platform="slack",state="complete"} 1.0' in text
             assert 'relay_errors_total{kind="AuthFailed"} 1.0' in text
@@ -54,7 +54,7 @@ async def test_logs_carry_request_ids_and_never_a_secret(make_settings, fake_llm
     try:
         async with open_service(settings) as service:
             fake_llm.fail(401)
-            await service.answer(Request("slack", "C1", [Turn("user", "hi")], request_id="req-42"), RecordingSink())
+            await service.answer(Request("slack", "C1", [Turn("user", "hi")], request_id="req-42"), RecordingSurface())
             logging.getLogger("test").warning("token is %s and %s", secret, "xoxb-known-token-value")
     finally:
         logging.getLogger().handlers.clear()
@@ -67,7 +67,7 @@ async def test_logs_carry_request_ids_and_never_a_secret(make_settings, fake_llm
 
 async def test_drain_finalises_replies_still_running_as_interrupted(service, fake_llm):
     fake_llm.reply("slow " * 100, delay=0.2)
-    sink = RecordingSink()
+    sink = RecordingSurface()
     task = service.spawn(service.answer(Request("slack", "C1", [Turn("user", "hi")]), sink))
     while not sink.messages:
         await asyncio.sleep(0.01)

@@ -11,7 +11,7 @@ from bot.conversation import Turn
 from bot.runtime import build_router
 from bot.service import RelayService, Request
 from bot.store import SqliteStore
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 from tests.providers_support import one_answer
 
 pytest_plugins = ["tests.provider_fixtures"]
@@ -23,11 +23,11 @@ def at_llmock(settings_for, llmock, *more: str, **overrides: object):
     )
 
 
-async def answer(settings) -> tuple[RecordingSink, object]:
+async def answer(settings) -> tuple[RecordingSurface, object]:
     store = await SqliteStore.open(settings.bot_database)
     router = build_router(settings)
     try:
-        sink = RecordingSink()
+        sink = RecordingSurface()
         outcome = await RelayService(settings, store, router).answer(
             Request("terminal", "c", [Turn("user", "Hello?")]), sink, interval=0.0
         )

@@ -17,7 +17,7 @@ from bot.runtime import build_router
 from bot.service import RelayService, Request
 from bot.store import SqliteStore
 from tests.fakes.providers import Script, cloudflare_error_body, sse
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 
 pytest_plugins = ["tests.provider_fixtures"]
 
@@ -45,7 +45,7 @@ async def ask(settings, question: str = "Hi?", turns: list[Turn] | None = None, 
     store = await SqliteStore.open(settings.bot_database)
     router = build_router(settings, provider)
     service = RelayService(settings, store, router)
-    sink = RecordingSink()
+    sink = RecordingSurface()
     try:
         request = Request("terminal", "c1", [*(turns or []), Turn("user", question)], user_id="u1", provider=provider)
         outcome = await service.answer(request, sink, interval=0.0)
@@ -106,12 +106,12 @@ async def test_daily_quota_is_not_retried_and_cools_down_long(fakes, settings_fo
     router = build_router(settings)
     service = RelayService(settings, store, router)
     try:
-        sink = RecordingSink()
+        sink = RecordingSurface()
         await service.answer(Request("terminal", "c", [Turn("user", "Hi?")]), sink, interval=0.0)
         assert sink.messages == ["Hello from deepinfra."]
         assert len(fakes.requests["cloudflare"]) == 1
         assert router.cooling("cloudflare") > 300 or router.cooling("cloudflare") > 0.9 * _to_midnight()
-        sink = RecordingSink()  # the next question goes straight to DeepInfra
+        sink = RecordingSurface()  # the next question goes straight to DeepInfra
         await service.answer(Request("terminal", "c", [Turn("user", "Again?")]), sink, interval=0.0)
         assert sink.messages == ["Hello from deepinfra."]
         assert len(fakes.requests["cloudflare"]) == 1 and len(fakes.requests["deepinfra"]) == 2
@@ -175,7 +175,7 @@ async def test_failing_provider_cools_down_and_is_tried_last(fakes, settings_for
     service = RelayService(settings, store, router)
     try:
         for _ in range(2):
-            sink = RecordingSink()
+            sink = RecordingSurface()
             await service.answer(Request("terminal", "c", [Turn("user", "Hi?")]), sink, interval=0.0)
             assert sink.messages == ["Hello from deepinfra."]
         assert len(fakes.requests["aigateway"]) == 1  # cooling down: not tried again
@@ -291,7 +291,7 @@ async def test_a_channel_asking_for_more_than_aigateway_takes_is_clamped(fakes, 
     router = build_router(settings)
     try:
         await store.set_channel_setting("terminal", "c", "max_tokens", "20000")
-        sink = RecordingSink()
+        sink = RecordingSurface()
         await RelayService(settings, store, router).answer(Request("terminal", "c", [Turn("user", "Hi?")]), sink, interval=0.0)
     finally:
         await router.aclose()

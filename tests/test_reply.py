@@ -11,7 +11,7 @@ from bot.pacing import EditBudget
 from bot.providers.base import Delta, Usage
 from bot.reply import ReplyStream
 from bot.splitting import join_parts
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 
 
 async def deltas(pieces, *, delay=0.0, finish="stop", error=None, after=None):
@@ -28,7 +28,7 @@ async def deltas(pieces, *, delay=0.0, finish="stop", error=None, after=None):
 
 
 async def test_first_text_at_once_then_coalesced_edits():
-    sink = RecordingSink()
+    sink = RecordingSurface()
     pieces = [f"w{i} " for i in range(100)]
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -44,7 +44,7 @@ async def test_first_text_at_once_then_coalesced_edits():
 
 
 async def test_one_edit_in_flight_and_latest_text_wins():
-    sink = RecordingSink(edit_delay=0.03)
+    sink = RecordingSurface(edit_delay=0.03)
     pieces = [f"{i} " for i in range(60)]
     await ReplyStream(sink, interval=0.0).run(deltas(pieces, delay=0.002))
     assert sink.max_in_flight == 1
@@ -54,7 +54,7 @@ async def test_one_edit_in_flight_and_latest_text_wins():
 
 
 async def test_rolls_over_into_continuation_messages():
-    sink = RecordingSink(max_chars=300)
+    sink = RecordingSurface(max_chars=300)
     code = "\n".join(f"    value_{i} = compute({i})" for i in range(40))
     answer = "Intro paragraph.\n\n```python\n" + code + "\n```\n\nAnd a closing paragraph. " * 3
     out = await ReplyStream(sink, interval=0.0).run(deltas(list(answer), delay=0))
@@ -65,7 +65,7 @@ async def test_rolls_over_into_continuation_messages():
 
 
 async def test_stream_cut_mid_answer_keeps_partial_text_with_a_note():
-    sink = RecordingSink()
+    sink = RecordingSurface()
     err = StreamInterrupted("DeepInfra", "reset", hint="the answer is incomplete")
     out = await ReplyStream(sink, interval=0.0).run(deltas(["Hello ", "wor"], error=err))
     assert sink.calls[-1] == ("fail", "Hello wor")
@@ -74,7 +74,7 @@ async def test_stream_cut_mid_answer_keeps_partial_text_with_a_note():
 
 
 async def test_failure_before_any_text_leaves_an_error_note():
-    sink = RecordingSink()
+    sink = RecordingSurface()
     err = ProviderUnavailable("AIGateway", status=503, hint="try again shortly")
     out = await ReplyStream(sink).run(deltas(["x"], error=err, after=0), notes=["(earlier messages were left out)"])
     assert sink.calls[-1] == ("fail", "")
@@ -83,14 +83,14 @@ async def test_failure_before_any_text_leaves_an_error_note():
 
 
 async def test_end_without_finish_reason_is_an_interruption():
-    sink = RecordingSink()
+    sink = RecordingSurface()
     out = await ReplyStream(sink, interval=0.0).run(deltas(["partial"], finish=None))
     assert out.state == "partial"
     assert sink.calls[-1][0] == "fail" and "cut" in sink.notes[-1]
 
 
 async def test_platform_429s_are_honoured_and_the_final_text_arrives():
-    sink = RecordingSink(rate_limit_every=2)
+    sink = RecordingSurface(rate_limit_every=2)
     pieces = [f"t{i} " for i in range(40)]
     out = await ReplyStream(sink, interval=0.01).run(deltas(pieces, delay=0.005))
     assert out.rate_limited >= 1
@@ -99,7 +99,7 @@ async def test_platform_429s_are_honoured_and_the_final_text_arrives():
 
 
 async def test_cancellation_finalises_as_interrupted():
-    sink = RecordingSink()
+    sink = RecordingSurface()
 
     async def endless():
         yield Delta(text="started ")
@@ -145,7 +145,7 @@ async def test_budget_pause_blocks_everyone():
 async def test_a_failed_split_during_streaming_does_not_abort_the_answer():
     from bot.errors import PlatformUnavailable
 
-    class FlakySplit(RecordingSink):
+    class FlakySplit(RecordingSurface):
         failures = 1
 
         async def split(self, text):
@@ -165,7 +165,7 @@ async def test_a_failed_split_during_streaming_does_not_abort_the_answer():
 async def test_cancelled_while_the_final_edit_waits_still_shows_interrupted():
     tried = asyncio.Event()
 
-    class SlowFinish(RecordingSink):
+    class SlowFinish(RecordingSurface):
         async def finish(self, text, notes):
             tried.set()
             raise PlatformRateLimited(retry_after=30)  # the final edit would wait 30 s
@@ -181,7 +181,7 @@ async def test_cancelled_while_the_final_edit_waits_still_shows_interrupted():
 
 
 async def test_no_room_left_in_the_message_still_ends_with_the_notes():
-    class Crowded(RecordingSink):
+    class Crowded(RecordingSurface):
         def measure(self, text):
             return len(text) + 95  # a header takes almost the whole message
 

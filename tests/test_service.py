@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.conversation import Turn
 from bot.service import Request
-from tests.fakes.sinks import RecordingSink
+from tests.fakes.sinks import RecordingSurface
 
 
 def ask(text: str, **kw) -> Request:
@@ -17,7 +17,7 @@ async def test_answer_is_streamed_recorded_and_costed(make_settings, fake_llm):
     settings = make_settings(openai_price_in=1.0, openai_price_out=2.0, bot_temperature=0.3)
     fake_llm.reply("The answer is forty-two.", delay=0.01, usage={"prompt_tokens": 1000, "completion_tokens": 500})
     async with open_service(settings) as service:
-        sink = RecordingSink()
+        sink = RecordingSurface()
         out = await service.answer(ask("What is the answer?"), sink)
         assert out.state == "complete"
         assert sink.messages == ["The answer is forty-two."]
@@ -41,7 +41,7 @@ async def _replies(store):
 
 async def test_wrong_key_turns_into_one_clear_note(service, fake_llm):
     fake_llm.fail(401, {"error": {"message": "Not authenticated", "type": "invalid_request_error"}})
-    sink = RecordingSink()
+    sink = RecordingSurface()
     out = await service.answer(ask("hi", conversation_key="terminal:x"), sink)
     assert out.state == "failed"
     assert sink.calls[-1] == ("fail", "")
@@ -53,7 +53,7 @@ async def test_wrong_key_turns_into_one_clear_note(service, fake_llm):
 async def test_server_error_before_first_token_is_retried(service, fake_llm):
     fake_llm.fail(503)
     fake_llm.reply("recovered")
-    sink = RecordingSink()
+    sink = RecordingSurface()
     out = await service.answer(ask("hi"), sink)
     assert out.state == "complete" and sink.messages == ["recovered"]
     assert len(fake_llm.requests) == 2
@@ -61,7 +61,7 @@ async def test_server_error_before_first_token_is_retried(service, fake_llm):
 
 async def test_cut_stream_keeps_partial_text_and_the_conversation(service, fake_llm):
     fake_llm.cut("one two three four five six", after=3)
-    sink = RecordingSink()
+    sink = RecordingSurface()
     out = await service.answer(ask("count", conversation_key="terminal:c"), sink)
     assert out.state == "partial"
     assert sink.calls[-1] == ("fail", "one two three ")
@@ -71,7 +71,7 @@ async def test_cut_stream_keeps_partial_text_and_the_conversation(service, fake_
 
 
 async def test_empty_question_is_refused_without_calling_the_provider(service, fake_llm):
-    sink = RecordingSink()
+    sink = RecordingSurface()
     out = await service.answer(ask("   "), sink)
     assert out.state == "failed" and "empty" in sink.notes[-1]
     assert fake_llm.requests == []
@@ -86,7 +86,7 @@ async def test_long_history_is_trimmed_and_the_user_is_told(make_settings, fake_
         turns += [Turn("user", f"message {i} " * 10, message_id=f"u{i}"), Turn("assistant", f"reply {i} " * 10, message_id=f"a{i}")]
     turns.append(Turn("user", "latest question", message_id="q"))
     async with open_service(settings) as service:
-        sink = RecordingSink()
+        sink = RecordingSurface()
         await service.answer(Request("test", "C1", turns), sink)
     sent = fake_llm.requests[-1]["messages"]
     assert sent[-1]["content"] == "latest question"
@@ -108,7 +108,7 @@ async def test_failover_to_a_smaller_window_still_says_history_was_left_out(make
     fake_llm.fail(401)  # openai, whose window holds everything, fails first
     fake_llm.reply("from the small window")
     async with open_service(settings) as service:
-        sink = RecordingSink()
+        sink = RecordingSurface()
         out = await service.answer(Request("test", "C1", turns), sink)
     assert out.state == "complete" and sink.messages == ["from the small window"]
     assert len(fake_llm.requests[0]["messages"]) == 22 and len(fake_llm.requests[1]["messages"]) < 22

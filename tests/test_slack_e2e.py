@@ -125,7 +125,7 @@ async def test_empty_ask_gets_usage_in_the_ack(slack, start_bot, fake_llm):
 
 
 async def test_the_same_event_twice_gets_one_reply(slack, start_bot, fake_llm, caplog):
-    caplog.set_level(logging.INFO, logger="adapters.slack")
+    caplog.set_level(logging.INFO)
     fake_llm.reply("Once.", delay=0.01)
     await start_bot()
     body = slack.callback(mention(slack, f"<@{BOT_USER}> say it once"))
@@ -138,7 +138,7 @@ async def test_the_same_event_twice_gets_one_reply(slack, start_bot, fake_llm, c
 
 
 async def test_mention_and_message_events_for_one_message_answer_once(slack, start_bot, fake_llm, caplog):
-    caplog.set_level(logging.INFO, logger="adapters.slack")
+    caplog.set_level(logging.INFO)
     fake_llm.reply("Just one answer.")
     await start_bot()
     message = slack.say(f"<@{BOT_USER}> hello")

@@ -22,7 +22,7 @@ import discord
 import yarl
 
 from bot.errors import ConfigError
-from bot.service import RelayService
+from bot.incoming import Core
 from bot.settings import Settings
 
 from .client import RelayClient
@@ -45,7 +45,7 @@ def point_at(settings: Settings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-async def run(service: RelayService, settings: Settings, stop: asyncio.Event, **options: Any) -> None:
+async def run(service: Core, settings: Settings, stop: asyncio.Event, **options: Any) -> None:
     """Serve Discord until ``stop`` is set.  ``options`` go to ``discord.Client`` (tests lower
     ``guild_ready_timeout``)."""
     if settings.discord_token is None:
@@ -76,9 +76,9 @@ async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
         if stop.is_set():
             log.info("discord: stopping; answers in flight may finish first")
             # Answers in flight still need the connection for their last edit: drain first.
-            await client.service.drain()
+            await client.core.drain()
     finally:
-        client.service.health["discord"] = False
+        client.core.report_health("discord", False)
         stopped.cancel()
         await client.close()
     await connection  # after a clean close this returns; otherwise it raises what ended it

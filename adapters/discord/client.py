@@ -1,17 +1,17 @@
-"""The discord.py client: turns gateway events into requests for the relay service.
+"""The discord.py client: gateway events in, ``Incoming`` requests out.
 
-``on_message`` decides (``events``), dedupes on the message snowflake, reads
-the conversation (``history``), picks where the answer goes (a reply, a new
-thread, the thread or DM itself) and streams it through a ``ChannelSink``.
-``/ask`` is deferred at once, then answered into an ``InteractionSink``.
-Answers run as tracked tasks so the gateway is never blocked and shutdown
-can let them finish.
+``on_message`` decides with the pure ``events`` functions whether a message
+asks the bot something and hands the core an ``Incoming``: the message
+snowflake as dedupe key, the caller, a history reader (``history``) and where
+the answer goes (a reply, a new thread, the thread or DM itself).  ``/ask`` is
+deferred at once, then answered into an ``InteractionSurface``.  The core
+decides the rest.  The client is also the core's ``Platform`` after a restart
+(``surface``, ``revive``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import discord
@@ -19,17 +19,20 @@ from discord import app_commands
 
 from bot.access import Caller
 from bot.conversation import Turn
-from bot.service import RelayService, Request
+from bot.errors import MessageGone
+from bot.incoming import Core, Incoming
+from bot.pacing import EditBudget
 from bot.settings import Settings
+from bot.surface import Surface
+from bot.tokens import TokenCounter
 
 from . import format as fmt
-from . import recovery
 from .commands import ask_command, relay_command, relay_reply
 from .events import Policy, Trigger, decide, facts_of, interaction_allowed
-from .history import HistoryReader, token_budget
-from .pacing import Budgets, EditBudget, RateMonitor, Watch
+from .history import HistoryReader
+from .pacing import Budgets, RateMonitor, Watch
 from .parsers import UNREADABLE, guard_parsers
-from .sink import MAPPED, NO_MENTIONS, ChannelSink, InteractionSink, map_error
+from .surface import MAPPED, NO_MENTIONS, ChannelSurface, InteractionSurface, map_error
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,9 @@ NOT_ALLOWED = "Sorry, I am not set up to answer here."
 
 
 class RelayClient(discord.Client):
-    def __init__(
-        self, service: RelayService, settings: Settings, *, message_content: bool = True, **options: Any
-    ) -> None:
+    name = "discord"
+
+    def __init__(self, core: Core, settings: Settings, *, message_content: bool = True, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
         self.monitor = RateMonitor()
@@ -58,34 +61,34 @@ class RelayClient(discord.Client):
             intents=intents, allowed_mentions=NO_MENTIONS, http_trace=self.monitor.trace, **options
         )
         guard_parsers(self._connection.parsers)  # an unreadable event must not end the connection
-        self.service = service
+        self.core = core
         self.settings = settings
         self.policy = Policy.from_settings(settings)
         self.budgets = Budgets(settings.discord_edits_per_minute)
-        self.reader = HistoryReader(self, token_budget(settings), service.counter.count)
+        self.reader = HistoryReader(self, 0)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask_command(self.ask))
         self.tree.add_command(relay_command(self.relay))
         self.accepting = True
         self._warned_empty = False
-        service.health["discord"] = False  # until on_ready: /healthz says "not yet"
+        core.report_health("discord", False)  # until on_ready: /healthz says "not yet"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
-        """After login, before the gateway: sync slash commands, finalise what a crash left."""
+        """After login, before the gateway: sync slash commands, settle what a restart left open."""
         try:
             synced = await self.tree.sync()
         except MAPPED as exc:
             log.warning("discord: could not sync slash commands: %s", map_error(exc))
         else:
             log.info("discord: synced %d slash command(s)", len(synced))
-        recovered = await self.service.recover("discord", lambda record: recovery.finalise(self, record))
+        recovered = await self.core.recover(self)
         if recovered:
-            log.info("discord: finalised %d answer(s) left unfinished by a restart", recovered)
+            log.info("discord: settled %d request(s) left open by a restart", recovered)
 
     async def on_ready(self) -> None:
-        self.service.health["discord"] = True
+        self.core.report_health("discord", True)
         log.info(
             "discord: connected as %s (%s) in %d guild(s)",
             self.user,
@@ -94,20 +97,40 @@ class RelayClient(discord.Client):
         )
 
     async def on_resumed(self) -> None:
-        self.service.health["discord"] = True
+        self.core.report_health("discord", True)
 
     async def on_disconnect(self) -> None:
-        self.service.health["discord"] = False
+        self.core.report_health("discord", False)
 
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``work`` as a service task: tracked, so a shutdown lets it finish."""
-        if self.service.spawn(work, name=name) is None:
+    def _handle(self, incoming: Incoming, name: str) -> None:
+        if self.core.spawn(self.core.handle(incoming), name=name) is None:
             log.info("discord: shutting down, %s not started", name)
+
+    # -- the core's Platform ---------------------------------------------------------------
+
+    def surface(self, place: dict[str, Any]) -> Surface:
+        if place.get("kind") != "channel":
+            return _Expired()
+        channel = self.get_partial_messageable(int(place["channel"]))
+        reply_to = place.get("reply_to")
+        return ChannelSurface(channel, int(reply_to) if reply_to else None, self._watch(channel.id))
+
+    async def revive(self, origin: dict[str, Any]) -> Incoming | None:
+        if "message" not in origin or self.user is None:
+            return None  # an interaction's token does not outlive a restart
+        channel = self.get_channel(int(origin["channel"])) or await _call(self.fetch_channel(int(origin["channel"])))
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        message = await _call(channel.fetch_message(int(origin["message"])))
+        return self._incoming(message, Trigger(origin["trigger"]), keys=())
+
+    def _watch(self, channel_id: int) -> Watch:
+        return Watch(self.monitor, f"channel:{channel_id}")
 
     # -- messages ---------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        if not self.accepting or not self.service.accepting or self.user is None:
+        if not self.accepting or not self.core.accepting or self.user is None:
             return
         try:
             facts = facts_of(message, self.user.id)
@@ -118,55 +141,72 @@ class RelayClient(discord.Client):
             return
         trigger = decide(facts, self.policy)
         if trigger is not None:
-            self.spawn(self.answer_message(message, trigger), name=f"discord-message-{message.id}")
+            self._check_content(message)
+            incoming = self._incoming(message, trigger, keys=(("message", str(message.id)),))
+            self._handle(incoming, f"discord-message-{message.id}")
 
-    async def answer_message(self, message: discord.Message, trigger: Trigger) -> None:
-        if not await self.service.store.claim_event(f"message:{message.id}", "discord"):
-            return
-        self._check_content(message)
-        try:
-            channel, reply_to, turns = await self._conversation(message, trigger)
-        except MAPPED as exc:
-            log.warning("discord message %s: could not read the conversation: %s", message.id, map_error(exc))
-            return
-        if trigger is not Trigger.MENTION and not _asks(message, turns):
-            log.info("discord message %s: no text to answer (%s)", message.id, trigger.value)
-            return  # an image or sticker in a conversation: only an explicit mention gets "empty"
-        sink = ChannelSink(channel, reply_to=reply_to, watch=Watch(self.monitor, f"channel:{channel.id}"))
-        request = Request(
-            platform="discord",
-            channel=str(getattr(channel, "parent_id", None) or channel.id),
-            thread=_conversation_key(message, channel, turns),
-            turns=turns,
-            user_id=str(message.author.id),
-            workspace=str(message.guild.id) if message.guild is not None else None,
-            roles=_roles(message.author),
+    def _incoming(self, message: discord.Message, trigger: Trigger, *, keys: tuple[tuple[str, str], ...]) -> Incoming:
+        channel = message.channel
+        parent = getattr(channel, "parent_id", None)
+        reply_to = None if trigger in (Trigger.DM, Trigger.THREAD) else message.id
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn] | None:
+            self.reader.budget, self.reader.count = budget, counter.count  # the core's budget and counter
+            try:
+                turns = await self._turns(message, trigger)
+            except MAPPED as exc:
+                log.warning("discord message %s: could not read the conversation: %s", message.id, map_error(exc))
+                turns = []
+            if not _asks(message, turns):
+                if trigger is not Trigger.MENTION:  # an image or sticker in a conversation: stay silent
+                    log.info("discord message %s: no text to answer (%s)", message.id, trigger.value)
+                    return None
+                return [Turn("user", "")]  # an explicit mention without text: the core says "empty"
+            return turns
+
+        async def open_(turns: list[Turn]) -> Surface:
+            target: discord.abc.Messageable = channel
+            reply = reply_to
+            if (
+                trigger is Trigger.MENTION
+                and self.settings.discord_reply_mode == "thread"
+                and not isinstance(channel, discord.Thread)
+                and turns
+                and turns[-1].text.strip()
+            ):
+                thread = await self._open_thread(message, turns)
+                if thread is not None:
+                    target, reply = thread, None
+            return ChannelSurface(target, reply, self._watch(target.id))
+
+        return Incoming(
+            caller=Caller(
+                "discord",
+                str(message.author.id),
+                str(parent or channel.id),
+                str(message.guild.id) if message.guild is not None else None,
+                _roles(message.author),
+            ),
+            conversation=_conversation_key(message, channel),
+            read=read,
+            open=open_,
+            keys=keys,
+            origin={
+                "channel": str(channel.id),
+                "message": str(message.id),
+                "trigger": trigger.value,
+                "place": {"kind": "channel", "channel": str(channel.id), "reply_to": reply_to},
+            },
+            budget=self.budgets.for_channel(channel.id),
         )
-        try:
-            await self.service.answer(request, sink, budget=self.budgets.for_channel(channel.id))
-        finally:
-            await sink.close()
 
-    async def _conversation(
-        self, message: discord.Message, trigger: Trigger
-    ) -> tuple[discord.abc.Messageable, discord.Message | None, list[Turn]]:
-        """Where the answer goes, what it replies to, and the turns so far."""
+    async def _turns(self, message: discord.Message, trigger: Trigger) -> list[Turn]:
         channel = message.channel
         if trigger is Trigger.DM:
-            return channel, None, await self.reader.direct(message)
+            return await self.reader.direct(message)
         if trigger is Trigger.THREAD and isinstance(channel, discord.Thread):
-            return channel, None, await self.reader.thread(message, channel)
-        turns = await self.reader.reply_chain(message)
-        if (
-            trigger is Trigger.MENTION
-            and self.settings.discord_reply_mode == "thread"
-            and not isinstance(channel, discord.Thread)
-            and _asks(message, turns)
-        ):
-            thread = await self._open_thread(message, turns)
-            if thread is not None:
-                return thread, None, turns
-        return channel, message, turns
+            return await self.reader.thread(message, channel)
+        return await self.reader.reply_chain(message)
 
     async def _open_thread(self, message: discord.Message, turns: list[Turn]) -> discord.Thread | None:
         name = thread_name(turns[-1].text if turns else "")
@@ -187,51 +227,53 @@ class RelayClient(discord.Client):
 
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         """Defer within Discord's 3 s, then stream the answer into the original response."""
-        if not self.accepting or not self.service.accepting:
+        if not self.accepting or not self.core.accepting:
             return
         if not self._interaction_allowed(interaction):
             await self._refuse(interaction)
             return
+        caller = _interaction_caller(interaction)
         try:  # first: the 3 s window is Discord's, whatever else is slow
             await interaction.response.defer(thinking=True)
         except MAPPED as exc:
             log.warning("discord /ask %s: could not defer: %s", interaction.id, map_error(exc))
             return
-        if not await self.service.store.claim_event(f"interaction:{interaction.id}", "discord"):
-            return
-        self.spawn(self.answer_interaction(interaction, question), name=f"discord-ask-{interaction.id}")
-
-    async def answer_interaction(self, interaction: discord.Interaction, question: str) -> None:
+        surface = InteractionSurface(interaction, watch=Watch(self.monitor, f"token:{interaction.token}"))
         labelled = interaction.guild_id is not None
-        author = interaction.user.display_name if labelled else None
         text = fmt.question_text(question, self.user.id if self.user else 0, {})
-        request = Request(
-            platform="discord",
-            channel=str(getattr(interaction.channel, "parent_id", None) or interaction.channel_id),
-            thread=f"ask:{interaction.id}",
-            turns=[Turn("user", text, author=author, message_id=f"discord:ask:{interaction.id}")],
-            user_id=str(interaction.user.id),
-            workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
-            roles=_roles(interaction.user),
+        turn = Turn(
+            "user",
+            text,
+            author=interaction.user.display_name if labelled else None,
+            message_id=f"discord:ask:{interaction.id}",
         )
-        token = interaction.token
-        sink = InteractionSink(interaction, watch=Watch(self.monitor, f"token:{token}"))
-        # Interaction webhooks have their own bucket, separate from the channel's.
-        await self.service.answer(request, sink, budget=EditBudget(self.settings.discord_edits_per_minute))
-        if sink.messages == 0 and not sink.dead:
-            await _drop_thinking(interaction)  # nothing was shown (a blocked caller): no "thinking…" left
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn]:
+            return [turn]
+
+        async def open_(turns: list[Turn]) -> Surface:
+            return surface
+
+        async def after(outcome: Any) -> None:
+            if outcome.messages == 0:  # nothing was shown: no "thinking…" left behind
+                await _drop_thinking(interaction)
+
+        incoming = Incoming(
+            caller=caller,
+            conversation=f"ask:{interaction.id}",
+            read=read,
+            open=open_,
+            keys=(("interaction", str(interaction.id)),),
+            origin={"place": {"kind": "interaction"}},
+            # Interaction webhooks have their own bucket, separate from the channel's.
+            budget=EditBudget(self.settings.discord_edits_per_minute),
+            after=after,
+        )
+        self._handle(incoming, f"discord-ask-{interaction.id}")
 
     async def relay(self, interaction: discord.Interaction, command: str) -> None:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""
-        channel = interaction.channel
-        caller = Caller(
-            platform="discord",
-            user=str(interaction.user.id),
-            channel=str(getattr(channel, "parent_id", None) or interaction.channel_id),
-            workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
-            roles=_roles(interaction.user),
-        )
-        text = await relay_reply(self.service, caller, command)
+        text = await relay_reply(self.core, _interaction_caller(interaction), command)
         try:
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
@@ -254,6 +296,43 @@ class RelayClient(discord.Client):
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
             log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
+
+
+class _Expired:
+    """A reply place that cannot be written any more (an interaction from before a restart)."""
+
+    max_chars = 1
+
+    def render(self, draft: Any) -> str:
+        return ""
+
+    def measure(self, draft: Any) -> int:
+        return 0
+
+    async def post(self, draft: Any) -> Any:
+        raise MessageGone("discord: the interaction is gone")
+
+    async def edit(self, ref: Any, draft: Any) -> None:
+        raise MessageGone("discord: the interaction is gone")
+
+
+async def _call(call: Any) -> Any:
+    """A discord.py call, its failures as ``bot.errors``."""
+    try:
+        return await call
+    except MAPPED as exc:
+        raise map_error(exc) from exc
+
+
+def _interaction_caller(interaction: discord.Interaction) -> Caller:
+    channel = interaction.channel
+    return Caller(
+        platform="discord",
+        user=str(interaction.user.id),
+        channel=str(getattr(channel, "parent_id", None) or interaction.channel_id),
+        workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
+        roles=_roles(interaction.user),
+    )
 
 
 async def _drop_thinking(interaction: discord.Interaction) -> None:
@@ -280,11 +359,12 @@ def thread_name(question: str) -> str:
     return first
 
 
-def _conversation_key(message: discord.Message, channel: Any, turns: list[Turn]) -> str:
+def _conversation_key(message: discord.Message, channel: Any) -> str:
     """Answers in one conversation run in order; different conversations run side by side."""
     if isinstance(channel, discord.Thread):
         return f"thread:{channel.id}"
     if message.guild is None:
         return f"dm:{channel.id}"
-    root = next((t.message_id for t in turns if t.message_id), None) or f"discord:{message.id}"
-    return f"chain:{root}"
+    # A reply chain: keyed by the message it replies to (or itself), so a chain's answers queue.
+    root = message.reference.message_id if message.reference is not None else None
+    return f"chain:{root or message.id}"

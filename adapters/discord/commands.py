@@ -15,12 +15,11 @@ import discord
 from discord import app_commands
 
 from bot.access import Caller
-from bot.commands import relay_command as run_relay
 from bot.errors import RelayError
-from bot.service import RelayService
+from bot.incoming import Core
 
 from . import format as fmt
-from .sink import LIMIT
+from .surface import LIMIT
 
 Handler = Callable[[discord.Interaction, str], Awaitable[None]]
 
@@ -45,10 +44,10 @@ def relay_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
     return relay
 
 
-async def relay_reply(service: RelayService, caller: Caller, text: str) -> str:
+async def relay_reply(core: Core, caller: Caller, text: str) -> str:
     """The ``/relay`` answer as Discord Markdown, within one message."""
     try:
-        reply = await run_relay(service, caller, text)
+        reply = await core.relay_command(caller, text)
     except RelayError as exc:
         reply = exc.user_message
     reply = fmt.render(_SLACK_BOLD.sub(r"**\1**", reply))

@@ -23,7 +23,7 @@ from bot.conversation import Turn
 from bot.settings import Settings
 
 from . import format as fmt
-from .sink import MAPPED, map_error
+from .surface import MAPPED, map_error
 
 log = logging.getLogger(__name__)
 

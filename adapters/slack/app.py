@@ -20,12 +20,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError, PlatformError
-from bot.service import RelayService
+from bot.incoming import Core
 from bot.settings import Settings
 
 from .api import SlackApi
 from .http_guard import guard
-from .recovery import finalise
 from .relay import SlackRelay
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
 class SlackBot:
     """A connected bot: ``start()``, answer, ``stop()``."""
 
-    def __init__(self, service: RelayService, settings: Settings, *, host: str = "0.0.0.0") -> None:
+    def __init__(self, service: Core, settings: Settings, *, host: str = "0.0.0.0") -> None:
         token = settings.slack_bot_token
         if token is None:
             raise ConfigError("SLACK_BOT_TOKEN is not set")
@@ -115,6 +114,7 @@ class SlackBot:
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._watch: asyncio.Task[None] | None = None
+        self.connected = False
         self.host = host
         self.port = settings.slack_port
 
@@ -129,9 +129,9 @@ class SlackBot:
             raise ConfigError(
                 f"SLACK_BOT_TOKEN: auth.test failed ({exc}); check the token and SLACK_API_URL"
             ) from exc
-        recovered = await self.service.recover("slack", lambda record: finalise(self.api, record))
+        recovered = await self.service.recover(self.relay)
         if recovered:
-            log.info("slack: finalised %d replies left unfinished by a restart", recovered)
+            log.info("slack: settled %d requests left open by a restart", recovered)
         if self.settings.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(
                 self.app, app_token=self.settings.slack_app_token.get_secret_value(), web_client=self.client
@@ -146,7 +146,8 @@ class SlackBot:
                 self._socket = None
                 raise
             await self._socket.connect_async()
-            self.service.health["slack"] = True
+            self.connected = True
+            self.service.report_health("slack", True)
             self._watch = asyncio.create_task(self._watch_socket(self._socket), name="slack-health")
             log.info("slack: connected in Socket Mode")
             return
@@ -168,7 +169,7 @@ class SlackBot:
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        self.service.health["slack"] = True
+        self.service.report_health("slack", True)
         log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
 
     async def _socket_url(self, app_token: str) -> str:
@@ -182,20 +183,21 @@ class SlackBot:
         return str(response["url"])
 
     async def _watch_socket(self, socket: AsyncSocketModeHandler) -> None:
-        """Keep ``service.health`` current while slack_sdk reconnects the websocket on its own."""
+        """Keep the reported health current while slack_sdk reconnects the websocket on its own."""
         while True:
             await asyncio.sleep(HEALTH_EVERY)
             up = await socket.client.is_connected()
-            if up != self.service.health.get("slack"):
+            if up != self.connected:
                 log.warning("slack: Socket Mode %s", "reconnected" if up else "disconnected; reconnecting")
-            self.service.health["slack"] = up
+            self.connected = up
+            self.service.report_health("slack", up)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking events, let replies in flight finish (``service.drain``), close the connection."""
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        self.service.health["slack"] = False
+        self.service.report_health("slack", False)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,42 +1,44 @@
-"""The thin I/O layer between Bolt listeners and ``RelayService``.
+"""Slack events in, ``Incoming`` requests out: the translation between Bolt and the core.
 
-Listeners hand events here and return at once (Bolt has acked already);
-``SlackRelay`` decides with the pure ``events`` functions, dedupes through
-the store (the event id, and the message's channel+ts so an ``app_mention``
-and a ``message`` for one message answer once), reads the history, picks a
-sink and runs the answer in a tracked background task.  One ``EditBudget``
-per workspace is shared by every reply streaming there.
+Listeners hand events here and return at once (Bolt has acked already).
+``SlackRelay`` decides with the pure ``events`` functions whether a message
+asks the bot something, and hands the core an ``Incoming``: dedupe keys (the
+event id, and the message's channel+ts so an ``app_mention`` and a
+``message`` for one message answer once), the caller, a history reader and
+where the reply goes.  The core decides the rest.  ``SlackRelay`` is also the
+core's ``Platform`` after a restart (``surface``, ``revive``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from bot.access import Caller
-from bot.commands import relay_command
 from bot.conversation import Turn
 from bot.errors import PlatformError
+from bot.incoming import Core, Incoming
 from bot.pacing import EditBudget
-from bot.reply import Sink
-from bot.service import RelayService, Request
+from bot.reply import ReplyOutcome
 from bot.settings import Settings
+from bot.surface import Surface
+from bot.tokens import TokenCounter
 
 from . import events
 from .api import SlackApi
 from .events import Trigger
 from .format import escape, quiet_crowds
 from .history import History
-from .sink import STREAM_LIFETIME, Place, StreamSink, UpdateSink
+from .surface import Place, surface_for
 
 log = logging.getLogger(__name__)
 
 #: The question shown above an /ask answer shares the message's ~3,500 bytes with the answer.
 HEADER_QUESTION_BYTES = 1000
 
-DEFAULT_WINDOW = 8192
 KNOWN_THREADS = 20_000
 TITLE_CHARS = 60
 UNREADABLE_COMMAND = "Sorry, I could not read that command; please try again."
@@ -46,8 +48,10 @@ Respond = Callable[[str], Awaitable[Any]]
 
 
 class SlackRelay:
-    def __init__(self, service: RelayService, settings: Settings, api: SlackApi) -> None:
-        self.service = service
+    name = "slack"
+
+    def __init__(self, core: Core, settings: Settings, api: SlackApi) -> None:
+        self.core = core
         self.settings = settings
         self.api = api
         self.history = History(api)
@@ -57,13 +61,6 @@ class SlackRelay:
         self.bot_id: str | None = None
         self.bot_name = "the bot"
         self.team: str | None = None
-        self.stream_lifetime = STREAM_LIFETIME
-        self.window = self._window(settings)
-
-    @staticmethod
-    def _window(settings: Settings) -> int:
-        windows = [settings.provider(name).context_window for name in settings.provider_order()]
-        return max(windows, default=DEFAULT_WINDOW)
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""
@@ -81,22 +78,21 @@ class SlackRelay:
             self.budgets[key] = EditBudget(per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True)
         return self.budgets[key]
 
-    # -- tasks --------------------------------------------------------------------------------
+    def _handle(self, incoming: Incoming, name: str) -> None:
+        self.core.spawn(self.core.handle(incoming), name=name)
 
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``work`` as a service task (tracked, so a shutdown drains it)."""
-        if not self.service.accepting:
-            work.close()
-            log.info("slack: shutting down; %s not started", name)
-            return
-        self.service.spawn(self._guard(work, name), name=name)
+    # -- the core's Platform ---------------------------------------------------------------
 
-    @staticmethod
-    async def _guard(work: Coroutine[Any, Any, None], name: str) -> None:
-        try:
-            await work
-        except PlatformError as exc:
-            log.warning("slack %s: %s", name, exc)
+    def surface(self, place: dict[str, Any]) -> Surface:
+        return surface_for(self.api, Place.from_dict(place))
+
+    async def revive(self, origin: dict[str, Any]) -> Incoming | None:
+        trig = _trigger(origin.get("trigger"))
+        if trig is None:
+            return None
+        if origin.get("ask"):
+            return self._ask_incoming(trig, keys=(), respond=None)
+        return self._message_incoming(trig, keys=(), assistant=bool(origin.get("assistant")))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -111,16 +107,43 @@ class SlackRelay:
         if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
             log.info("slack: %s in %s is not on the allowlist", trig.user, trig.channel)
             return
+        keys = [("message", f"{trig.channel}:{trig.ts}")]
         event_id = events.slack_id(body.get("event_id"))  # a malformed id: dedupe on channel+ts alone
-        if event_id and not await self.service.store.claim_event(f"slack:{event_id}", "slack"):
-            log.info("slack: event %s delivered again; already handled", event_id)
-            return
-        if trig.kind == "followup" and not await self._followed(trig):
-            return
-        if not await self.service.store.claim_event(f"slack:msg:{trig.channel}:{trig.ts}", "slack"):
-            log.info("slack: message %s in %s already answered", trig.ts, trig.channel)
-            return
-        self.spawn(self._answer(trig, assistant=assistant), f"reply-{trig.channel}-{trig.ts}")
+        if event_id:
+            keys.insert(0, ("event", event_id))
+        incoming = self._message_incoming(trig, keys=tuple(keys), assistant=assistant)
+        self._handle(incoming, f"reply-{trig.channel}-{trig.ts}")
+
+    def _message_incoming(
+        self, trig: Trigger, *, keys: tuple[tuple[str, str], ...], assistant: bool
+    ) -> Incoming:
+        place = self._place(trig, assistant=assistant)
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn]:
+            return await self._turns(trig, budget)
+
+        async def open_(turns: list[Turn]) -> Surface:
+            if place.thread_ts:
+                self._remember_thread((trig.channel, place.thread_ts), True)
+            if assistant and place.thread_ts and turns and not any(t.role == "user" for t in turns[:-1]):
+                await self._title(place, turns[-1].text)
+            return surface_for(self.api, place)
+
+        return Incoming(
+            caller=_caller(trig),
+            conversation=f"{trig.channel}:{place.thread_ts or 'top'}",
+            read=read,
+            open=open_,
+            keys=keys,
+            origin={"trigger": asdict(trig), "assistant": assistant, "place": place.as_dict()},
+            relevant=(lambda: self._followed(trig)) if trig.kind == "followup" else None,
+            budget=self.budget(trig.team),
+        )
+
+    def _place(self, trig: Trigger, *, assistant: bool) -> Place:
+        thread = trig.reply_thread
+        stream = bool(self.settings.slack_native_streaming and thread)
+        return Place(trig.channel, thread, trig.team or None, trig.user, stream=stream, status=assistant and not stream)
 
     async def _followed(self, trig: Trigger) -> bool:
         """Whether a thread message without a mention gets an answer: the bot must have answered there."""
@@ -152,26 +175,6 @@ class SlackRelay:
         if len(self.threads) > KNOWN_THREADS:
             self.threads.popitem(last=False)
 
-    # -- answering ------------------------------------------------------------------------------
-
-    async def _answer(self, trig: Trigger, *, assistant: bool) -> None:
-        turns = await self._turns(trig)
-        place = Place(trig.channel, trig.reply_thread, trig.team or None, trig.user)
-        sink = self._sink(place, assistant=assistant)
-        if place.thread_ts:
-            self._remember_thread((trig.channel, place.thread_ts), True)
-        if assistant and place.thread_ts and not any(t.role == "user" for t in turns[:-1]):
-            await self._title(place, turns[-1].text)
-        request = Request(
-            "slack",
-            trig.channel,
-            turns,
-            thread=place.thread_ts,
-            user_id=trig.user,
-            workspace=trig.team or None,
-        )
-        await self.service.answer(request, sink, budget=self.budget(trig.team))
-
     async def _title(self, place: Place, question: str) -> None:
         """Name a new assistant thread after its first question."""
         title = " ".join(question.split())
@@ -183,21 +186,14 @@ class SlackRelay:
         except PlatformError as exc:
             log.info("slack: thread title not set: %s", exc)
 
-    def _sink(self, place: Place, *, assistant: bool = False) -> Sink:
-        if self.settings.slack_native_streaming and place.thread_ts:
-            return StreamSink(self.api, place, lifetime=self.stream_lifetime)
-        return UpdateSink(self.api, place, status=assistant)
-
-    async def _turns(self, trig: Trigger) -> list[Turn]:
+    async def _turns(self, trig: Trigger, budget: int) -> list[Turn]:
         """History (oldest first) ending with the question; a history read failure leaves just the question."""
         messages: list[Mapping[str, Any]] = []
         try:
             if trig.in_thread and trig.thread_ts:
-                messages = await self.history.thread(
-                    trig.channel, trig.thread_ts, self.window, latest=trig.ts
-                )
+                messages = await self.history.thread(trig.channel, trig.thread_ts, budget, latest=trig.ts)
             elif trig.kind == "dm":
-                messages = await self.history.channel(trig.channel, self.window, latest=trig.ts)
+                messages = await self.history.channel(trig.channel, budget, latest=trig.ts)
         except PlatformError as exc:
             log.warning(
                 "slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc
@@ -250,7 +246,7 @@ class SlackRelay:
             log.info("slack: /relay without a readable user or channel; ignored")
             return UNREADABLE_COMMAND
         caller = Caller("slack", user, channel, team)
-        return quiet_crowds(escape(await relay_command(self.service, caller, events.text_of(command))))
+        return quiet_crowds(escape(await self.core.relay_command(caller, events.text_of(command))))
 
     # -- /ask -------------------------------------------------------------------------------------
 
@@ -268,31 +264,51 @@ class SlackRelay:
         if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
             await respond("Sorry, I don't answer here.")
             return
-        if trigger_id and not await self.service.store.claim_event(f"slack:cmd:{trigger_id}", "slack"):
-            return
-        self.spawn(self._ask(trig, respond), f"ask-{channel}-{trigger_id}")
+        keys = (("command", trigger_id),) if trigger_id else ()
+        self._handle(self._ask_incoming(trig, keys=keys, respond=respond), f"ask-{channel}-{trigger_id}")
 
-    async def _ask(self, trig: Trigger, respond: Respond) -> None:
-        names = await self.history.names({trig.user} | events.user_ids([trig.text]))
-        question = events.plain_text(trig.text, self.bot_user, names)
-        header = f"<@{trig.user}> asked: {quiet_crowds(escape(clip_bytes(question, HEADER_QUESTION_BYTES)))}\n\n"
-        place = Place(
-            trig.channel, None, trig.team or None, trig.user, header=header, continue_in_thread=True
+    def _ask_incoming(
+        self, trig: Trigger, *, keys: tuple[tuple[str, str], ...], respond: Respond | None
+    ) -> Incoming:
+        place = Place(trig.channel, None, trig.team or None, trig.user, continue_in_thread=True)
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn]:
+            names = await self.history.names({trig.user} | events.user_ids([trig.text]))
+            question = events.plain_text(trig.text, self.bot_user, names)
+            return [Turn("user", question, author=names.get(trig.user))]
+
+        async def open_(turns: list[Turn]) -> Surface:
+            question = turns[-1].text if turns else events.plain_text(trig.text, self.bot_user, {})
+            place.header = f"<@{trig.user}> asked: {quiet_crowds(escape(clip_bytes(question, HEADER_QUESTION_BYTES)))}\n\n"
+            return surface_for(self.api, place)
+
+        async def after(outcome: ReplyOutcome) -> None:
+            if outcome.messages == 0 and respond is not None:  # nothing could be posted
+                await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
+
+        return Incoming(
+            caller=_caller(trig),
+            conversation=f"ask:{trig.ts}",  # one-shot: never queued behind another answer in the channel
+            read=read,
+            open=open_,
+            keys=keys,
+            origin={"trigger": asdict(trig), "ask": True, "place": place.as_dict()},
+            budget=self.budget(trig.team),
+            after=after,
         )
-        sink = UpdateSink(self.api, place)
-        request = Request(
-            "slack",
-            trig.channel,
-            [Turn("user", question, author=names.get(trig.user))],
-            thread=f"ask:{trig.ts}",  # one-shot: never queued behind another answer in the channel
-            user_id=trig.user,
-            workspace=trig.team or None,
-        )
-        outcome = await self.service.answer(request, sink, budget=self.budget(trig.team))
-        if sink.first_ts:
-            self._remember_thread((trig.channel, sink.first_ts), True)
-        elif outcome.messages:  # not blocked, yet nothing could be posted
-            await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
+
+
+def _caller(trig: Trigger) -> Caller:
+    return Caller("slack", trig.user, trig.channel, trig.team or None)
+
+
+def _trigger(data: object) -> Trigger | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Trigger(**data)
+    except TypeError:
+        return None
 
 
 def clip_bytes(text: str, limit: int) -> str:

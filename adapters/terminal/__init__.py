@@ -1,6 +1,7 @@
 """The terminal front end: ``ask`` (one question) and ``chat`` (a stored conversation).
 
-Both go through ``RelayService`` and ``ReplyStream`` like Slack and Discord.
+Both go through ``RelayService`` and ``ReplyStream`` like Slack and Discord: the
+terminal is one more ``Surface``.
 stdout carries only the answer, written as it arrives; notes and errors go
 to stderr.
 """
@@ -13,15 +14,15 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.conversation import Turn
-from bot.errors import RelayError
 from bot.reply import ReplyOutcome
 from bot.service import RelayService, Request
+from bot.surface import Draft, Ref
 
 CHAT_HELP = "Commands: /reset starts over, /quit leaves (or Ctrl-D)."
 
 
-class TerminalSink:
-    """Writes the growing answer to ``out``, only the part not yet written."""
+class TerminalSurface:
+    """Writes the growing answer to ``out``, only the part not yet written; notes go to ``err``."""
 
     max_chars = 1 << 30
 
@@ -30,33 +31,30 @@ class TerminalSink:
         self.err = err or sys.stderr
         self._written = 0
 
-    def measure(self, text: str) -> int:
-        return len(text)
+    def render(self, draft: Draft) -> str:
+        return draft.text
 
-    async def start(self) -> None:
-        return None
+    def measure(self, draft: Draft) -> int:
+        return len(draft.text)
 
-    def _write(self, text: str) -> None:
+    async def post(self, draft: Draft) -> Ref:
+        self._written = 0
+        self._show(draft)
+        return {}
+
+    async def edit(self, ref: Ref, draft: Draft) -> None:
+        self._show(draft)
+
+    def _show(self, draft: Draft) -> None:
+        text = draft.text
         if len(text) > self._written:
             self.out.write(text[self._written :])
             self.out.flush()
             self._written = len(text)
+        if draft.final:
+            self._end(draft.notes)
 
-    async def update(self, text: str) -> None:
-        self._write(text)
-
-    async def split(self, text: str) -> None:
-        self._write(text)
-        self._written = 0
-
-    async def finish(self, text: str, notes: Sequence[str]) -> None:
-        self._end(text, notes)
-
-    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        self._end(text, notes)
-
-    def _end(self, text: str, notes: Sequence[str]) -> None:
-        self._write(text)
+    def _end(self, notes: Sequence[str]) -> None:
         if self._written:
             self.out.write("\n")
             self.out.flush()
@@ -74,7 +72,7 @@ async def ask(service: RelayService, question: str, provider: str | None = None)
         provider=provider,
         user_id="terminal",
     )
-    outcome = await service.answer(request, TerminalSink(), interval=0.0)
+    outcome = await service.answer(request, TerminalSurface(), interval=0.0)
     return _status(outcome)
 
 
@@ -115,6 +113,6 @@ async def chat(service: RelayService, session: str, provider: str | None = None)
             provider=provider,
             user_id="terminal",
         )
-        outcome = await service.answer(request, TerminalSink(), interval=0.0)
+        outcome = await service.answer(request, TerminalSurface(), interval=0.0)
         status = status or _status(outcome)
     return status

@@ -1,66 +1,102 @@
-"""A recording sink: what a platform would show, message by message."""
+"""A recording surface: what a platform would show, message by message."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.errors import PlatformRateLimited, RelayError
+from bot.errors import PlatformRateLimited
+from bot.surface import Draft, Ref
 
 
 @dataclass
-class RecordingSink:
-    """Keeps every call; ``messages`` holds each message's latest text."""
+class RecordingSurface:
+    """Keeps every call; ``messages`` holds each message's latest text.
+
+    ``calls`` names each write by what it means to a reader: "placeholder",
+    "update" (interim text), "split" (the final text of a message another one
+    follows), "finish" and "fail" (the final text of the reply).
+    """
 
     max_chars: int = 2000
     edit_delay: float = 0.0  # simulated platform latency per call
-    rate_limit_every: int = 0  # raise a 429 on every n-th update
+    rate_limit_every: int = 0  # raise a 429 on every n-th interim write
+    placeholder: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    error: RelayError | None = None
     in_flight: int = 0
     max_in_flight: int = 0
-    _open: bool = False
     _updates: int = 0
 
-    def measure(self, text: str) -> int:
-        return len(text)
+    def render(self, draft: Draft) -> str:
+        return draft.text
 
-    async def _call(self, kind: str, text: str) -> None:
+    def measure(self, draft: Draft) -> int:
+        return len(draft.text)
+
+    async def post(self, draft: Draft) -> Ref:
+        if self.calls and self.calls[-1][0] == "finish":  # that message was a part, not the end
+            self.calls[-1] = ("split", self.calls[-1][1])
+        await self._call(draft)
+        self.messages.append(draft.text)
+        return {"index": len(self.messages) - 1}
+
+    async def edit(self, ref: Ref, draft: Draft) -> None:
+        await self._call(draft)
+        self.messages[ref["index"]] = draft.text
+
+    async def _call(self, draft: Draft) -> None:
+        if not draft.final and not draft.pending:
+            self._updates += 1
+            if self.rate_limit_every and self._updates % self.rate_limit_every == 0:
+                raise PlatformRateLimited(retry_after=0.05)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.edit_delay:
                 await asyncio.sleep(self.edit_delay)
-            self.calls.append((kind, text))
-            if not self._open:
-                self.messages.append(text)
-                self._open = True
-            else:
-                self.messages[-1] = text
         finally:
             self.in_flight -= 1
+        self.drafts.append(draft)
+        self.calls.append((_kind(draft), draft.text))
+        if draft.final:
+            self.notes = list(draft.notes)
 
-    async def start(self) -> None:
-        self.calls.append(("start", ""))
 
-    async def update(self, text: str) -> None:
-        self._updates += 1
-        if self.rate_limit_every and self._updates % self.rate_limit_every == 0:
-            raise PlatformRateLimited(retry_after=0.05)
-        await self._call("update", text)
+def _kind(draft: Draft) -> str:
+    if draft.pending:
+        return "placeholder"
+    if not draft.final:
+        return "update"
+    return "fail" if draft.failed else "finish"
 
-    async def split(self, text: str) -> None:
-        await self._call("split", text)
-        self._open = False
 
-    async def finish(self, text: str, notes: Sequence[str]) -> None:
-        await self._call("finish", text)
-        self.notes = list(notes)
+def incoming(
+    turns: list,
+    surface: object,
+    *,
+    user: str | None = "U1",
+    channel: str = "C1",
+    platform: str = "slack",
+    keys: tuple[tuple[str, str], ...] = (),
+    conversation: str | None = None,
+):
+    """An ``Incoming`` whose history is ``turns`` and whose reply goes to ``surface``."""
+    from bot.access import Caller
+    from bot.incoming import Incoming
 
-    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        await self._call("fail", text)
-        self.notes = list(notes)
-        self.error = error
+    async def read(budget, counter):
+        return list(turns)
+
+    async def open_(turns):
+        return surface
+
+    return Incoming(
+        caller=Caller(platform, user, channel),
+        conversation=conversation or channel,
+        read=read,
+        open=open_,
+        keys=keys,
+    )

@@ -1,0 +1,259 @@
+"""Where a reply shows on Slack: post-then-``chat.update``, or Slack's native streaming.
+
+Both implement ``bot.surface.Surface``; the core decides when to post, edit,
+continue in a new message and finish.  Every message carries our reply
+metadata (``events.REPLY_EVENT``: part number, header and footer lengths) so
+the history reader can join a split reply back together and strip the notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bot.errors import PlatformError
+from bot.surface import Draft, Ref
+
+from .api import SlackApi, StreamClosed
+from .events import PLACEHOLDER, REPLY_EVENT
+from .format import footer, markdown_footer, to_markdown, to_mrkdwn, utf8_len
+
+log = logging.getLogger(__name__)
+
+#: interim ``text`` stays below Slack's ~4,000 char ``msg_too_long``, in UTF-8 bytes
+TEXT_LIMIT = 3500
+#: ``markdown_text`` takes 12,000 chars per call; a streamed message stays below that
+STREAM_LIMIT = 8000
+#: native streams end after ~5 minutes; the core continues in a fresh one before that
+STREAM_LIFETIME = 270.0
+STATUS = "is thinking…"
+
+
+@dataclass(slots=True)
+class Place:
+    """Where a reply goes (saved with the request, so a restart can finish the reply)."""
+
+    channel: str
+    thread_ts: str | None  # None: top level (a DM or /ask)
+    team: str | None = None
+    user: str | None = None  # the person asking (recipient of a native stream)
+    header: str = ""  # mrkdwn shown above the answer in its first message (/ask)
+    continue_in_thread: bool = False  # a top-level reply continues in its own thread
+    stream: bool = False  # Slack's native streaming
+    status: bool = False  # an assistant thread: "is thinking…" status instead of a placeholder
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Place:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def metadata(part: int, head: int = 0, foot: int = 0, asker: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"part": part}
+    if head:
+        payload["head"] = head
+    if foot:
+        payload["foot"] = foot
+    if asker:
+        payload["asker"] = asker
+    return {"event_type": REPLY_EVENT, "event_payload": payload}
+
+
+def surface_for(api: SlackApi, place: Place) -> UpdateSurface | StreamSurface:
+    return StreamSurface(api, place) if place.stream and place.thread_ts else UpdateSurface(api, place)
+
+
+class _Messages:
+    """What both surfaces share: the place, the thread continuations go to, metadata."""
+
+    def __init__(self, api: SlackApi, place: Place) -> None:
+        self.api = api
+        self.where = place
+        self.first_ts: str | None = None
+
+    @property
+    def place(self) -> dict[str, Any]:
+        return self.where.as_dict()
+
+    def thread(self, part: int) -> str | None:
+        if self.where.thread_ts:
+            return self.where.thread_ts
+        if part and self.where.continue_in_thread:
+            return self.first_ts
+        return None
+
+    def header(self, part: int) -> str:
+        return self.where.header if part == 0 else ""
+
+    def meta(self, draft: Draft, foot: int = 0) -> dict[str, Any]:
+        head = self.header(draft.part)
+        return metadata(draft.part, len(head), foot, self.where.user if head else None)
+
+    def remember(self, ts: str) -> None:
+        if self.first_ts is None:
+            self.first_ts = ts
+
+    async def pending(self) -> None:
+        """An assistant thread shows "is thinking…" as its status (cleared by Slack when we post)."""
+        if not self.where.status:
+            return
+        try:
+            await self.api.call(
+                "assistant.threads.setStatus",
+                channel_id=self.where.channel,
+                thread_ts=self.where.thread_ts,
+                status=STATUS,
+            )
+        except PlatformError as exc:
+            log.info("assistant status not shown: %s", exc)
+
+
+class UpdateSurface(_Messages):
+    """Post a message, edit it with ``chat.update`` (mrkdwn ``text``)."""
+
+    def __init__(self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT) -> None:
+        super().__init__(api, place)
+        self.max_chars = max_chars
+        self.placeholder = not place.status  # an assistant thread has its status line instead
+
+    def _parts(self, draft: Draft) -> tuple[str, str]:
+        body = self.header(draft.part) + (PLACEHOLDER if draft.pending else to_mrkdwn(draft.text))
+        foot = footer(draft.notes)
+        if not draft.text:  # the notes stand alone (under the /ask header, if any)
+            foot = foot.lstrip("\n")
+        return body, foot
+
+    def render(self, draft: Draft) -> str:
+        return "".join(self._parts(draft))
+
+    def measure(self, draft: Draft) -> int:
+        return utf8_len(self.render(draft))
+
+    async def post(self, draft: Draft) -> Ref:
+        body, foot = self._parts(draft)
+        data = await self.api.call(
+            "chat.postMessage",
+            channel=self.where.channel,
+            thread_ts=self.thread(draft.part),
+            text=body + foot,
+            metadata=self.meta(draft, len(foot)),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        ts = str(data.get("ts"))
+        self.remember(ts)
+        return {"ts": ts}
+
+    async def edit(self, ref: Ref, draft: Draft) -> None:
+        body, foot = self._parts(draft)
+        await self.api.call(
+            "chat.update",
+            channel=self.where.channel,
+            ts=ref["ts"],
+            text=body + foot,
+            metadata=self.meta(draft, len(foot)),
+        )
+
+
+class StreamSurface(_Messages):
+    """Slack's native streaming (``chat.startStream/appendStream/stopStream``), Markdown text.
+
+    Interim edits append only the stable part of the text (up to the last
+    whitespace, so neutralising never changes text already sent).  A stream
+    Slack has closed already (or one from before a restart) is finished with
+    ``chat.update``.  Streams expire, so messages roll over by age.
+    """
+
+    max_message_age = STREAM_LIFETIME
+    placeholder = True
+
+    def __init__(self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT) -> None:
+        super().__init__(api, place)
+        if not place.thread_ts:
+            raise ValueError("a native stream needs a thread")
+        self.max_chars = max_chars
+        self._sent: dict[str, str] = {}  # ts -> Markdown already in that open stream
+
+    def _foot(self, draft: Draft) -> str:
+        foot = markdown_footer(draft.notes)
+        return foot if draft.text else foot.lstrip("\n")
+
+    def render(self, draft: Draft) -> str:
+        return to_markdown(draft.text) + self._foot(draft)
+
+    def measure(self, draft: Draft) -> int:
+        return len(self.render(draft))
+
+    async def post(self, draft: Draft) -> Ref:
+        body = to_markdown(_stable(draft.text)) if not draft.final else to_markdown(draft.text)
+        data = await self.api.call(
+            "chat.startStream",
+            channel=self.where.channel,
+            thread_ts=self.where.thread_ts,
+            recipient_team_id=self.where.team,
+            recipient_user_id=self.where.user,
+            markdown_text=body or None,
+        )
+        ts = str(data.get("ts"))
+        self.remember(ts)
+        self._sent[ts] = body
+        if draft.final:
+            await self.edit({"ts": ts}, draft)
+        return {"ts": ts}
+
+    async def edit(self, ref: Ref, draft: Draft) -> None:
+        ts = str(ref["ts"])
+        if draft.final:
+            await self._end(ts, draft)
+            return
+        body = to_markdown(_stable(draft.text))
+        sent = self._sent.get(ts)
+        if sent is None or not body.startswith(sent):
+            await self._replace(ts, body)
+            return
+        delta = body[len(sent) :]
+        if not delta:
+            return
+        try:
+            await self.api.call("chat.appendStream", channel=self.where.channel, ts=ts, markdown_text=delta)
+        except StreamClosed:
+            log.info("stream %s closed by Slack; finishing it with chat.update", ts)
+            await self._replace(ts, body)
+            return
+        self._sent[ts] = body
+
+    async def _replace(self, ts: str, body: str, meta: dict[str, Any] | None = None) -> None:
+        """Write the whole text with ``chat.update``: the stream is closed (or unknown) from now on."""
+        self._sent.pop(ts, None)
+        await self.api.call(
+            "chat.update", channel=self.where.channel, ts=ts, markdown_text=body or " ", metadata=meta
+        )
+
+    async def _end(self, ts: str, draft: Draft) -> None:
+        """The final text: appended as the stream stops, or written with ``chat.update``."""
+        body, foot = to_markdown(draft.text), self._foot(draft)
+        meta = self.meta(draft, len(foot))
+        sent = self._sent.get(ts)
+        appendable = sent is not None and body.startswith(sent)
+        try:
+            await self.api.call(
+                "chat.stopStream",
+                channel=self.where.channel,
+                ts=ts,
+                markdown_text=(body[len(sent) :] + foot if appendable and sent is not None else "") or None,
+                metadata=meta,
+            )
+        except StreamClosed:
+            appendable = False
+        if appendable:
+            self._sent.pop(ts, None)
+            return
+        await self._replace(ts, body + foot, meta)
+
+
+def _stable(text: str) -> str:
+    """``text`` up to its last whitespace: what neutralising and Markdown can no longer change."""
+    return text[: max(text.rfind(" "), text.rfind("\n")) + 1]

@@ -1,0 +1,50 @@
+"""The usage and cost ledger: what one answer cost, recorded in the store and the metrics."""
+
+from __future__ import annotations
+
+from . import tokens
+from .metrics import Metrics
+from .providers.base import Usage
+from .providers.router import Routed
+from .reply import ReplyOutcome
+from .store import Store, UsageRecord
+
+
+class Ledger:
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def record(
+        self,
+        platform: str,
+        user: str | None,
+        channel: str,
+        request_id: int | None,
+        routed: Routed,
+        outcome: ReplyOutcome,
+        started: float,
+    ) -> Usage:
+        """Record the answer's usage (the provider's figures, else exact counts) and its metrics."""
+        info, fitted = routed.provider, routed.fitted
+        usage, cost = Usage(0, 0), 0.0
+        if info is not None and fitted is not None:
+            usage = outcome.usage or Usage(fitted.prompt_tokens, tokens.count(outcome.text) if outcome.text else 0)
+            cost = info.cost(usage)
+            await self.store.record_usage(
+                UsageRecord(
+                    platform=platform,
+                    provider=info.name,
+                    model=info.model,
+                    user_id=user,
+                    channel=channel,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cost_usd=cost,
+                    reply_id=request_id,
+                )
+            )
+        self.metrics.observe(
+            platform, outcome, info, started, usage.prompt_tokens, usage.completion_tokens, cost
+        )
+        return usage
