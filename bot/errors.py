@@ -164,3 +164,20 @@ class PlatformRateLimited(PlatformError):
 
 class MessageGone(PlatformError):
     """The message being edited was deleted, or the interaction expired."""
+
+
+# --- store -----------------------------------------------------------------
+
+
+class StoreUnavailable(RelayError):
+    """The database stayed locked or busy past ``BOT_DATABASE_WAIT``; the text names the file."""
+
+    retryable = True
+
+    @property
+    def user_message(self) -> str:
+        return "The bot's database is busy right now: please ask again in a minute."
+
+
+class StoreInUse(ConfigError):
+    """Another ``serve`` holds this SQLite file; the text names the file and that process."""
