@@ -23,9 +23,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from .errors import StoreInUse, StoreUnavailable
 
@@ -119,8 +119,8 @@ _S = TypeVar("_S", bound=_WaitsForLocks)
 
 
 def waits_for_locks(
-    method: Callable[Concatenate[_S, _P], Awaitable[_T]],
-) -> Callable[Concatenate[_S, _P], Awaitable[_T]]:
+    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
     """Run a store method under its ``_lock_wait``: a lock held elsewhere is waited out, not fatal."""
 
     @functools.wraps(method)
