@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .errors import ConfigError, RelayError
+from .errors import ConfigError, RelayError, StoreUnavailable
 from .settings import PROVIDER_NAMES, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreUnavailable as exc:  # the operator runs the command: name the file that stayed locked
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except RelayError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return 1

@@ -168,3 +168,20 @@ class MessageGone(PlatformError):
 
 class NoRoom(PlatformError):
     """The message cannot hold any answer text (its header or notes fill it)."""
+
+
+# --- store -----------------------------------------------------------------
+
+
+class StoreUnavailable(RelayError):
+    """The database stayed locked or busy past ``BOT_DATABASE_WAIT``; the text names the file."""
+
+    retryable = True
+
+    @property
+    def user_message(self) -> str:
+        return "The bot's database is busy right now: please ask again in a minute."
+
+
+class StoreInUse(ConfigError):
+    """Another ``serve`` holds this SQLite file; the text names the file and that process."""

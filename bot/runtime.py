@@ -43,19 +43,22 @@ def missing_setting(name: str) -> str:
     }[name]
 
 
-async def open_store(settings: Settings) -> SqliteStore:
+async def open_store(settings: Settings, *, exclusive: bool = False) -> SqliteStore:
+    """Open ``BOT_DATABASE``; ``exclusive`` (``serve``) refuses a file another ``serve`` holds."""
     try:
-        return await SqliteStore.open(settings.bot_database)
+        return await SqliteStore.open(settings.bot_database, exclusive=exclusive, wait=settings.bot_database_wait)
     except (sqlite3.Error, OSError) as exc:
         raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
 
 
 @asynccontextmanager
-async def open_service(settings: Settings, only: str | None = None) -> AsyncIterator[RelayService]:
+async def open_service(
+    settings: Settings, only: str | None = None, *, exclusive: bool = False
+) -> AsyncIterator[RelayService]:
     router = build_router(settings, only)
     try:
-        store = await open_store(settings)
-    except ConfigError:
+        store = await open_store(settings, exclusive=exclusive)
+    except BaseException:
         await router.aclose()
         raise
     # Load the tokenizer (0.5 s) in a thread while the caller starts up (platforms connect);

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # -- the bot ---------------------------------------------------------------------
     bot_providers: CommaList = Field(default_factory=list)
     bot_database: Path = Path("llama-relay.db")
+    bot_database_wait: float = Field(60.0, gt=0)  # seconds an operation waits out a lock held elsewhere
     bot_max_tokens: int = Field(1024, ge=16, le=131_072)
     bot_system_prompt: str = (
         "You are a helpful assistant in a team chat. Answer clearly and concisely. "

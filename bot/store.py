@@ -5,6 +5,9 @@ turns (the terminal's history), the token-count cache, replies and their
 state (so a restart can finalise what a crash left), the usage and cost
 ledger, and per-channel settings.  ``Store`` is the interface; ``SqliteStore``
 is the implementation a PostgreSQL one can replace when replicas share state.
+
+Every operation waits out a lock another connection holds (``store_locks``),
+and ``serve`` opens the file ``exclusive``: one long-running process per file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from .conversation import Turn
+from .store_locks import BUSY_TIMEOUT, DEFAULT_WAIT, LockWait, ProcessLock, waits_for_locks
 
 # Each entry moves the schema one version up; applied in order, once, in a transaction.
 MIGRATIONS: list[str] = [
@@ -184,29 +188,68 @@ class Store(Protocol):
 class SqliteStore:
     """The SQLite implementation.  Open with ``await SqliteStore.open(path)``."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, *, lock_wait: LockWait | None = None, process_lock: ProcessLock | None = None
+    ) -> None:
         self._db = db
+        self._lock_wait = lock_wait or LockWait(":memory:")
+        self._process_lock = process_lock
 
     @classmethod
-    async def open(cls, path: str | Path) -> SqliteStore:
-        if str(path) != ":memory:":
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        exclusive: bool = False,
+        wait: float = DEFAULT_WAIT,
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> SqliteStore:
+        """Connect, set up and migrate; a lock held elsewhere is waited out for ``wait`` seconds.
+
+        ``exclusive`` (``serve``) also takes ``<path>.lock``: a second exclusive opener gets
+        ``StoreInUse`` naming the file and the holder's PID.  If any step fails, whatever was
+        opened is closed again before the error propagates.
+        """
+        name = str(path)
+        if name != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        store = cls(db)
-        await store._migrate()
+        process_lock = ProcessLock.acquire(name) if exclusive and name != ":memory:" else None
+        try:
+            db = await aiosqlite.connect(name, isolation_level=None)
+        except BaseException:
+            if process_lock is not None:
+                process_lock.release()
+            raise
+        store = cls(db, lock_wait=LockWait(name, wait), process_lock=process_lock)
+        try:
+            # The busy timeout first: every later step, the WAL switch included, waits on a lock.
+            await db.execute(f"PRAGMA busy_timeout={round(min(busy_timeout, wait) * 1000)}")
+            await store._set_up()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
-    async def close(self) -> None:
-        await self._db.close()
+    @waits_for_locks
+    async def _set_up(self) -> None:
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
 
+    async def close(self) -> None:
+        try:
+            await self._db.close()
+        finally:
+            if self._process_lock is not None:
+                self._process_lock.release()
+
+    @waits_for_locks
     async def ping(self) -> bool:
         async with self._db.execute("SELECT 1") as cur:
             return (await cur.fetchone()) == (1,)
 
+    @waits_for_locks
     async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
@@ -229,6 +272,7 @@ class SqliteStore:
 
     # -- exactly once --------------------------------------------------------------
 
+    @waits_for_locks
     async def claim_event(self, event_id: str, platform: str) -> bool:
         """True the first time an event id is seen, False for every redelivery."""
         cur = await self._db.execute(
@@ -248,6 +292,7 @@ class SqliteStore:
         assert row is not None
         return int(row[0])
 
+    @waits_for_locks
     async def load_turns(self, key: str) -> list[Turn]:
         sql = (
             "SELECT role, text, author, message_id, turns.id FROM turns JOIN conversations c "
@@ -258,6 +303,7 @@ class SqliteStore:
         # Turns typed in the terminal have no platform id: their row id keys the count cache.
         return [Turn(role=r[0], text=r[1], author=r[2], message_id=r[3] or f"{key}#{r[4]}") for r in rows]
 
+    @waits_for_locks
     async def add_turns(self, key: str, turns: Sequence[Turn]) -> None:
         """Append turns in one transaction: either all are stored or none."""
         now = time.time()
@@ -274,11 +320,13 @@ class SqliteStore:
             raise
         await self._db.execute("COMMIT")
 
+    @waits_for_locks
     async def reset_conversation(self, key: str) -> None:
         await self._db.execute("DELETE FROM conversations WHERE key = ?", (key,))
 
     # -- token counts --------------------------------------------------------------------
 
+    @waits_for_locks
     async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         out: dict[str, tuple[str, int]] = {}
         ids = list(message_ids)
@@ -291,6 +339,7 @@ class SqliteStore:
                     out[mid] = (dig, int(n))
         return out
 
+    @waits_for_locks
     async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None:
         if rows:
             await self._db.executemany(
@@ -299,6 +348,7 @@ class SqliteStore:
 
     # -- requests -------------------------------------------------------------------------
 
+    @waits_for_locks
     async def accept(
         self, keys: Sequence[str], platform: str, conversation: str, origin: dict[str, Any], owner: str
     ) -> int | None:
@@ -335,6 +385,7 @@ class SqliteStore:
     )
     _JSON_FIELDS = frozenset({"place", "messages"})
 
+    @waits_for_locks
     async def update_request(self, request_id: int, **fields: object) -> None:
         unknown = set(fields) - self._REQUEST_FIELDS
         if unknown:
@@ -347,6 +398,7 @@ class SqliteStore:
 
     _REQUEST_COLUMNS = "id, platform, conversation, origin, place, messages, shown, part, state, owner, created_at"
 
+    @waits_for_locks
     async def open_requests(self, platform: str) -> list[RequestRecord]:
         """Requests of ``platform`` that are not final yet, oldest first."""
         marks = ",".join("?" * len(OPEN_STATES))
@@ -357,6 +409,7 @@ class SqliteStore:
         async with self._db.execute(sql, (platform, *OPEN_STATES)) as cur:
             return [_request_record(r) for r in await cur.fetchall()]
 
+    @waits_for_locks
     async def request(self, request_id: int) -> RequestRecord | None:
         sql = f"SELECT {self._REQUEST_COLUMNS} FROM requests WHERE id = ?"
         async with self._db.execute(sql, (request_id,)) as cur:
@@ -365,11 +418,13 @@ class SqliteStore:
 
     # -- per-channel settings -------------------------------------------------------------
 
+    @waits_for_locks
     async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
         sql = "SELECT name, value FROM channel_settings WHERE platform = ? AND channel = ?"
         async with self._db.execute(sql, (platform, channel)) as cur:
             return {name: value for name, value in await cur.fetchall()}
 
+    @waits_for_locks
     async def set_channel_setting(self, platform: str, channel: str, name: str, value: str | None) -> None:
         if value is None:
             await self._db.execute(
@@ -384,6 +439,7 @@ class SqliteStore:
 
     # -- usage ------------------------------------------------------------------------------
 
+    @waits_for_locks
     async def record_usage(self, record: UsageRecord) -> None:
         await self._db.execute(
             "INSERT INTO usage(at, reply_id, platform, provider, model, user_id, channel, "
@@ -404,6 +460,7 @@ class SqliteStore:
 
     _GROUPS = {"provider": "provider", "user": "user_id", "channel": "channel", "model": "model"}
 
+    @waits_for_locks
     async def usage_of(self, by: str, key: str, since: float) -> tuple[int, float]:
         """(tokens in + out, cost) of one user or channel since a time."""
         column = self._GROUPS[by]
@@ -415,6 +472,7 @@ class SqliteStore:
             row = await cur.fetchone()
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
+    @waits_for_locks
     async def usage_totals(
         self, by: str, since: float = 0.0, *, user: str | None = None, channel: str | None = None
     ) -> list[UsageTotal]:
