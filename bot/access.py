@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .errors import RelayError
+from .errors import Blocked, QuotaReached
 from .settings import Settings
 from .store import Store
 
@@ -26,16 +26,6 @@ class Caller:
     channel: str
     workspace: str | None = None  # Slack team id, Discord guild id
     roles: frozenset[str] = field(default_factory=frozenset)
-
-
-class Blocked(RelayError):
-    """The caller is on a block list: the bot stays silent."""
-
-
-class QuotaReached(RelayError):
-    def __init__(self, message: str, retry_in: float) -> None:
-        self.retry_in = retry_in
-        super().__init__(message)
 
 
 def _wait_text(seconds: float) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import splitting
-from .errors import MessageGone, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
+from .errors import MessageGone, NoRoom, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
 from .pacing import EditBudget
 from .providers.base import Delta, Usage
 
@@ -35,9 +35,6 @@ MAX_FINAL_WAIT = 10.0  # longest pause between two tries of a final edit
 MAX_INTERVAL = 8.0
 INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
 
-
-class NoRoom(PlatformError):
-    """The sink's message cannot hold any answer text."""
 
 State = Literal["complete", "partial", "failed"]
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import tokens
-from .access import AccessPolicy, Blocked, Caller, QuotaReached
+from .access import AccessPolicy, Caller
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
-from .errors import EmptyPrompt, RelayError, StreamInterrupted
+from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StreamInterrupted
 from .logs import REQUEST_ID
 from .metrics import Metrics
 from .pacing import EditBudget

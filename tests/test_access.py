@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.access import AccessPolicy, Blocked, Caller, QuotaReached, start_of_day_utc
+from bot.access import AccessPolicy, Caller, start_of_day_utc
+from bot.errors import Blocked, QuotaReached
 from bot.store import SqliteStore, UsageRecord
 
 NOON = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 12 * 3600  # a UTC noon

@@ -7,10 +7,10 @@ import logging
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.api import SlackApi, StreamClosed
+from adapters.slack.api import SlackApi
 from adapters.slack.history import History
 from adapters.slack.sink import Place, StreamSink, UpdateSink
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, StreamClosed
 
 pytest_plugins = ("tests.slack_env",)
 

@@ -26,16 +26,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable, StreamClosed
 
 log = logging.getLogger(__name__)
 
 GONE = frozenset({"message_not_found", "channel_not_found", "thread_not_found", "cant_update_message"})
 MAX_RETRY_AFTER = 60.0
-
-
-class StreamClosed(MessageGone):
-    """A native stream expired (``message_not_in_streaming_state``); the message itself is still there."""
 
 
 def retry_after(error: SlackApiError) -> float:

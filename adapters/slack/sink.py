@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.errors import PlatformError, RelayError
+from bot.errors import PlatformError, RelayError, StreamClosed
 
-from .api import SlackApi, StreamClosed
+from .api import SlackApi
 from .events import PLACEHOLDER, REPLY_EVENT
 from .format import footer, markdown_footer, to_markdown, to_mrkdwn, utf8_len
 

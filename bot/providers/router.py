@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .. import errors
-from ..conversation import Fitted, Turn, WindowTooSmall, fit
+from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
 from . import params
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
@@ -136,7 +136,7 @@ def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
     reserve = min(plan.max_tokens, SAFE_WINDOW // 2)
     try:
         again = fit(plan.fitted.turns, SAFE_WINDOW, reserve, counter, date_preamble=info.date_preamble)
-    except WindowTooSmall:
+    except errors.WindowTooSmall:
         return None
     fitted = Fitted(
         turns=again.turns,
@@ -196,7 +196,7 @@ class Router:
             reserve = min(max_tokens, info.context_window // 2)
             try:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
-            except WindowTooSmall:
+            except errors.WindowTooSmall:
                 continue
             asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
             if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
@@ -257,9 +257,11 @@ class Router:
         long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
         seconds = COOLDOWN_LONG if long else COOLDOWN
         # A daily quota (Cloudflare 3036) says how long; so may a long Retry-After.
-        hinted = getattr(exc, "cool_for", None) or getattr(exc, "retry_after", None)
-        if isinstance(hinted, (int, float)) and hinted > seconds:
-            seconds = float(hinted)
+        hinted = exc.cool_for if isinstance(exc, errors.QuotaExceeded) else None
+        if hinted is None and isinstance(exc, errors.RateLimited):
+            hinted = exc.retry_after
+        if hinted is not None and hinted > seconds:
+            seconds = hinted
         self._cool_until[name] = time.monotonic() + seconds
 
     async def aclose(self) -> None:
