@@ -21,6 +21,7 @@ import aiohttp
 import discord
 
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable, RelayError
+from bot.retry_after import retry_after
 
 from . import format as fmt
 from .pacing import Watch
@@ -52,8 +53,8 @@ def map_error(exc: Exception) -> PlatformError:
         return PlatformRateLimited(retry_after=exc.retry_after)
     if isinstance(exc, discord.HTTPException):
         if exc.status == 429:
-            retry = exc.response.headers.get("Retry-After") if exc.response is not None else None
-            return PlatformRateLimited(retry_after=float(retry or 1.0))
+            wait = retry_after(getattr(exc.response, "headers", None))
+            return PlatformRateLimited(retry_after=1.0 if wait is None else wait)
         if exc.code in GONE_CODES:
             return MessageGone(f"discord: {GONE_CODES[exc.code]} ({exc.code})")
         if isinstance(exc, discord.Forbidden):

@@ -29,7 +29,8 @@ from .. import errors
 from ..settings import ProviderConfig
 from . import params
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, retry_after, status_error
+from ..retry_after import retry_after
+from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, status_error
 from .streaming import HttpProvider, cut_by_limit, usage_from
 
 CAPACITY = 3040
