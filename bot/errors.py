@@ -206,7 +206,7 @@ class MessageGone(PlatformError):
 
 
 class StreamClosed(MessageGone):
-    """A native stream expired (Slack's ``message_not_in_streaming_state``); the message itself is still there."""
+    """A native stream expired (Slack's ``message_not_in_streaming_state``); the message is still there."""
 
 
 class NoRoom(PlatformError):

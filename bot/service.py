@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import tokens
-from .access import AccessPolicy, Caller
+from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
 from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StreamInterrupted
@@ -195,14 +195,37 @@ class RelayService:
     async def _answer(
         self, request: Request, sink: Sink, interval: float | None, budget: EditBudget | None
     ) -> ReplyOutcome:
+        tokens, cost = self._reservation(request)
         try:
-            await self.access.check(request.caller())
+            admission = await self.access.admit(request.caller(), reserve_tokens=tokens, reserve_cost=cost)
         except Blocked:
             log.info("ignored a request from a blocked caller")
             return ReplyOutcome(state="failed", messages=0)
         except QuotaReached as exc:
             self.metrics.refused.labels(request.platform).inc()
             return await ReplyStream(sink).run(_failing(exc))
+        try:
+            return await self._answer_admitted(request, sink, interval, budget, admission)
+        finally:
+            admission.settle()  # after _record: the usage is in the ledger (or there was none)
+
+    def _reservation(self, request: Request) -> tuple[int, float]:
+        """A first worst case (tokens, cost), before the history is fitted: the output cap plus
+        about 4 characters a token of the question.  ``grow`` makes it exact after routing."""
+        question = request.question
+        prompt = len(question.text) // 4 if question is not None else 0
+        out = request.max_tokens or self.settings.bot_max_tokens
+        cost = max((p.info.cost(Usage(prompt, out)) for p in self.router.providers), default=0.0)
+        return prompt + out, cost
+
+    async def _answer_admitted(
+        self,
+        request: Request,
+        sink: Sink,
+        interval: float | None,
+        budget: EditBudget | None,
+        admission: Admission,
+    ) -> ReplyOutcome:
         opening = asyncio.ensure_future(self.store.open_reply(request.platform, request.channel, request.thread))
 
         async def save_locator(where: dict[str, object]) -> None:
@@ -219,6 +242,7 @@ class RelayService:
         starting = asyncio.ensure_future(stream.sink.start())
         try:
             routed = await self._route(request)
+            admission.grow(*routed.worst_case())
             await starting
         except RelayError as exc:
             await _settled(starting)

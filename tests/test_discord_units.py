@@ -209,7 +209,9 @@ def test_errors_are_mapped(exc: Exception, kind: type) -> None:
         (CIMultiDict({"Retry-After": "-3"}), 0.0),
     ],
 )
-def test_a_429_with_any_retry_after_header_maps_without_raising(headers: CIMultiDict[str], wait: float) -> None:
+def test_a_429_with_any_retry_after_header_maps_without_raising(
+    headers: CIMultiDict[str], wait: float
+) -> None:
     mapped = map_error(http_error(discord.HTTPException, 429, 0, headers))  # type: ignore[arg-type]
     assert isinstance(mapped, PlatformRateLimited) and mapped.retry_after == wait
 

@@ -93,7 +93,7 @@ async def post_with_stamp(port: int, stamp: str, body: str = "{}") -> int:
 
 
 async def test_unreadable_request_timestamp_is_401_not_a_crash(slack, start_bot, fake_llm, caplog):
-    """``X-Slack-Request-Timestamp: abc`` (and other unreadable stamps) get 401 through the real Bolt stack."""
+    """``X-Slack-Request-Timestamp: abc`` (or another unreadable stamp): 401 through the real Bolt stack."""
     caplog.set_level(logging.INFO)
     bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
     for stamp in ("abc", "", " ", "1e9", "0x10", "-1", "9" * 5000):

@@ -29,12 +29,15 @@ async def test_rate_limit_becomes_platform_rate_limited_with_retry_after(slack, 
     assert 1.0 <= caught.value.retry_after <= 3.0
 
 
-@pytest.mark.parametrize(("header", "wait"), [("soon", 1.0), ("", 1.0), ("2", 2.0), ("-1", 0.0), ("3600", 60.0)])
+@pytest.mark.parametrize(
+    ("header", "wait"), [("soon", 1.0), ("", 1.0), ("2", 2.0), ("-1", 0.0), ("3600", 60.0)]
+)
 async def test_any_retry_after_header_maps_to_a_wait(header: str, wait: float) -> None:
     """A 429 whose Retry-After is unreadable waits the default; a readable one is clamped to 0..60 s."""
 
     async def limited(request: web.Request) -> web.Response:
-        return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": header})
+        body = {"ok": False, "error": "ratelimited"}
+        return web.json_response(body, status=429, headers={"Retry-After": header})
 
     app = web.Application()
     app.router.add_post("/api/{method}", limited)

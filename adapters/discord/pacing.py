@@ -68,7 +68,8 @@ class RateMonitor:
         now = time.monotonic()
         if status == 429:
             signal.limited += 1
-            wait = _number(get("X-RateLimit-Reset-After")) or retry_after(headers) or 1.0  # type: ignore[arg-type]
+            reset = _number(get("X-RateLimit-Reset-After"))
+            wait = reset or retry_after(headers) or 1.0  # type: ignore[arg-type]
             signal.hold_until = max(signal.hold_until, now + wait + SLACK)
         elif get("X-RateLimit-Remaining") == "0":
             wait = _number(get("X-RateLimit-Reset-After")) or 0.0

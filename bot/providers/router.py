@@ -26,7 +26,7 @@ from .. import errors
 from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
 from . import params
-from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
+from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling, Usage
 from .http import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class Routed:
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
+
+    def worst_case(self) -> tuple[int, float]:
+        """The most any plan may use: (prompt + max_tokens, that usage's cost at its provider's prices)."""
+        usages = [(p.provider.info, Usage(p.fitted.prompt_tokens, p.max_tokens)) for p in self._plans]
+        return (
+            max((u.prompt_tokens + u.completion_tokens for _, u in usages), default=0),
+            max((info.cost(u) for info, u in usages), default=0.0),
+        )
 
     @property
     def notes(self) -> list[str]:
