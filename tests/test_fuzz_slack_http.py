@@ -8,9 +8,9 @@ checks first.  Every malformed body gets a 4xx, nothing is logged at error level
 from __future__ import annotations
 
 import hashlib
-import logging
 import hmac
 import json
+import logging
 import time
 
 import aiohttp

@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 
 from .. import errors
+from ..retry_after import retry_after
 from ..settings import ProviderConfig
 from . import params
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from ..retry_after import retry_after
 from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, status_error
 from .streaming import HttpProvider, cut_by_limit, usage_from
 
