@@ -195,9 +195,11 @@ class RelayService:
     async def _answer(
         self, request: Request, sink: Sink, interval: float | None, budget: EditBudget | None
     ) -> ReplyOutcome:
-        tokens, cost = self._reservation(request)
+        worst_tokens, worst_cost = self._reservation(request)
         try:
-            admission = await self.access.admit(request.caller(), reserve_tokens=tokens, reserve_cost=cost)
+            admission = await self.access.admit(
+                request.caller(), reserve_tokens=worst_tokens, reserve_cost=worst_cost
+            )
         except Blocked:
             log.info("ignored a request from a blocked caller")
             return ReplyOutcome(state="failed", messages=0)
