@@ -23,12 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, RelayError
+from .errors import BadChannelSetting, ConfigError
 from .settings import PROVIDER_NAMES
-
-
-class BadChannelSetting(RelayError):
-    pass
 
 
 def _providers(value: str) -> str:

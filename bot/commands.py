@@ -10,7 +10,8 @@ import time
 
 from . import channel_config
 from .access import Caller, start_of_day_utc
-from .channel_config import BadChannelSetting, ChannelConfig
+from .channel_config import ChannelConfig
+from .errors import BadChannelSetting
 from .service import RelayService
 
 HELP = (

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from . import tokens
+from .errors import WindowTooSmall
 from .tokens import TokenCounter
 
 Role = Literal["system", "user", "assistant"]
@@ -74,10 +75,6 @@ class Fitted:
 
     def messages(self) -> list[dict[str, str]]:
         return [t.as_message() for t in self.turns]
-
-
-class WindowTooSmall(ValueError):
-    """Not even the system prompt and a few tokens of the question fit."""
 
 
 def fit(

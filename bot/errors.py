@@ -28,6 +28,29 @@ class EmptyPrompt(RelayError):
         super().__init__("The question is empty: type something to ask.")
 
 
+class WindowTooSmall(RelayError):
+    """Not even the system prompt and a few tokens of the question fit a context window."""
+
+
+class BadChannelSetting(RelayError):
+    """A channel setting an admin typed is not valid; the message says what is expected."""
+
+
+# --- access ----------------------------------------------------------------
+
+
+class Blocked(RelayError):
+    """The caller is on a block list: the bot stays silent."""
+
+
+class QuotaReached(RelayError):
+    """A request rate or daily budget is used up; ``retry_in`` says when it frees up (seconds)."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        self.retry_in = retry_in
+        super().__init__(message)
+
+
 # --- providers -------------------------------------------------------------
 
 
@@ -68,7 +91,23 @@ class AuthFailed(ProviderError):
 
 
 class QuotaExceeded(ProviderError):
-    """Payment required or a daily quota used up: no point retrying soon."""
+    """Payment required or a daily quota used up: no point retrying soon.
+
+    ``cool_for``: seconds until the quota is back, when the provider says so
+    (Cloudflare's daily allocation resets at 00:00 UTC); None when unknown.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        hint: str | None = None,
+        cool_for: float | None = None,
+    ) -> None:
+        self.cool_for = cool_for
+        super().__init__(provider, detail, status=status, hint=hint)
 
     def _what(self) -> str:
         return "has no quota left"
@@ -164,6 +203,10 @@ class PlatformRateLimited(PlatformError):
 
 class MessageGone(PlatformError):
     """The message being edited was deleted, or the interaction expired."""
+
+
+class StreamClosed(MessageGone):
+    """A native stream expired (Slack's ``message_not_in_streaming_state``); the message is still there."""
 
 
 class NoRoom(PlatformError):

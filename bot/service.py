@@ -28,15 +28,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import recovery, tokens
-from .access import AccessPolicy, Blocked, Caller, QuotaReached
+from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
-from .errors import EmptyPrompt, RelayError, StreamInterrupted
+from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StreamInterrupted
 from .incoming import Incoming, Platform
 from .ledger import Ledger
 from .logs import REQUEST_ID
 from .metrics import Metrics
 from .pacing import EditBudget
+from .providers.base import Usage
 from .providers.registry import sampling_of
 from .providers.router import Routed, Router
 from .reply import INTERRUPTED_HINT, ReplyOutcome, ReplyStream, Save
@@ -158,8 +159,8 @@ class RelayService:
     async def _process(self, request_id: int, incoming: Incoming) -> ReplyOutcome | None:
         caller = incoming.caller
         REQUEST_ID.set(f"{caller.platform}-{request_id}")
-        try:
-            await self.access.check(caller)
+        try:  # the worst case is reserved now and grown to the real prompt once it is fitted
+            admission = await self.access.admit(caller, reserve_tokens=self.settings.bot_max_tokens, reserve_cost=self._worst_cost())
         except Blocked:
             await self.store.update_request(request_id, state="ignored")
             return None
@@ -171,13 +172,21 @@ class RelayService:
         self.in_flight += 1
         try:
             async with lock:  # one answer at a time per conversation, in arrival order
-                return await self._answer_incoming(request_id, incoming)
+                return await self._answer_incoming(request_id, incoming, admission)
         finally:
+            admission.settle()  # after the ledger has the usage (or there was none)
             self.in_flight -= 1
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(key, None)
 
-    async def _answer_incoming(self, request_id: int, incoming: Incoming) -> ReplyOutcome | None:
+    def _worst_cost(self) -> float:
+        """The cost of the longest answer at the dearest provider (before the prompt is known)."""
+        out = self.settings.bot_max_tokens
+        return max((p.info.cost(Usage(0, out)) for p in self.router.providers), default=0.0)
+
+    async def _answer_incoming(
+        self, request_id: int, incoming: Incoming, admission: Admission
+    ) -> ReplyOutcome | None:
         caller = incoming.caller
         try:
             turns = await incoming.read(self.history_budget(), self.counter)
@@ -200,7 +209,12 @@ class RelayService:
             conversation_key=incoming.conversation_key,
         )
         outcome = await self.answer(
-            request, surface, interval=incoming.interval, budget=incoming.budget, request_id=request_id
+            request,
+            surface,
+            interval=incoming.interval,
+            budget=incoming.budget,
+            request_id=request_id,
+            admission=admission,
         )
         if incoming.after is not None:
             await incoming.after(outcome)
@@ -225,6 +239,7 @@ class RelayService:
         interval: float | None = None,
         budget: EditBudget | None = None,
         request_id: int | None = None,
+        admission: Admission | None = None,
     ) -> ReplyOutcome:
         """Answer ``request`` into ``surface``.  Never raises a ``RelayError``: the reply shows it."""
         if request_id is None:
@@ -238,6 +253,8 @@ class RelayService:
         stream.start()
         try:
             routed = await self._route(request)
+            if admission is not None:
+                admission.grow(*routed.worst_case())
             await self.store.update_request(request_id, state="answering")
         except RelayError as exc:
             outcome = await stream.fail(exc)

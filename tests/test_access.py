@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.access import AccessPolicy, Blocked, Caller, QuotaReached, start_of_day_utc
+from bot.access import AccessPolicy, Caller, start_of_day_utc
+from bot.errors import Blocked, QuotaReached
 from bot.store import SqliteStore, UsageRecord
 
 NOON = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 12 * 3600  # a UTC noon
@@ -83,3 +84,133 @@ async def test_requests_arriving_together_cannot_slip_past_the_rate(make_setting
     results = await asyncio.gather(*(policy.check(caller(), now=NOON) for _ in range(5)), return_exceptions=True)
     assert sum(r is None for r in results) == 1
     assert all(isinstance(r, QuotaReached) for r in results if r is not None)
+
+
+# -- daily budgets under concurrency: reservations ----------------------------------------------
+
+
+async def spend(store, tokens: int, user: str = "U1", channel: str = "C1", cost: float = 0.0) -> None:
+    await store.record_usage(UsageRecord("slack", "p", "m", user, channel, tokens, 0, cost))
+
+
+async def test_the_first_question_goes_through_even_when_its_worst_case_exceeds_the_budget(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), store)
+    first = await policy.admit(caller(), reserve_tokens=1024)
+    assert policy.held("user:U1") == (1024, 0.0)
+    with pytest.raises(QuotaReached) as info:
+        await policy.admit(caller(), reserve_tokens=1024)
+    assert "held by answers still being written" in info.value.user_message
+    await spend(store, 48)
+    first.settle()
+    second = await policy.admit(caller(), reserve_tokens=1024)  # 48 used, nothing in flight
+    await spend(store, 120)
+    second.settle()
+    with pytest.raises(QuotaReached) as info:
+        await policy.admit(caller(), reserve_tokens=1024)
+    assert "daily budget used up" in info.value.user_message
+
+
+async def test_six_admissions_at_once_let_exactly_one_in(make_settings, store):
+    import asyncio
+
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), store)
+    results = await asyncio.gather(
+        *(policy.admit(caller(), reserve_tokens=1024) for _ in range(6)), return_exceptions=True
+    )
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    assert len(admitted) == 1
+    assert all(isinstance(r, QuotaReached) for r in results if isinstance(r, BaseException))
+
+
+async def test_settle_and_release_are_idempotent_and_forget_idle_keys(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=150, bot_channel_daily_tokens=1000), store)
+    admission = await policy.admit(caller(), reserve_tokens=100, reserve_cost=0.5)
+    assert policy.held("user:U1") == (100, 0.5) and policy.held("channel:C1") == (100, 0.5)
+    admission.settle()
+    admission.settle()
+    admission.release()
+    assert policy.held("user:U1") == (0, 0.0) and policy._held == {}
+    admission.grow(10_000)  # too late: nothing is held again
+    assert policy.held("user:U1") == (0, 0.0)
+
+
+async def test_grow_raises_the_reservation_others_see(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=1000), store)
+    first = await policy.admit(caller(), reserve_tokens=100)
+    second = await policy.admit(caller(), reserve_tokens=100)  # 200 held < 1000
+    first.grow(900)
+    first.grow(50)  # never lowers it
+    assert policy.held("user:U1") == (1000, 0.0)
+    with pytest.raises(QuotaReached):
+        await policy.admit(caller(), reserve_tokens=1)
+    second.release()
+    third = await policy.admit(caller(), reserve_tokens=1)  # 900 held < 1000: room again
+    assert policy.held("user:U1") == (901, 0.0)
+    first.release()
+    third.release()
+
+
+async def test_the_cost_budget_counts_reservations_too(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_channel_daily_cost=0.10), store)
+    first = await policy.admit(caller("U1"), reserve_tokens=10, reserve_cost=0.08)
+    second = await policy.admit(caller("U2"), reserve_tokens=10, reserve_cost=0.08)  # 0.08 < 0.10
+    with pytest.raises(QuotaReached) as info:  # the channel's budget is shared by its users
+        await policy.admit(caller("U3"), reserve_tokens=10, reserve_cost=0.01)
+    assert "this channel's daily budget is held" in info.value.user_message
+    await policy.check(caller("U3", channel="C2"))  # other channels are not affected
+    first.release()
+    second.release()
+
+
+async def test_admins_hold_nothing_and_are_never_refused(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=10, bot_admins=["UADMIN"]), store)
+    held = [await policy.admit(caller("UADMIN"), reserve_tokens=1000) for _ in range(3)]
+    assert policy._held == {}
+    for admission in held:
+        admission.settle()
+
+
+async def test_a_refusal_for_answers_in_flight_does_not_use_up_the_request_rate(make_settings, store):
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=150, bot_user_requests_per_minute=2), store)
+    first = await policy.admit(caller(), reserve_tokens=1024, now=NOON)
+    for _ in range(3):
+        with pytest.raises(QuotaReached):
+            await policy.admit(caller(), reserve_tokens=1024, now=NOON + 1)
+    first.settle()
+    (await policy.admit(caller(), reserve_tokens=1024, now=NOON + 2)).settle()  # the second of 2 a minute
+
+
+class SettlesDuringTheRead:
+    """A real store whose next ledger read lets an answer record its usage and settle meanwhile."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.during_read = None
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        await self.store.record_usage(record)
+
+    async def usage_of(self, by: str, key: str, since: float) -> tuple[int, float]:
+        result = await self.store.usage_of(by, key, since)  # read before the other answer records...
+        if self.during_read is not None:
+            hook, self.during_read = self.during_read, None
+            await hook()  # ... which then records and settles before the decision
+        return result
+
+
+async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_settings, store):
+    wrapped = SettlesDuringTheRead(store)
+    policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), wrapped)  # type: ignore[arg-type]
+    first = await policy.admit(caller(), reserve_tokens=200)
+    first.grow(200)
+
+    async def finish_first() -> None:
+        await spend(store, 160)
+        first.settle()
+
+    wrapped.during_read = finish_first
+    with pytest.raises(QuotaReached):  # the read missed the 160 tokens; the reservation counts them
+        await policy.admit(caller(), reserve_tokens=200)
+    with pytest.raises(QuotaReached) as info:  # afterwards the ledger has them
+        await policy.admit(caller(), reserve_tokens=200)
+    assert "used up" in info.value.user_message

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot import tokens
-from bot.conversation import CUT_NOTE, LEFT_OUT_NOTE, Turn, WindowTooSmall, fit
+from bot.conversation import CUT_NOTE, LEFT_OUT_NOTE, Turn, fit
+from bot.errors import RelayError, WindowTooSmall
 from bot.tokens import TokenCounter
 
 
@@ -73,8 +74,9 @@ def test_a_question_too_long_alone_is_cut_in_the_middle():
 
 
 def test_a_window_too_small_for_anything_is_an_error():
-    with pytest.raises(WindowTooSmall):
+    with pytest.raises(WindowTooSmall) as info:
         fit([Turn("user", "word " * 500)], window=60, reserve=30)
+    assert isinstance(info.value, RelayError) and not isinstance(info.value, ValueError)
 
 
 def test_needs_a_user_turn():

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import discord
 import pytest
+from multidict import CIMultiDict
 
 from adapters.discord import format as fmt
 from adapters.discord.client import thread_name
@@ -196,6 +197,30 @@ def test_errors_are_mapped(exc: Exception, kind: type) -> None:
     assert type(mapped) is kind
     if isinstance(exc, discord.RateLimited):
         assert mapped.retry_after == 45.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        (CIMultiDict({"Retry-After": "soon"}), 1.0),  # unreadable: the default, not a ValueError
+        (CIMultiDict({"Retry-After": ""}), 1.0),
+        (CIMultiDict(), 1.0),
+        (CIMultiDict({"retry-after": "2.5"}), 2.5),
+        (CIMultiDict({"Retry-After": "-3"}), 0.0),
+    ],
+)
+def test_a_429_with_any_retry_after_header_maps_without_raising(
+    headers: CIMultiDict[str], wait: float
+) -> None:
+    mapped = map_error(http_error(discord.HTTPException, 429, 0, headers))  # type: ignore[arg-type]
+    assert isinstance(mapped, PlatformRateLimited) and mapped.retry_after == wait
+
+
+def test_a_429_without_a_response_maps_to_the_default_wait() -> None:
+    exc = http_error(discord.HTTPException, 429, 0)
+    exc.response = None  # type: ignore[assignment]
+    mapped = map_error(exc)
+    assert isinstance(mapped, PlatformRateLimited) and mapped.retry_after == 1.0
 
 
 def test_monitor_forgets_the_oldest_keys() -> None:

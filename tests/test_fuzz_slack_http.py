@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import aiohttp
@@ -77,3 +78,28 @@ async def test_malformed_http_bodies_get_a_status_not_a_crash(slack, start_bot, 
         await settled(bot, None)
         assert watch.since(0) == []
     assert len(fake_llm.requests) == 2  # the surrogate/special-token mention, and the real one
+
+
+async def post_with_stamp(port: int, stamp: str, body: str = "{}") -> int:
+    """POST ``body`` with ``X-Slack-Request-Timestamp: stamp`` and a well-formed (but wrong) signature."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": "v0=" + "0" * 64,
+    }
+    url = f"http://127.0.0.1:{port}/slack/events"
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        return response.status
+
+
+async def test_unreadable_request_timestamp_is_401_not_a_crash(slack, start_bot, fake_llm, caplog):
+    """``X-Slack-Request-Timestamp: abc`` (or another unreadable stamp): 401 through the real Bolt stack."""
+    caplog.set_level(logging.INFO)
+    bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
+    for stamp in ("abc", "", " ", "1e9", "0x10", "-1", "9" * 5000):
+        assert await post_with_stamp(bot.port, stamp) == 401, stamp[:20]
+    await settled(bot, None)
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
+    assert "Traceback" not in caplog.text
+    assert fake_llm.requests == []

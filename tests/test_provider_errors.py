@@ -12,7 +12,7 @@ import pytest
 
 from bot import errors
 from bot.providers.cloudflare import seconds_to_midnight_utc
-from bot.providers.http import retry_after
+from bot.retry_after import retry_after
 from tests.fakes.providers import cloudflare_error_body
 from tests.providers_support import one_answer
 
@@ -129,6 +129,26 @@ def test_retry_after_forms():
     assert wait is not None and 25 <= wait <= 31
     assert retry_after({"retry-after": "soon"}) is None
     assert retry_after({}) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "3"}, 3.0),  # names are compared case-insensitively (Discord, Slack)
+        ({"Retry-After": ["4"]}, 4.0),  # slack_sdk may hand a list per header
+        ({"Retry-After": "-5"}, 0.0),  # clamped to >= 0
+        ({"retry-after-ms": "soon", "Retry-After": "2"}, 2.0),  # a bad ms header falls back
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": ""}, None),
+        ({"Retry-After": []}, None),
+        (None, None),
+    ],
+)
+def test_retry_after_edge_cases(headers, wait):
+    assert retry_after(headers) == wait
 
 
 def test_seconds_to_midnight():

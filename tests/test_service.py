@@ -113,3 +113,42 @@ async def test_failover_to_a_smaller_window_still_says_history_was_left_out(make
     assert out.state == "complete" and sink.messages == ["from the small window"]
     assert len(fake_llm.requests[0]["messages"]) == 22 and len(fake_llm.requests[1]["messages"]) < 22
     assert "(earlier messages were left out)" in sink.notes
+
+
+async def test_six_questions_at_once_overshoot_a_daily_budget_by_one_answer_at_most(make_settings, fake_llm):
+    import asyncio
+
+    from bot.runtime import open_service
+
+    one_answer = 30 + 18
+    for _ in range(6):
+        fake_llm.reply("An answer.", delay=0.01, usage={"prompt_tokens": 30, "completion_tokens": 18})
+    asks = [
+        Request("test", "C1", [Turn("user", f"question {i}")], thread=f"T{i}", user_id="U1") for i in range(6)
+    ]
+    sinks = [RecordingSink() for _ in asks]
+    async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
+        outcomes = await asyncio.gather(*(service.answer(a, s) for a, s in zip(asks, sinks, strict=True)))
+        (total,) = await service.store.usage_totals("user")
+        assert service.access.held("user:U1") == (0, 0.0)  # every reservation was settled
+    answered = [s for s, o in zip(sinks, outcomes, strict=True) if o.state == "complete"]
+    refused = [s for s, o in zip(sinks, outcomes, strict=True) if o.state != "complete"]
+    assert total.prompt_tokens + total.completion_tokens <= 150 + one_answer
+    assert answered and refused
+    assert len(fake_llm.requests) == len(answered)  # a refused question costs no provider call
+    for sink in refused:
+        assert sink.calls[-1] == ("fail", "")
+        assert "daily budget" in sink.notes[0] and "Try again" in sink.notes[0]
+
+
+async def test_a_failed_answer_gives_its_reservation_back(make_settings, fake_llm):
+    from bot.runtime import open_service
+
+    fake_llm.fail(401)
+    fake_llm.reply("second time lucky")
+    async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
+        failed = await service.answer(ask("hi"), RecordingSink())
+        assert failed.state == "failed" and service.access.held("user:U1") == (0, 0.0)
+        sink = RecordingSink()
+        out = await service.answer(ask("hi again"), sink)
+    assert out.state == "complete" and sink.messages == ["second time lucky"]

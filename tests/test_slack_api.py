@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.api import SlackApi, StreamClosed
+from adapters.slack.api import SlackApi
 from adapters.slack.history import History
 from adapters.slack.sink import Place, StreamSink, UpdateSink
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, StreamClosed
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -26,6 +27,32 @@ async def test_rate_limit_becomes_platform_rate_limited_with_retry_after(slack, 
     with pytest.raises(PlatformRateLimited) as caught:
         await api.call("chat.update", channel="C1", ts=posted["ts"], text="y")
     assert 1.0 <= caught.value.retry_after <= 3.0
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"), [("soon", 1.0), ("", 1.0), ("2", 2.0), ("-1", 0.0), ("3600", 60.0)]
+)
+async def test_any_retry_after_header_maps_to_a_wait(header: str, wait: float) -> None:
+    """A 429 whose Retry-After is unreadable waits the default; a readable one is clamped to 0..60 s."""
+
+    async def limited(request: web.Request) -> web.Response:
+        body = {"ok": False, "error": "ratelimited"}
+        return web.json_response(body, status=429, headers={"Retry-After": header})
+
+    app = web.Application()
+    app.router.add_post("/api/{method}", limited)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        api = SlackApi(AsyncWebClient(token="xoxb-fake", base_url=f"http://127.0.0.1:{port}/api/"))
+        with pytest.raises(PlatformRateLimited) as caught:
+            await api.call("chat.update", channel="C1", ts="1.000", text="y")
+        assert caught.value.retry_after == wait
+    finally:
+        await runner.cleanup()
 
 
 async def test_retries_wait_out_a_rate_limit(slack, api):

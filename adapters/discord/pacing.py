@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import aiohttp
 
 from bot.pacing import EditBudget
+from bot.retry_after import retry_after
 
 _CHANNEL = re.compile(r"/channels/(\d+)/messages")
 _WEBHOOK = re.compile(r"/(?:webhooks/\d+|interactions/\d+)/([^/?]+)")
@@ -67,7 +68,8 @@ class RateMonitor:
         now = time.monotonic()
         if status == 429:
             signal.limited += 1
-            wait = _number(get("X-RateLimit-Reset-After")) or _number(get("Retry-After")) or 1.0
+            reset = _number(get("X-RateLimit-Reset-After"))
+            wait = reset or retry_after(headers) or 1.0  # type: ignore[arg-type]
             signal.hold_until = max(signal.hold_until, now + wait + SLACK)
         elif get("X-RateLimit-Remaining") == "0":
             wait = _number(get("X-RateLimit-Reset-After")) or 0.0

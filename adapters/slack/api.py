@@ -26,7 +26,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable
+from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable, StreamClosed
+from bot.retry_after import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,10 @@ GONE = frozenset({"message_not_found", "channel_not_found", "thread_not_found", 
 MAX_RETRY_AFTER = 60.0
 
 
-class StreamClosed(MessageGone):
-    """A native stream expired (``message_not_in_streaming_state``); the message itself is still there."""
-
-
-def retry_after(error: SlackApiError) -> float:
-    headers = getattr(error.response, "headers", None) or {}
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            value = value[0] if isinstance(value, list) else value
-            try:
-                return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-            except ValueError:
-                break
-    return 1.0
+def wait_of(error: SlackApiError) -> float:
+    """Seconds a rate-limited call should wait: its Retry-After (capped), else 1 s."""
+    wait = retry_after(getattr(error.response, "headers", None))
+    return 1.0 if wait is None else min(wait, MAX_RETRY_AFTER)
 
 
 #: Slack error codes that say "try again" (https://docs.slack.dev/reference/methods/chat.update).
@@ -60,7 +51,7 @@ def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> Plat
     data = getattr(error.response, "data", None)
     code = data.get("error", "") if isinstance(data, dict) else ""
     if status == 429 or code == "ratelimited":
-        return PlatformRateLimited(f"slack {method}: rate limited", retry_after=retry_after(error))
+        return PlatformRateLimited(f"slack {method}: rate limited", retry_after=wait_of(error))
     if code == "message_not_in_streaming_state":
         return StreamClosed(f"slack {method}: the stream has ended")
     if code in GONE:

@@ -26,10 +26,11 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 
 from .. import errors
+from ..retry_after import retry_after
 from ..settings import ProviderConfig
 from . import params
 from .base import ChatRequest, Delta, ProviderInfo, Usage
-from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, retry_after, status_error
+from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, error_message, status_error
 from .streaming import HttpProvider, cut_by_limit, usage_from
 
 CAPACITY = 3040
@@ -69,11 +70,13 @@ def cloudflare_error(
         account = " and CLOUDFLARE_ACCOUNT_ID" if who.prefix == "CLOUDFLARE" else ""
         return errors.AuthFailed(name, message, status=status, hint=f"check {who.key_env}{account}")
     if code == DAILY_QUOTA:
-        error = errors.QuotaExceeded(
-            name, message, status=status, hint="the daily free allocation is used up until 00:00 UTC"
+        return errors.QuotaExceeded(
+            name,
+            message,
+            status=status,
+            hint="the daily free allocation is used up until 00:00 UTC",
+            cool_for=seconds_to_midnight_utc(),
         )
-        error.cool_for = seconds_to_midnight_utc()  # type: ignore[attr-defined]
-        return error
     if code == CAPACITY:
         return errors.RateLimited(
             name, message, status=status, retry_after=retry_after(headers), hint="it is out of capacity; try again shortly"

@@ -6,9 +6,7 @@ boundary, so provider modules only deal with their own wire format.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +15,7 @@ from httpx_sse import EventSource, SSEError
 
 from .. import errors
 from ..errors import ProviderError
+from ..retry_after import retry_after
 
 #: Longest Retry-After we honour before giving up on this provider for now.
 MAX_RETRY_AFTER = 60.0
@@ -33,28 +32,6 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_message(body: object) -> tuple[str, object]:

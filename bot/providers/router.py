@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .. import errors
-from ..conversation import Fitted, Turn, WindowTooSmall, fit
+from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
 from . import params
-from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
+from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling, Usage
 from .http import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,14 @@ class Routed:
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
 
+    def worst_case(self) -> tuple[int, float]:
+        """The most any plan may use: (prompt + max_tokens, that usage's cost at its provider's prices)."""
+        usages = [(p.provider.info, Usage(p.fitted.prompt_tokens, p.max_tokens)) for p in self._plans]
+        return (
+            max((u.prompt_tokens + u.completion_tokens for _, u in usages), default=0),
+            max((info.cost(u) for info, u in usages), default=0.0),
+        )
+
     @property
     def notes(self) -> list[str]:
         """Notes for the history actually sent: read after the stream (failover may change it)."""
@@ -136,7 +144,7 @@ def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
     reserve = min(plan.max_tokens, SAFE_WINDOW // 2)
     try:
         again = fit(plan.fitted.turns, SAFE_WINDOW, reserve, counter, date_preamble=info.date_preamble)
-    except WindowTooSmall:
+    except errors.WindowTooSmall:
         return None
     fitted = Fitted(
         turns=again.turns,
@@ -196,7 +204,7 @@ class Router:
             reserve = min(max_tokens, info.context_window // 2)
             try:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
-            except WindowTooSmall:
+            except errors.WindowTooSmall:
                 continue
             asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
             if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
@@ -257,9 +265,11 @@ class Router:
         long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
         seconds = COOLDOWN_LONG if long else COOLDOWN
         # A daily quota (Cloudflare 3036) says how long; so may a long Retry-After.
-        hinted = getattr(exc, "cool_for", None) or getattr(exc, "retry_after", None)
-        if isinstance(hinted, (int, float)) and hinted > seconds:
-            seconds = float(hinted)
+        hinted = exc.cool_for if isinstance(exc, errors.QuotaExceeded) else None
+        if hinted is None and isinstance(exc, errors.RateLimited):
+            hinted = exc.retry_after
+        if hinted is not None and hinted > seconds:
+            seconds = hinted
         self._cool_until[name] = time.monotonic() + seconds
 
     async def aclose(self) -> None:
