@@ -1,4 +1,4 @@
-"""The circuit breaker and the retry policy as plain objects: states, cooldowns, one probe."""
+"""The circuit breaker and the retry policy as plain objects (states, cooldowns, one probe); doctor's deadline note."""
 
 from __future__ import annotations
 
@@ -138,3 +138,18 @@ def test_retry_policy_alone_keeps_three_tries():
     assert policy.delay(2, hang()) is None
     assert policy.delay(0, errors.RateLimited("X", retry_after=30.0)) == 30.0
     assert policy.delay(0, errors.AuthFailed("X")) is None
+
+
+def test_doctor_warns_when_the_first_token_deadline_cannot_fail_over_in_time(tmp_path):
+    from bot.doctor import advice
+    from bot.settings import Settings
+
+    def notes(**values: object) -> list[str]:
+        settings = Settings(_env_file=None, bot_database=tmp_path / "r.db", **values)  # type: ignore[arg-type]
+        return [n for n in advice(settings, ["deepinfra"]) if n.startswith("BOT_FIRST_TOKEN_TIMEOUT")]
+
+    assert notes() == []
+    assert notes(bot_first_token_timeout=300, bot_turn_timeout=120) == [
+        "BOT_FIRST_TOKEN_TIMEOUT is not shorter than BOT_TURN_TIMEOUT: "
+        "a provider that hangs holds up the whole answer instead of failing over"
+    ]
