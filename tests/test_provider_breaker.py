@@ -1,4 +1,7 @@
-"""The circuit breaker and the retry policy as plain objects (states, cooldowns, one probe); doctor's deadline note."""
+"""The circuit breaker and the retry policy as plain objects (states, cooldowns, one probe).
+
+Also doctor's note on a first-token deadline that cannot fail over in time.
+"""
 
 from __future__ import annotations
 
@@ -108,7 +111,8 @@ def test_cloudflare_daily_quota_benches_until_midnight_utc(breaker):
     error = errors.QuotaExceeded("Cloudflare Workers AI", "daily allocation", status=429)
     error.cool_for = seconds_to_midnight_utc()  # type: ignore[attr-defined]  # as cloudflare_error sets it
     breaker.failed(error)
-    assert breaker.remaining() == pytest.approx(max(300.0, error.cool_for), abs=1)  # type: ignore[attr-defined]
+    until_midnight: float = error.cool_for  # type: ignore[attr-defined]
+    assert breaker.remaining() == pytest.approx(max(300.0, until_midnight), abs=1)
 
 
 def test_a_long_retry_after_benches_that_long(breaker):
@@ -145,11 +149,13 @@ def test_doctor_warns_when_the_first_token_deadline_cannot_fail_over_in_time(tmp
     from bot.settings import Settings
 
     def notes(**values: object) -> list[str]:
-        settings = Settings(_env_file=None, bot_database=tmp_path / "r.db", **values)  # type: ignore[arg-type]
+        values["bot_database"] = tmp_path / "r.db"
+        settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
         return [n for n in advice(settings, ["deepinfra"]) if n.startswith("BOT_FIRST_TOKEN_TIMEOUT")]
 
     assert notes() == []
-    assert notes(bot_first_token_timeout=300, bot_turn_timeout=120) == [
+    said = (
         "BOT_FIRST_TOKEN_TIMEOUT is not shorter than BOT_TURN_TIMEOUT: "
         "a provider that hangs holds up the whole answer instead of failing over"
-    ]
+    )
+    assert notes(bot_first_token_timeout=300, bot_turn_timeout=120) == [said]

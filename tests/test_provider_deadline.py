@@ -100,7 +100,8 @@ async def test_one_deadline_covers_retries_and_failover(fakes, settings_for):
 
 async def test_a_server_that_never_answers_is_a_retryable_first_token_timeout(fakes, settings_for):
     fakes.hang("openai")
-    provider = build_provider("openai", settings_for("openai", bot_first_token_timeout=0.3, bot_turn_timeout=30))
+    settings = settings_for("openai", bot_first_token_timeout=0.3, bot_turn_timeout=30)
+    provider = build_provider("openai", settings)
     try:
         async with asyncio.timeout(10):
             try:
@@ -108,7 +109,8 @@ async def test_a_server_that_never_answers_is_a_retryable_first_token_timeout(fa
                     pass
             except errors.ProviderTimeout as exc:
                 assert exc.retryable and exc.detail == "no first token in time"
-                assert exc.user_message == "The OpenAI-compatible server timed out: it sent nothing in time; try again"
+                said = "The OpenAI-compatible server timed out: it sent nothing in time; try again"
+                assert exc.user_message == said
             else:
                 raise AssertionError("no timeout")
     finally:
@@ -118,8 +120,9 @@ async def test_a_server_that_never_answers_is_a_retryable_first_token_timeout(fa
 
 async def test_after_the_first_token_only_the_gap_between_chunks_counts(fakes, settings_for):
     frames = openai_frames("One two three four.")[1:]  # text in the first frame, then one frame per gap
-    fakes.push("openai", Script(parts=[sse([f]) for f in frames], gap=0.15))  # gaps > the first-token deadline
-    provider = build_provider("openai", settings_for("openai", bot_first_token_timeout=0.1, bot_turn_timeout=30))
+    fakes.push("openai", Script(parts=[sse([f]) for f in frames], gap=0.15))  # gaps > first-token deadline
+    settings = settings_for("openai", bot_first_token_timeout=0.1, bot_turn_timeout=30)
+    provider = build_provider("openai", settings)
     try:
         async with asyncio.timeout(10):
             text = "".join([delta.text async for delta in provider.stream(REQUEST)])
@@ -129,8 +132,10 @@ async def test_after_the_first_token_only_the_gap_between_chunks_counts(fakes, s
 
 
 async def test_dataoorts_answers_whole_so_the_first_token_deadline_does_not_apply(fakes, settings_for):
-    fakes.push("dataoorts", Script(parts=[json.dumps(dataoorts_body("Slow but whole.")).encode()], content_type=JSON, ttft=0.5))
-    provider = build_provider("dataoorts", settings_for("dataoorts", bot_first_token_timeout=0.1, bot_turn_timeout=30))
+    whole = json.dumps(dataoorts_body("Slow but whole.")).encode()
+    fakes.push("dataoorts", Script(parts=[whole], content_type=JSON, ttft=0.5))  # after the first-token deadline
+    settings = settings_for("dataoorts", bot_first_token_timeout=0.1, bot_turn_timeout=30)
+    provider = build_provider("dataoorts", settings)
     try:
         async with asyncio.timeout(10):
             text = "".join([delta.text async for delta in provider.stream(REQUEST)])

@@ -67,7 +67,9 @@ class Counting:
         await self.inner.aclose()
 
 
-def make_router(settings: Settings, clock: Clock, sleeps: Sleeps | None = None) -> tuple[Router, list[Counting]]:
+def make_router(
+    settings: Settings, clock: Clock, sleeps: Sleeps | None = None
+) -> tuple[Router, list[Counting]]:
     providers = [Counting(build_provider(name, settings)) for name in settings.provider_order()]
     router = Router(
         providers, sleep=sleeps or Sleeps(), clock=clock, turn_timeout=settings.bot_turn_timeout

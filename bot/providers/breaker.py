@@ -47,6 +47,9 @@ class BreakerPolicy:
     probe_timeout: float = 300.0  # a probe never reported (its task vanished) is forgotten then
 
 
+DEFAULT_POLICY = BreakerPolicy()
+
+
 class Admission(enum.Enum):
     CLOSED = "closed"  # healthy: go ahead
     PROBE = "probe"  # half-open: this request is the one probe
@@ -72,7 +75,7 @@ class Breaker:
     """One provider's breaker; see the module docstring."""
 
     def __init__(
-        self, name: str, policy: BreakerPolicy = BreakerPolicy(), clock: Callable[[], float] = time.monotonic
+        self, name: str, policy: BreakerPolicy = DEFAULT_POLICY, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.name = name
         self.policy = policy
@@ -141,7 +144,10 @@ class Breaker:
         seconds = max(seconds, _hint(error))
         self.open_until = self._clock() + seconds
         self._probe_since = None
-        log.warning("benching provider %s for %.0f s (failure %d in a row): %s", self.name, seconds, self.failures, error)
+        log.warning(
+            "benching provider %s for %.0f s (failure %d in a row): %s",
+            self.name, seconds, self.failures, error,
+        )
         return True
 
     def release(self) -> None:

@@ -113,4 +113,5 @@ def _expired(who: Describe, which: str, started: bool) -> errors.ProviderError:
 
 def first_token_timeout(who: Describe) -> errors.ProviderTimeout:
     """No text within the first-token deadline: retryable, but the router prefers to move on."""
-    return errors.ProviderTimeout(who.display, "no first token in time", hint="it sent nothing in time; try again")
+    hint = "it sent nothing in time; try again"
+    return errors.ProviderTimeout(who.display, "no first token in time", hint=hint)

@@ -31,7 +31,7 @@ from ..conversation import Fitted, Turn, WindowTooSmall, fit
 from ..tokens import TokenCounter
 from . import params
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling
-from .breaker import Admission, Breaker, BreakerPolicy
+from .breaker import DEFAULT_POLICY, Admission, Breaker, BreakerPolicy
 from .http import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,8 @@ class Routed:
             fallback = n < len(plans)
             probe = admission is Admission.PROBE
             try:
-                async for delta in self._router.attempt(plan.provider, request, fallback=fallback, probe=probe):
+                tries = self._router.attempt(plan.provider, request, fallback=fallback, probe=probe)
+                async for delta in tries:
                     if self.provider is None:
                         self.provider, self.fitted = plan.provider.info, plan.fitted
                     yield delta
@@ -168,7 +169,7 @@ class Router:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         turn_timeout: float | None = None,
-        breaker: BreakerPolicy = BreakerPolicy(),
+        breaker: BreakerPolicy = DEFAULT_POLICY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not providers:
