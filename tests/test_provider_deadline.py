@@ -133,7 +133,8 @@ async def test_after_the_first_token_only_the_gap_between_chunks_counts(fakes, s
 
 async def test_dataoorts_answers_whole_so_the_first_token_deadline_does_not_apply(fakes, settings_for):
     whole = json.dumps(dataoorts_body("Slow but whole.")).encode()
-    fakes.push("dataoorts", Script(parts=[whole], content_type=JSON, ttft=0.5))  # after the first-token deadline
+    # the whole answer comes later than the first-token deadline
+    fakes.push("dataoorts", Script(parts=[whole], content_type=JSON, ttft=0.5))
     settings = settings_for("dataoorts", bot_first_token_timeout=0.1, bot_turn_timeout=30)
     provider = build_provider("dataoorts", settings)
     try:
