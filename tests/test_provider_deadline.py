@@ -120,8 +120,8 @@ async def test_a_server_that_never_answers_is_a_retryable_first_token_timeout(fa
 
 async def test_after_the_first_token_only_the_gap_between_chunks_counts(fakes, settings_for):
     frames = openai_frames("One two three four.")[1:]  # text in the first frame, then one frame per gap
-    fakes.push("openai", Script(parts=[sse([f]) for f in frames], gap=0.15))  # gaps > first-token deadline
-    settings = settings_for("openai", bot_first_token_timeout=0.1, bot_turn_timeout=30)
+    fakes.push("openai", Script(parts=[sse([f]) for f in frames], gap=0.6))  # gaps > first-token deadline
+    settings = settings_for("openai", bot_first_token_timeout=0.4, bot_turn_timeout=30)
     provider = build_provider("openai", settings)
     try:
         async with asyncio.timeout(10):

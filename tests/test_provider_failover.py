@@ -134,7 +134,7 @@ async def test_half_open_lets_one_probe_through_while_the_others_go_to_the_healt
 
 async def test_keep_alives_without_a_token_are_bounded_by_the_first_token_deadline(fakes, settings_for):
     fakes.push("openai", Script(parts=[b": ping\n\n"] * 2000, gap=0.01))
-    router, _ = make_router(settings_for("openai", "deepinfra", bot_first_token_timeout=0.5), Clock())
+    router, _ = make_router(settings_for("openai", "deepinfra", bot_first_token_timeout=1.0), Clock())
     try:
         async with asyncio.timeout(GUARD):
             assert await ask(router) == ("deepinfra", "Hello from deepinfra.")
@@ -176,7 +176,7 @@ async def test_alone_a_hanging_provider_is_retried_each_try_bounded(fakes, setti
     fakes.hang("openai", times=2)
     fakes.answer("openai", "Third time lucky.")
     sleeps = Sleeps()
-    router, _ = make_router(settings_for("openai", bot_first_token_timeout=0.5), Clock(), sleeps)
+    router, _ = make_router(settings_for("openai", bot_first_token_timeout=1.0), Clock(), sleeps)
     try:
         async with asyncio.timeout(GUARD):
             assert await ask(router) == ("openai", "Third time lucky.")
