@@ -90,7 +90,9 @@ async def within(
                 watch.waiting = None
             if not got_first:
                 got_first = True
-                if early and not watch.fired:  # from now on only the whole turn is bounded
+                if watch.fired:  # too late (the stream swallowed the cancellation): not passed on
+                    raise _expired(who, watch.fired, False)
+                if early:  # from now on only the whole turn is bounded
                     handle.cancel()
                     handle = _arm(watch, deadline, TURN)
             yield item
