@@ -129,6 +129,11 @@ def advice(settings: Settings, names: list[str]) -> list[str]:
         )
     if settings.bot_turn_timeout < settings.bot_read_timeout:
         notes.append("BOT_TURN_TIMEOUT is shorter than BOT_READ_TIMEOUT: the turn timeout wins")
+    if settings.bot_first_token_timeout >= settings.bot_turn_timeout:
+        notes.append(
+            "BOT_FIRST_TOKEN_TIMEOUT is not shorter than BOT_TURN_TIMEOUT: "
+            "a provider that hangs holds up the whole answer instead of failing over"
+        )
     return notes
 
 

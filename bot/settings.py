@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     # provider timeouts, seconds
     bot_connect_timeout: float = Field(10.0, gt=0)
     bot_read_timeout: float = Field(60.0, gt=0)  # longest gap between two chunks
+    bot_first_token_timeout: float = Field(15.0, gt=0)  # request sent → first text, per try
     bot_turn_timeout: float = Field(300.0, gt=0)  # a whole answer
 
     # -- providers ---------------------------------------------------------------------

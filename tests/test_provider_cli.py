@@ -64,6 +64,22 @@ async def test_ask_fails_over_by_bot_providers_order(fakes, tmp_path):
     assert (code, out) == (0, "Hello from dataoorts.\n")
 
 
+async def test_ask_fails_over_from_a_provider_that_never_answers(fakes, tmp_path):
+    fakes.hang("openai")  # accepts the request, never sends a byte
+    fakes.answer("deepinfra", "The healthy provider's whole answer, word for word.")
+    env = {
+        **fakes.env("openai"),
+        **fakes.env("deepinfra"),
+        "BOT_PROVIDERS": "openai,deepinfra",
+        "BOT_FIRST_TOKEN_TIMEOUT": "1",
+    }
+    async with asyncio.timeout(20):  # a hang guard, not a measurement: main took 181.8 s here
+        code, out, err = await run_cli(tmp_path, env, "ask", "What is 2+2?")
+    assert (code, out) == (0, "The healthy provider's whole answer, word for word.\n"), err
+    assert len(fakes.requests["openai"]) == 1  # given up on at the first-token deadline, not retried
+    assert len(fakes.requests["deepinfra"]) == 1
+
+
 async def test_doctor_table_and_exit_status(fakes, tmp_path):
     fakes.fail("aigateway", 401, {"error": {"message": "bad key", "type": "authentication_error", "code": 401}})
     env = {

@@ -1,14 +1,16 @@
-"""The whole-turn deadline: it stops a stream kept alive by keep-alives, never the caller's own work."""
+"""The deadlines: the whole turn stops a stream kept alive by keep-alives, never the caller's own
+work; the first-token deadline bounds a silent server, and only the wait for the first token."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from bot import errors
 from bot.conversation import Turn
 from bot.providers.base import ChatRequest
 from bot.providers.registry import build_provider
-from tests.fakes.providers import Script, sse
+from tests.fakes.providers import JSON, Script, dataoorts_body, openai_frames, sse
 
 pytest_plugins = ["tests.provider_fixtures"]
 
@@ -94,3 +96,50 @@ async def test_one_deadline_covers_retries_and_failover(fakes, settings_for):
     # the stalled provider is asked once (no retry); the next one gets what is left of the deadline
     assert len(fakes.requests["openai"]) == 1
     assert len(fakes.requests["deepinfra"]) <= 1
+
+
+async def test_a_server_that_never_answers_is_a_retryable_first_token_timeout(fakes, settings_for):
+    fakes.hang("openai")
+    settings = settings_for("openai", bot_first_token_timeout=0.3, bot_turn_timeout=30)
+    provider = build_provider("openai", settings)
+    try:
+        async with asyncio.timeout(10):
+            try:
+                async for _ in provider.stream(REQUEST):
+                    pass
+            except errors.ProviderTimeout as exc:
+                assert exc.retryable and exc.detail == "no first token in time"
+                said = "The OpenAI-compatible server timed out: it sent nothing in time; try again"
+                assert exc.user_message == said
+            else:
+                raise AssertionError("no timeout")
+    finally:
+        await provider.aclose()
+    assert len(fakes.requests["openai"]) == 1
+
+
+async def test_after_the_first_token_only_the_gap_between_chunks_counts(fakes, settings_for):
+    frames = openai_frames("One two three four.")[1:]  # text in the first frame, then one frame per gap
+    fakes.push("openai", Script(parts=[sse([f]) for f in frames], gap=0.6))  # gaps > first-token deadline
+    settings = settings_for("openai", bot_first_token_timeout=0.4, bot_turn_timeout=30)
+    provider = build_provider("openai", settings)
+    try:
+        async with asyncio.timeout(10):
+            text = "".join([delta.text async for delta in provider.stream(REQUEST)])
+    finally:
+        await provider.aclose()
+    assert text == "One two three four."
+
+
+async def test_dataoorts_answers_whole_so_the_first_token_deadline_does_not_apply(fakes, settings_for):
+    whole = json.dumps(dataoorts_body("Slow but whole.")).encode()
+    # the whole answer comes later than the first-token deadline
+    fakes.push("dataoorts", Script(parts=[whole], content_type=JSON, ttft=0.5))
+    settings = settings_for("dataoorts", bot_first_token_timeout=0.1, bot_turn_timeout=30)
+    provider = build_provider("dataoorts", settings)
+    try:
+        async with asyncio.timeout(10):
+            text = "".join([delta.text async for delta in provider.stream(REQUEST)])
+    finally:
+        await provider.aclose()
+    assert text == "Slow but whole."

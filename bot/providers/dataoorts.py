@@ -13,7 +13,8 @@ Wire format (seed ``003``, ``reference/providers.md``):
   codes are budgeted and mapped like Cloudflare's.
 
 Nothing arrives until the whole answer is ready, so the gap-between-chunks
-timeout is the whole-turn timeout here.
+timeout is the whole-turn timeout here, and there is no first-token deadline
+shorter than the turn's (the first token is the whole answer).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class DataoortsProvider(WorkersEnvelope, HttpProvider):
     def http_timeout(self) -> httpx.Timeout:
         whole = max(self.timeouts.read, self.timeouts.turn)
         return httpx.Timeout(connect=self.timeouts.connect, read=whole, write=30.0, pool=10.0)
+
+    def first_token_timeout(self) -> float | None:
+        return None  # the first text is the whole answer: only the turn deadline bounds it
 
     def path(self) -> str:
         return self.config.base_url  # the base URL is the endpoint (absolute: no slash added)

@@ -26,6 +26,7 @@ class Timeouts:
     connect: float = 10.0
     read: float = 60.0  # longest gap between chunks: above AIGateway's 15 s keep-alives
     turn: float = 300.0  # a whole answer
+    first_token: float = 15.0  # request sent → first text, per try (headers and keep-alives included)
 
     def httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=30.0, pool=10.0)

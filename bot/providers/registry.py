@@ -52,6 +52,7 @@ def timeouts(settings: Settings) -> Timeouts:
         connect=settings.bot_connect_timeout,
         read=settings.bot_read_timeout,
         turn=settings.bot_turn_timeout,
+        first_token=settings.bot_first_token_timeout,
     )
 
 

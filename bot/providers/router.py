@@ -5,12 +5,16 @@ For each request the router fits the conversation to each candidate's window
 would have to trim harder), then tries candidates in order.  A provider that
 fails before its first token is retried when the error is transient
 (Retry-After honoured, else exponential backoff with jitter), otherwise the
-request moves on to the next provider.  Failing providers cool down for a
-while (longer after auth/quota errors, until 00:00 UTC after Cloudflare's
-daily quota) and are tried last.  With another provider behind, a long
-Retry-After is not waited out: the request moves on.  Once text has flowed,
-errors go to the caller.  For windows that count ``max_tokens`` (Cloudflare's
-24k) the ``max_tokens`` asked for is what is left after the prompt.
+request moves on to the next provider.  With another provider behind, the
+retries are cut short so failover is quick: at most one more try after a
+wait of at most a second, and none after a timeout (a provider that hangs
+costs one first-token deadline, ``BOT_FIRST_TOKEN_TIMEOUT``, not three read
+timeouts).  Each provider has a circuit breaker (``breaker``): one that
+failed is benched and tried last, for a cooldown that grows while it keeps
+failing (longer after auth/quota errors, until 00:00 UTC after Cloudflare's
+daily quota); then one request probes it.  Once text has flowed, errors go
+to the caller.  For windows that count ``max_tokens`` (Cloudflare's 24k) the
+``max_tokens`` asked for is what is left after the prompt.
 """
 
 from __future__ import annotations
@@ -27,12 +31,10 @@ from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
 from . import params
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling, Usage
+from .breaker import DEFAULT_POLICY, Admission, Breaker, BreakerPolicy
 from .http import MAX_RETRY_AFTER
 
 log = logging.getLogger(__name__)
-
-COOLDOWN = 5.0
-COOLDOWN_LONG = 300.0  # auth, quota, not found: someone has to act
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,17 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = MAX_RETRY_AFTER
-    #: With another provider to fall over to, waiting longer than this is not worth it.
-    max_wait_with_fallback: float = 5.0
+    #: With another provider to fall over to: tries here, and the longest wait worth taking.
+    attempts_with_fallback: int = 2
+    max_wait_with_fallback: float = 1.0
 
     def delay(self, attempt: int, error: errors.ProviderError, *, fallback: bool = False) -> float | None:
         """Seconds before try ``attempt + 1``; None when retrying is pointless."""
-        if not error.retryable or attempt + 1 >= self.attempts:
+        attempts = self.attempts_with_fallback if fallback else self.attempts
+        if not error.retryable or attempt + 1 >= attempts:
             return None
+        if fallback and isinstance(error, errors.ProviderTimeout):
+            return None  # it hung: the next provider answers sooner than another try here
         wait = getattr(error, "retry_after", None)
         if wait is None:
             wait = min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
@@ -101,14 +107,22 @@ class Routed:
         plans = list(self._plans)
         timeout = self._router.turn_timeout
         deadline = time.monotonic() + timeout if timeout is not None else None
+        deferred: set[int] = set()
         n = 0
         while n < len(plans):
             plan = plans[n]
             n += 1
+            admission = self._router.breaker(plan.provider.info.name).admit()
+            if admission is Admission.BENCHED and n < len(plans) and id(plan) not in deferred:
+                deferred.add(id(plan))  # benched (or another request is probing it):
+                plans.append(plan)  # only after the others, as a last resort
+                continue
             request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling, deadline)
             fallback = n < len(plans)
+            probe = admission is Admission.PROBE
             try:
-                async for delta in self._router.attempt(plan.provider, request, fallback=fallback):
+                tries = self._router.attempt(plan.provider, request, fallback=fallback, probe=probe)
+                async for delta in tries:
                     if self.provider is None:
                         self.provider, self.fitted = plan.provider.info, plan.fitted
                     yield delta
@@ -163,6 +177,8 @@ class Router:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         turn_timeout: float | None = None,
+        breaker: BreakerPolicy = DEFAULT_POLICY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not providers:
             raise errors.NoProviderConfigured()
@@ -171,7 +187,8 @@ class Router:
         #: one deadline for a whole answer, across retries and failover (BOT_TURN_TIMEOUT)
         self.turn_timeout = turn_timeout
         self._sleep = sleep
-        self._cool_until: dict[str, float] = {}
+        #: one circuit breaker per provider (``clock`` is for tests: it drives the cooldowns)
+        self.breakers = {p.info.name: Breaker(p.info.name, breaker, clock) for p in self.providers}
 
     def by_name(self, name: str) -> Provider:
         for provider in self.providers:
@@ -212,15 +229,17 @@ class Router:
             plans.append(Plan(provider, fitted, asked))
         if not plans:
             raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
-        now = time.monotonic()
-        # Stable sort: cooled-down providers last, then those that would have to
+        # Stable sort: benched providers last, then those that would have to
         # trim the history (a 128k provider beats a 24k one that drops turns).
-        plans.sort(key=lambda p: (self._cool_until.get(p.provider.info.name, 0) > now, p.trimmed))
+        plans.sort(key=lambda p: (not self.breaker(p.provider.info.name).ready(), p.trimmed))
         return plans
 
+    def breaker(self, name: str) -> Breaker:
+        return self.breakers[name]
+
     def cooling(self, name: str) -> float:
-        """Seconds until ``name`` is out of its cooldown (0 when it is not cooling down)."""
-        return max(0.0, self._cool_until.get(name, 0.0) - time.monotonic())
+        """Seconds until ``name`` is out of its cooldown (0 when it is not benched)."""
+        return self.breakers[name].remaining()
 
     def answer(
         self,
@@ -234,43 +253,39 @@ class Router:
         return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling, counter)
 
     async def attempt(
-        self, provider: Provider, request: ChatRequest, *, fallback: bool = False
+        self, provider: Provider, request: ChatRequest, *, fallback: bool = False, probe: bool = False
     ) -> AsyncIterator[Delta]:
         """One provider, retried before its first token while the error is transient.
 
-        With a ``fallback`` provider behind this one, long waits are skipped:
-        the request moves on instead.
+        With a ``fallback`` provider behind this one, retries are cut short (see
+        ``RetryPolicy``).  The first token closes the provider's breaker; a
+        final failure opens it.  A ``probe`` that ends with neither frees the
+        half-open slot for the next request.
         """
-        name = provider.info.name
-        for attempt in range(self.retry.attempts):
-            started = False
-            try:
-                async for delta in provider.stream(request):
-                    started = True
-                    yield delta
-                self._cool_until.pop(name, None)
-                return
-            except errors.ProviderError as exc:
-                if started:
-                    raise
-                wait = self.retry.delay(attempt, exc, fallback=fallback)
-                if wait is None:
-                    if not isinstance(exc, errors.ContextTooLong):  # the request's fault, not the provider's
-                        self._cool_down(name, exc)
-                    raise
-                log.info("retrying %s in %.2fs after: %s", name, wait, exc)
-                await self._sleep(wait)
-
-    def _cool_down(self, name: str, exc: errors.ProviderError) -> None:
-        long = isinstance(exc, (errors.QuotaExceeded, errors.AuthFailed, errors.NotFound))
-        seconds = COOLDOWN_LONG if long else COOLDOWN
-        # A daily quota (Cloudflare 3036) says how long; so may a long Retry-After.
-        hinted = exc.cool_for if isinstance(exc, errors.QuotaExceeded) else None
-        if hinted is None and isinstance(exc, errors.RateLimited):
-            hinted = exc.retry_after
-        if hinted is not None and hinted > seconds:
-            seconds = hinted
-        self._cool_until[name] = time.monotonic() + seconds
+        breaker = self.breaker(provider.info.name)
+        verdict = False
+        try:
+            for attempt in range(max(self.retry.attempts, self.retry.attempts_with_fallback)):
+                started = False
+                try:
+                    async for delta in provider.stream(request):
+                        if not started:
+                            started = verdict = True
+                            breaker.succeeded()
+                        yield delta
+                    return
+                except errors.ProviderError as exc:
+                    if started:
+                        raise
+                    wait = self.retry.delay(attempt, exc, fallback=fallback)
+                    if wait is None:
+                        verdict = breaker.failed(exc)  # the request's own fault (too long) does not count
+                        raise
+                    log.info("retrying %s in %.2fs after: %s", provider.info.name, wait, exc)
+                    await self._sleep(wait)
+        finally:
+            if probe and not verdict:
+                breaker.release()
 
     async def aclose(self) -> None:
         for provider in self.providers:

@@ -4,7 +4,9 @@ A subclass says where to POST (``path``), what to send (``body``) and how to
 read a stream (``parse_stream``) or a whole JSON answer (``parse_whole``);
 ``HttpProvider.stream`` does the rest the same way for all of them: the
 status check and error mapping, SSE versus JSON by ``Content-Type``, the
-whole-turn deadline, cleaning the text and mapping transport errors (before
+first-token and whole-turn deadlines (around the whole exchange, so a
+server that accepts the connection and never sends its headers is bounded
+too), cleaning the text and mapping transport errors (before
 the first token they are retryable, after it an interruption).  A stream that
 completes without any text is an error too (retryable): an empty answer
 helps nobody.
@@ -87,6 +89,10 @@ class HttpProvider:
     def http_timeout(self) -> httpx.Timeout:
         return self.timeouts.httpx()
 
+    def first_token_timeout(self) -> float | None:
+        """Seconds from sending a request to its first text (None: only the turn deadline)."""
+        return self.timeouts.first_token
+
     def path(self) -> str:
         raise NotImplementedError
 
@@ -108,7 +114,10 @@ class HttpProvider:
         await self._client.aclose()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        deadline = request.deadline if request.deadline is not None else time.monotonic() + self.timeouts.turn
+        now = time.monotonic()
+        deadline = request.deadline if request.deadline is not None else now + self.timeouts.turn
+        wait = self.first_token_timeout()
+        first = now + wait if wait is not None else None
         cleaner = TextCleaner()
         state = {"started": False}
 
@@ -116,22 +125,27 @@ class HttpProvider:
             return state["started"]
 
         try:
-            async with self._client.stream("POST", self.path(), json=self.body(request)) as response:
-                async for delta in within(self._deltas(response, request), deadline, self.who, started):
-                    if delta.text:
-                        text = cleaner.feed(delta.text)
-                        if text is not delta.text:
-                            if not text and delta.finish_reason is None and delta.usage is None:
-                                continue
-                            delta = Delta(text, delta.finish_reason, delta.usage)
-                    state["started"] = state["started"] or bool(delta.text)
-                    if delta.finish_reason is not None and not state["started"]:
-                        raise errors.ProviderUnavailable(
-                            self.who.display, "empty answer", hint="it sent an empty answer; try again"
-                        )
-                    yield delta
+            async for delta in within(self._exchange(request), deadline, self.who, started, first=first):
+                if delta.text:
+                    text = cleaner.feed(delta.text)
+                    if text is not delta.text:
+                        if not text and delta.finish_reason is None and delta.usage is None:
+                            continue
+                        delta = Delta(text, delta.finish_reason, delta.usage)
+                state["started"] = state["started"] or bool(delta.text)
+                if delta.finish_reason is not None and not state["started"]:
+                    raise errors.ProviderUnavailable(
+                        self.who.display, "empty answer", hint="it sent an empty answer; try again"
+                    )
+                yield delta
         except httpx.HTTPError as exc:
             raise transport_error(self.who, exc, started=state["started"]) from exc
+
+    async def _exchange(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """The request and its response's deltas, as one iterator the deadlines can bound."""
+        async with self._client.stream("POST", self.path(), json=self.body(request)) as response:
+            async for delta in self._deltas(response, request):
+                yield delta
 
     def not_an_api(self, detail: str) -> errors.ProviderError:
         """A 2xx/3xx answer no API would give: the base URL points somewhere else."""

@@ -18,7 +18,10 @@ A test queues ``Script``s per provider (``answer``, ``fail``, ``raw`` ...);
 with none queued a provider answers ``"Hello from <name>."``.  A script is
 the exact bytes to write, in parts (so frames and UTF-8 characters can be
 split across reads), with optional pauses, a stall or a dropped connection.
-Every request is recorded in ``requests[name]``.
+``hang`` queues a response that never comes (the request is read, then
+nothing is sent, not even the status line); ``closed_url`` is a base URL on
+a port nobody listens on (connection refused).  Every request is recorded
+in ``requests[name]``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -149,6 +153,7 @@ class Script:
     ttft: float = 0.0  # pause before the first part
     stall_after: int | None = None  # stop writing (connection kept open) after this many parts
     drop_after: int | None = None  # drop the TCP connection after this many parts
+    hang: bool = False  # read the request, then send nothing at all (not even the headers)
 
 
 class FakeProviders:
@@ -174,6 +179,11 @@ class FakeProviders:
         for _ in range(times):
             self.push(name, Script(status, [json.dumps(body).encode()], JSON, headers or {}))
 
+    def hang(self, name: str, times: int = 1) -> None:
+        """The next ``times`` requests are accepted and never answered."""
+        for _ in range(times):
+            self.push(name, Script(hang=True))
+
     def raw(self, name: str, payloads: Sequence[object], **kw: object) -> None:
         """SSE frames exactly as given (``sse`` options: ``crlf``, ``comment``)."""
         crlf = bool(kw.pop("crlf", False))
@@ -191,6 +201,10 @@ class FakeProviders:
             "cloudflare": f"{root}/cloudflare/client/v4",
             "dataoorts": f"{root}/dataoorts/api/v1",
         }[name]
+
+    def closed_url(self, name: str) -> str:
+        """``name``'s base URL on a loopback port nobody listens on: connections are refused."""
+        return self.base_url(name).replace(f":{self.port}/", f":{closed_port()}/", 1)
 
     def settings(self, name: str) -> dict[str, object]:
         """Settings keyword arguments pointing ``name`` at this server, with a dummy key."""
@@ -235,6 +249,9 @@ class FakeProviders:
         return handle
 
     async def _play(self, request: web.Request, script: Script) -> web.StreamResponse:
+        if script.hang:
+            await self._stall()  # until the server stops (or 60 s): the client gives up first
+            return web.Response(status=503)
         response = web.StreamResponse(
             status=script.status, headers={"Content-Type": script.content_type, **script.headers}
         )
@@ -262,6 +279,13 @@ class FakeProviders:
             await asyncio.wait_for(self._closing.wait(), 60)
         except TimeoutError:
             pass
+
+
+def closed_port() -> int:
+    """A loopback port that was free a moment ago: connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def normal(name: str, text: str, *, crlf: bool = False, split: int | None = None, **kw: object) -> Script:
