@@ -207,6 +207,7 @@ class RelayService:
             roles=caller.roles,
             provider=incoming.provider,
             conversation_key=incoming.conversation_key,
+            request_id=f"{caller.platform}-{request_id}",
         )
         outcome = await self.answer(
             request,
@@ -246,7 +247,7 @@ class RelayService:
             conversation = request.thread or request.channel
             request_id = await self.store.accept((), request.platform, conversation, {}, self.owner)
             assert request_id is not None  # no keys: nothing to collide with
-            REQUEST_ID.set(f"{request.platform}-{request_id}")
+        REQUEST_ID.set(request.request_id)
         stream = self._stream(surface, request_id, interval, budget)
         # The first platform call (typing, status, placeholder) is what the user sees first:
         # it goes out while the store and the router do their part.

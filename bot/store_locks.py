@@ -1,6 +1,8 @@
 """Locks around the SQLite file: waiting out another connection's, and one ``serve`` per file.
 
-``LockWait`` runs a store operation again, with backoff, while SQLite answers
+``LockWait`` runs store operations one at a time (they share one connection, so
+a transaction must not interleave with another coroutine's statements), and
+runs an operation again, with backoff, while SQLite answers
 "database is locked/busy" (a backup, an admin's ``BEGIN IMMEDIATE``, a long
 write elsewhere), for at most ``BOT_DATABASE_WAIT`` seconds in all; then it
 raises ``StoreUnavailable``.  The ``waits_for_locks`` decorator puts a method of
@@ -58,13 +60,17 @@ class LockWait:
         self.bound = bound
         self._waiters = 0
         self._since = 0.0
+        # One operation at a time on the connection: a transaction of one coroutine must never
+        # take in (or roll back) the statements of another that ran during its awaits.
+        self._serial = asyncio.Lock()
 
     async def run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         if _INSIDE.get():  # the outer operation retries as a whole
             return await operation()
         token = _INSIDE.set(True)
         try:
-            return await self._retry(operation)
+            async with self._serial:
+                return await self._retry(operation)
         finally:
             _INSIDE.reset(token)
 

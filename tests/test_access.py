@@ -64,13 +64,12 @@ async def test_channel_cost_budget_and_admin_exemption(make_settings, store):
 async def test_a_refusal_reaches_the_user_politely(make_settings, fake_llm):
     from bot.conversation import Turn
     from bot.runtime import open_service
-    from bot.service import Request
-    from tests.fakes.sinks import RecordingSurface
+    from tests.fakes.sinks import RecordingSurface, incoming
 
     async with open_service(make_settings(bot_user_requests_per_minute=1)) as service:
         first, second = RecordingSurface(), RecordingSurface()
-        await service.answer(Request("slack", "C1", [Turn("user", "one")], user_id="U1"), first)
-        out = await service.answer(Request("slack", "C1", [Turn("user", "two")], user_id="U1"), second)
+        await service.handle(incoming([Turn("user", "one")], first))
+        out = await service.handle(incoming([Turn("user", "two")], second))
     assert first.messages == [fake_llm.default_text]
     assert out.state == "failed" and second.calls[-1] == ("fail", "")
     assert "faster than 1 questions a minute" in second.notes[0]

@@ -75,18 +75,48 @@ async def test_drain_finalises_replies_still_running_as_interrupted(service, fak
     assert cancelled == 1 and task.cancelled()
     assert sink.calls[-1][0] == "fail" and "ask again" in sink.notes[-1]
     assert service.spawn(asyncio.sleep(0)) is None  # no new work after shutdown began
-    async with service.store._db.execute("SELECT state FROM replies") as cur:
-        assert [r[0] for r in await cur.fetchall()] == ["interrupted"]
+    async with service.store._db.execute("SELECT state, error FROM requests") as cur:
+        assert [tuple(r) for r in await cur.fetchall()] == [("partial", "interrupted by shutdown")]
 
 
 async def test_recover_finalises_what_a_crash_left(service):
-    rid = await service.store.open_reply("slack", "C1", "1.0")
-    await service.store.update_reply(rid, state="streaming", locator={"ts": "1.1"})
-    seen = []
+    from bot.surface import Draft
 
-    async def finalise(record):
-        seen.append(record.locator)
+    class Platform:
+        name = "slack"
+        edits: list[tuple[dict, Draft, dict]] = []
 
-    assert await service.recover("slack", finalise) == 1
-    assert seen == [{"ts": "1.1"}]
-    assert await service.store.unfinished_replies("slack") == []
+        def surface(self, place):
+            platform = self
+
+            class Surface:
+                max_chars = 1000
+
+                def render(self, draft):
+                    return draft.text
+
+                def measure(self, draft):
+                    return len(draft.text)
+
+                async def post(self, draft):
+                    raise AssertionError("recovery edits the message it saved, it posts nothing")
+
+                async def edit(self, ref, draft):
+                    platform.edits.append((ref, draft, place))
+
+            return Surface()
+
+        async def revive(self, origin):
+            raise AssertionError("a half-shown reply is finished, not answered again")
+
+    rid = await service.store.accept(["slack:event:E1"], "slack", "C1:1.0", {}, "an-earlier-process")
+    assert rid is not None
+    await service.store.update_request(
+        rid, state="answering", place={"channel": "C1"}, messages=[{"ts": "1.1"}, {"ts": "1.2"}], shown="half an", part=1
+    )
+    assert await service.recover(Platform()) == 1
+    ((ref, draft, place),) = Platform.edits
+    assert ref == {"ts": "1.2"} and place == {"channel": "C1"}
+    assert (draft.text, draft.part, draft.notes, draft.final) == ("half an", 1, ("(interrupted — ask again)",), True)
+    assert await service.store.open_requests("slack") == []
+    assert await service.recover(Platform()) == 0  # settled once, then final

@@ -148,11 +148,11 @@ async def test_a_failed_split_during_streaming_does_not_abort_the_answer():
     class FlakySplit(RecordingSurface):
         failures = 1
 
-        async def split(self, text):
-            if self.failures:
+        async def edit(self, ref, draft):
+            if draft.final and self.failures:  # the first message's final text, as the answer rolls over
                 self.failures -= 1
                 raise PlatformUnavailable("slack chat.update: internal_error")
-            await super().split(text)
+            await super().edit(ref, draft)
 
     sink = FlakySplit(max_chars=100)
     answer = "".join(f"sentence {i}. " for i in range(40))
@@ -166,9 +166,11 @@ async def test_cancelled_while_the_final_edit_waits_still_shows_interrupted():
     tried = asyncio.Event()
 
     class SlowFinish(RecordingSurface):
-        async def finish(self, text, notes):
-            tried.set()
-            raise PlatformRateLimited(retry_after=30)  # the final edit would wait 30 s
+        async def _call(self, draft):
+            if draft.final and not draft.failed:
+                tried.set()
+                raise PlatformRateLimited(retry_after=30)  # the final edit would wait 30 s
+            await super()._call(draft)
 
     sink = SlowFinish()
     task = asyncio.create_task(ReplyStream(sink, interval=0.0).run(deltas(["almost ", "done"])))
@@ -182,8 +184,8 @@ async def test_cancelled_while_the_final_edit_waits_still_shows_interrupted():
 
 async def test_no_room_left_in_the_message_still_ends_with_the_notes():
     class Crowded(RecordingSurface):
-        def measure(self, text):
-            return len(text) + 95  # a header takes almost the whole message
+        def measure(self, draft):
+            return super().measure(draft) + 95  # a header takes almost the whole message
 
     sink = Crowded(max_chars=100)
     out = await ReplyStream(sink, interval=0.0).run(deltas(["x" * 50]))

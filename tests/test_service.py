@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.conversation import Turn
 from bot.service import Request
-from tests.fakes.sinks import RecordingSurface
+from tests.fakes.sinks import RecordingSurface, incoming
 
 
 def ask(text: str, **kw) -> Request:
@@ -34,7 +34,7 @@ async def test_answer_is_streamed_recorded_and_costed(make_settings, fake_llm):
 
 
 async def _replies(store):
-    async with store._db.execute("SELECT state, provider, model FROM replies") as cur:
+    async with store._db.execute("SELECT state, provider, model FROM requests") as cur:
         for row in await cur.fetchall():
             yield tuple(row)
 
@@ -123,12 +123,12 @@ async def test_six_questions_at_once_overshoot_a_daily_budget_by_one_answer_at_m
     one_answer = 30 + 18
     for _ in range(6):
         fake_llm.reply("An answer.", delay=0.01, usage={"prompt_tokens": 30, "completion_tokens": 18})
+    sinks = [RecordingSurface() for _ in range(6)]
     asks = [
-        Request("test", "C1", [Turn("user", f"question {i}")], thread=f"T{i}", user_id="U1") for i in range(6)
+        incoming([Turn("user", f"question {i}")], sink, conversation=f"T{i}") for i, sink in enumerate(sinks)
     ]
-    sinks = [RecordingSink() for _ in asks]
     async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
-        outcomes = await asyncio.gather(*(service.answer(a, s) for a, s in zip(asks, sinks, strict=True)))
+        outcomes = await asyncio.gather(*(service.handle(a) for a in asks))
         (total,) = await service.store.usage_totals("user")
         assert service.access.held("user:U1") == (0, 0.0)  # every reservation was settled
     answered = [s for s, o in zip(sinks, outcomes, strict=True) if o.state == "complete"]
@@ -147,8 +147,8 @@ async def test_a_failed_answer_gives_its_reservation_back(make_settings, fake_ll
     fake_llm.fail(401)
     fake_llm.reply("second time lucky")
     async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
-        failed = await service.answer(ask("hi"), RecordingSink())
-        assert failed.state == "failed" and service.access.held("user:U1") == (0, 0.0)
-        sink = RecordingSink()
-        out = await service.answer(ask("hi again"), sink)
+        failed = await service.handle(incoming([Turn("user", "hi")], RecordingSurface()))
+        assert failed is not None and failed.state == "failed" and service.access.held("user:U1") == (0, 0.0)
+        sink = RecordingSurface()
+        out = await service.handle(incoming([Turn("user", "hi again")], sink))
     assert out.state == "complete" and sink.messages == ["second time lucky"]

@@ -56,17 +56,48 @@ async def test_token_counts_persist(tmp_path):
     await store.close()
 
 
-async def test_replies_and_usage_ledger(tmp_path):
+async def test_request_records_and_usage_ledger(tmp_path):
     store = await SqliteStore.open(tmp_path / "s.db")
-    rid = await store.open_reply("slack", "C1", "123.4")
-    await store.update_reply(rid, state="streaming", locator={"ts": "123.5"})
-    unfinished = await store.unfinished_replies("slack")
-    assert [(r.id, r.state, r.locator) for r in unfinished] == [(rid, "streaming", {"ts": "123.5"})]
-    await store.update_reply(rid, state="done", provider="deepinfra", model="m")
-    assert await store.unfinished_replies("slack") == []
+    rid = await store.accept(["slack:event:Ev1"], "slack", "C1:123.4", {"trigger": {"ts": "123.4"}}, "me")
+    assert rid is not None
+    await store.update_request(rid, state="answering", messages=[{"ts": "123.5"}], shown="half", part=0)
+    (open_,) = await store.open_requests("slack")
+    assert (open_.id, open_.state, open_.messages, open_.shown) == (rid, "answering", [{"ts": "123.5"}], "half")
+    assert open_.origin == {"trigger": {"ts": "123.4"}} and open_.owner == "me"
+    await store.update_request(rid, state="done", provider="deepinfra", model="m")
+    assert await store.open_requests("slack") == []
     for user, cost in (("U1", 0.5), ("U1", 0.25), ("U2", 1.0)):
         await store.record_usage(UsageRecord("slack", "deepinfra", "m", user, "C1", 100, 50, cost, rid))
     by_user = {t.key: t for t in await store.usage_totals("user")}
     assert by_user["U1"].requests == 2 and by_user["U1"].cost_usd == 0.75
     assert by_user["U2"].prompt_tokens == 100
+    await store.close()
+
+
+async def test_accept_claims_every_key_or_none(tmp_path):
+    store = await SqliteStore.open(tmp_path / "s.db")
+    first = await store.accept(["slack:event:Ev1", "slack:message:C1:1.0"], "slack", "c", {}, "me")
+    # the same message arriving as another event: one key is taken, so nothing is written
+    again = await store.accept(["slack:event:Ev2", "slack:message:C1:1.0"], "slack", "c", {}, "me")
+    assert first is not None and again is None
+    assert [r.id for r in await store.open_requests("slack")] == [first]
+    assert await store.accept(["slack:event:Ev2"], "slack", "c", {}, "me") is not None  # Ev2 was rolled back
+    await store.close()
+
+
+async def test_concurrent_accepts_and_updates_do_not_interleave_transactions(tmp_path):
+    import asyncio
+
+    store = await SqliteStore.open(tmp_path / "s.db")
+    first = await store.accept(["k:0"], "discord", "c", {}, "me")
+    assert first is not None
+    results = await asyncio.gather(
+        *(store.accept([f"k:{n % 10}"], "discord", "c", {}, "me") for n in range(40)),
+        *(store.update_request(first, shown=f"text {n}") for n in range(10)),
+    )
+    accepted = [r for r in results[:40] if r is not None]
+    assert len(accepted) == 9  # k:1 .. k:9 once each; k:0 was taken before
+    assert len(await store.open_requests("discord")) == 10
+    record = await store.request(first)
+    assert record is not None and record.shown.startswith("text ")
     await store.close()

@@ -123,14 +123,14 @@ async def test_many_operations_waiting_together_all_succeed_with_one_warning(tmp
                 store.claim_event("b", "discord"),
                 store.claim_event("a", "discord"),
                 store.add_turns("terminal:x", [Turn("user", "hi"), Turn("assistant", "hello")]),  # BEGIN IMMEDIATE
-                store.open_reply("discord", "C1", None),
+                store.accept(["discord:message:1"], "discord", "C1", {}, "me"),  # BEGIN IMMEDIATE too
             ),
             GUARD,
         )
     assert sorted(results[:3]) == [False, True, True]
     assert [t.text for t in await store.load_turns("terminal:x")] == ["hi", "hello"]
-    assert [r.id for r in await store.unfinished_replies("discord")] == [results[4]]
-    assert events(db) == ["a", "b"]
+    assert [r.id for r in await store.open_requests("discord")] == [results[4]]
+    assert events(db) == ["a", "b", "discord:message:1"]
     assert len(caplog.records) == 1  # one warning for the whole wait, not one per operation
     await store.close()
 

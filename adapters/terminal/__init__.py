@@ -32,7 +32,10 @@ class TerminalSurface:
         self._written = 0
 
     def render(self, draft: Draft) -> str:
-        return draft.text
+        """What the terminal shows: the answer on stdout, then (when final) a newline and the notes."""
+        if not draft.final:
+            return draft.text
+        return "\n".join([draft.text, *draft.notes])
 
     def measure(self, draft: Draft) -> int:
         return len(draft.text)

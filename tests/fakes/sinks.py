@@ -31,10 +31,11 @@ class RecordingSurface:
     _updates: int = 0
 
     def render(self, draft: Draft) -> str:
-        return draft.text
+        """What a reader would see: the text, its notes, and whether the reply is finished."""
+        return "\n".join([draft.text, *draft.notes]) + ("\n(final)" if draft.final else "")
 
     def measure(self, draft: Draft) -> int:
-        return len(draft.text)
+        return len(draft.text) + sum(len(n) + 1 for n in draft.notes)
 
     async def post(self, draft: Draft) -> Ref:
         if self.calls and self.calls[-1][0] == "finish":  # that message was a part, not the end
