@@ -68,8 +68,9 @@ async def stop_with_sigterm(proc: asyncio.subprocess.Process) -> None:
 
 
 def reply_states(db: Path) -> list[str]:
+    """The state of every request record, oldest first."""
     with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("SELECT state FROM replies ORDER BY id")]
+        return [row[0] for row in conn.execute("SELECT state FROM requests ORDER BY id")]
 
 
 async def connected(fake: FakeDiscord, count: int) -> None:
@@ -89,7 +90,7 @@ async def test_sigkill_mid_stream_then_restart_finalises_the_reply(tmp_path, dis
         )
         proc.kill()  # SIGKILL: no chance to clean up
         await proc.wait()
-    assert reply_states(tmp_path / "bot.db") == ["streaming"]
+    assert reply_states(tmp_path / "bot.db") == ["answering"]
     (partial,) = fake.bot_messages(CHANNEL_ID)
     assert "interrupted" not in partial["content"]
 
@@ -101,7 +102,7 @@ async def test_sigkill_mid_stream_then_restart_finalises_the_reply(tmp_path, dis
             timeout=30,
             what="the interrupted note after restart",
         )
-        assert reply_states(tmp_path / "bot.db") == ["interrupted"]
+        assert reply_states(tmp_path / "bot.db") == ["partial"]
         edited = fake.bot_messages(CHANNEL_ID)[0]["content"]
         assert edited.startswith(partial["content"].split("\n")[0][:20])  # the partial text is kept
 
@@ -152,4 +153,4 @@ async def test_sigterm_past_the_grace_period_marks_the_reply_interrupted(tmp_pat
         await stop_with_sigterm(proc)
     (message,) = fake.bot_messages(CHANNEL_ID)
     assert "slow2" in message["content"] and "ask again" in message["content"]
-    assert reply_states(tmp_path / "bot.db") == ["interrupted"]
+    assert reply_states(tmp_path / "bot.db") == ["partial"]

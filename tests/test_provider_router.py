@@ -60,7 +60,7 @@ def ledger(path) -> list[tuple]:
         usage = db.execute(
             "SELECT provider, model, prompt_tokens, completion_tokens, cost_usd FROM usage ORDER BY id"
         ).fetchall()
-        replies = db.execute("SELECT state, provider, model FROM replies ORDER BY id").fetchall()
+        replies = db.execute("SELECT state, provider, model FROM requests ORDER BY id").fetchall()
     return usage, replies
 
 
@@ -164,7 +164,7 @@ async def test_no_failover_once_text_has_flowed(fakes, settings_for):
     assert len(fakes.requests["deepinfra"]) == 0
     assert sink.notes == ["The OpenAI-compatible server cut the answer off: the answer is incomplete"]
     _, replies = ledger(path)
-    assert replies == [("interrupted", "openai", "meta-llama/Llama-3.1-70B-Instruct")]
+    assert replies == [("partial", "openai", "meta-llama/Llama-3.1-70B-Instruct")]
 
 
 async def test_failing_provider_cools_down_and_is_tried_last(fakes, settings_for):

@@ -67,7 +67,7 @@ async def test_a_second_serve_on_the_same_file_refuses_and_leaves_the_first_alon
         (line,) = err.splitlines()
         assert str(db) in line and f"PID {first.pid}" in line
         assert len(fake.identifies) == 1  # the second process never connected to the gateway
-        assert reply_states(db) == ["streaming"]  # and did not "recover" the live answer
+        assert reply_states(db) == ["answering"]  # and did not "recover" the live answer
 
         # One-shot commands still work beside a running serve.
         code, out, _ = await run_cli(["usage"], env, tmp_path)
