@@ -1,7 +1,8 @@
 """``/relay`` — status, per-channel configuration and usage, the same on every platform.
 
-Adapters pass the text after ``/relay`` and who asked; they show the returned
-Markdown to that person only (ephemeral on Slack and Discord).
+Adapters pass the text after ``/relay`` and who asked; the reply is standard
+Markdown, which each adapter renders for its platform and shows to that person
+only (ephemeral on Slack and Discord).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .errors import BadChannelSetting
 from .service import RelayService
 
 HELP = (
-    "*`/relay` commands*\n"
+    "**`/relay` commands**\n"
     "• `/relay status` — this channel's settings and your usage today\n"
     "• `/relay config` — show this channel's settings\n"
     "• `/relay config NAME VALUE` — admins: set `system_prompt`, `providers`, `temperature` or `max_tokens`\n"
@@ -69,7 +70,7 @@ async def _status(service: RelayService, caller: Caller) -> str:
     if caller.user is not None:
         tokens, cost = await service.store.usage_of("user", caller.user, since=start_of_day_utc(time.time()))
     lines = [
-        "*llama-relay status*",
+        "**llama-relay status**",
         f"• providers: {providers}",
         f"• max output tokens: {config.max_tokens or settings.bot_max_tokens}",
         f"• temperature: {_temperature(config.temperature, settings.bot_temperature)}",
@@ -87,10 +88,10 @@ async def _usage(service: RelayService, caller: Caller) -> str:
         if not mine:
             return "You have not used the bot in the last 30 days."
         return "Your usage, last 30 days:\n" + _lines(mine)
-    parts = ["*Usage, last 30 days*"]
+    parts = ["**Usage, last 30 days**"]
     for by, title in (("provider", "per provider"), ("channel", "per channel"), ("user", "per user")):
         totals = await store.usage_totals(by, since)
-        parts.append(f"_{title}_\n" + (_lines(totals[:15]) if totals else "• none"))
+        parts.append(f"*{title}*\n" + (_lines(totals[:15]) if totals else "• none"))
     return "\n".join(parts)
 
 
