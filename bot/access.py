@@ -1,4 +1,4 @@
-"""Who may ask, and how much: block lists, admins, request rates and daily budgets.
+"""Who may ask, and how much: allowlists, block lists, admins, request rates and daily budgets.
 
 ``AccessPolicy.admit`` runs before a request reaches a platform or a provider.
 A blocked caller is ignored silently (``Blocked``); a caller over a quota gets
@@ -55,6 +55,7 @@ class Caller:
     channel: str
     workspace: str | None = None  # Slack team id, Discord guild id
     roles: frozenset[str] = field(default_factory=frozenset)
+    direct: bool = False  # a direct message: channel allowlists do not apply
 
 
 #: Seconds a caller is told to wait when answers in flight hold the rest of a budget (a guess:
@@ -145,6 +146,30 @@ class AccessPolicy:
 
     def is_admin(self, caller: Caller) -> bool:
         return caller.user is not None and caller.user in self.settings.bot_admins
+
+    def admits(self, caller: Caller) -> bool:
+        """Whether ``caller`` may ask at all: on the platform's allowlists and on no block list."""
+        return self.allowed(caller) and not self.blocked(caller)
+
+    def allowed(self, caller: Caller) -> bool:
+        """The platform's allowlists (each empty: everyone, everywhere)."""
+        s = self.settings
+        if caller.platform == "slack":
+            return _listed(caller.user, s.slack_allowed_users) and (
+                caller.direct or _listed(caller.channel, s.slack_allowed_channels)
+            )
+        if caller.platform != "discord":
+            return True
+        if not _listed(caller.user, s.discord_allowed_users):
+            return False
+        if caller.direct:  # a DM: only the user list can let it in once any other list is set
+            places = s.discord_allowed_guilds or s.discord_allowed_channels or s.discord_allowed_roles
+            return not places or bool(s.discord_allowed_users)
+        return (
+            _listed(caller.workspace, s.discord_allowed_guilds)
+            and _listed(caller.channel, s.discord_allowed_channels)
+            and (not s.discord_allowed_roles or bool(caller.roles & set(s.discord_allowed_roles)))
+        )
 
     def blocked(self, caller: Caller) -> bool:
         s = self.settings
@@ -259,3 +284,8 @@ class AccessPolicy:
                 "Try again when they are done.",
                 IN_FLIGHT_RETRY,
             )
+
+
+def _listed(value: str | None, allowlist: list[str]) -> bool:
+    """On the allowlist, or the list is empty (everyone)."""
+    return not allowlist or (value is not None and value in allowlist)

@@ -2,7 +2,8 @@
 
 ``handle`` takes an adapter's ``Incoming`` and runs, in this order:
 
-1. the block list (no platform call, no write: a blocked caller costs nothing);
+1. allowlists and block lists (no platform call, no write: a caller who may not ask costs
+   nothing);
 2. the adapter's relevance check, if any (e.g. "did the bot answer in this thread?");
 3. claim + request record, one transaction (a redelivered event stops here);
 4. quotas (a refusal is shown where the answer would have gone);
@@ -119,6 +120,10 @@ class RelayService:
     def report_health(self, platform: str, up: bool) -> None:
         self.health[platform] = up
 
+    def may_ask(self, caller: Caller) -> bool:
+        """Whether ``caller`` is allowed to ask (slash commands say so at once when not)."""
+        return self.access.admits(caller)
+
     async def relay_command(self, caller: Caller, text: str) -> str:
         """``/relay …`` as standard Markdown, for the caller's eyes only."""
         from .commands import relay_command  # commands reads the service: imported when used
@@ -140,8 +145,8 @@ class RelayService:
     async def handle(self, incoming: Incoming) -> ReplyOutcome | None:
         """Run one incoming event through the pipeline (see the module docstring)."""
         caller = incoming.caller
-        if self.access.blocked(caller):
-            log.info("ignored a request from a blocked caller")
+        if not self.access.admits(caller):
+            log.info("ignored a request from a caller not allowed to ask")
             return None
         if incoming.relevant is not None and not await incoming.relevant():
             return None

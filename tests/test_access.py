@@ -213,3 +213,46 @@ async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_sett
     with pytest.raises(QuotaReached) as info:  # afterwards the ledger has them
         await policy.admit(caller(), reserve_tokens=200)
     assert "used up" in info.value.user_message
+
+
+def test_one_policy_answers_who_may_ask_on_every_platform(make_settings, store):
+    policy = AccessPolicy(
+        make_settings(
+            slack_allowed_channels=["C1"],
+            slack_allowed_users=["U1", "U2"],
+            discord_allowed_guilds=["G1"],
+            discord_allowed_roles=["R1"],
+            bot_blocked_users=["U2"],
+        ),
+        store,
+    )
+    assert policy.admits(Caller("slack", "U1", "C1", "T1"))
+    assert not policy.admits(Caller("slack", "U1", "C2", "T1"))  # not an allowed channel
+    assert policy.admits(Caller("slack", "U1", "D9", "T1", direct=True))  # a DM: channel lists do not apply
+    assert not policy.admits(Caller("slack", "U3", "C1", "T1"))  # not an allowed user
+    assert not policy.admits(Caller("slack", "U2", "C1", "T1"))  # allowed, but blocked
+    assert policy.admits(Caller("discord", "7", "100", "G1", frozenset({"R1"})))
+    assert not policy.admits(Caller("discord", "7", "100", "G1", frozenset({"R2"})))  # no allowed role
+    assert not policy.admits(Caller("discord", "7", "100", "G2", frozenset({"R1"})))  # another guild
+    assert not policy.admits(Caller("discord", "7", "55", None, direct=True))  # DMs need the user list
+    assert policy.admits(Caller("terminal", "terminal", "ask"))
+
+
+async def test_a_caller_who_may_not_ask_costs_nothing(make_settings, fake_llm):
+    from bot.conversation import Turn
+    from bot.runtime import open_service
+    from tests.fakes.sinks import RecordingSurface, incoming
+
+    read = []
+    async with open_service(make_settings(slack_allowed_users=["U1"])) as service:
+        stranger = incoming([Turn("user", "hi")], RecordingSurface(), user="U7", keys=(("event", "E1"),))
+        original = stranger.read
+
+        async def counting_read(budget, counter):
+            read.append(budget)
+            return await original(budget, counter)
+
+        stranger.read = counting_read
+        assert await service.handle(stranger) is None
+        assert await service.store.open_requests("slack") == []  # nothing claimed or recorded
+    assert read == [] and fake_llm.requests == []
