@@ -31,6 +31,8 @@ INTERRUPTED_NOTE = "(interrupted — ask again)"
 NOT_ANSWERED_NOTE = "(I was restarted before I could answer this; please ask again)"
 #: A question accepted at most this long ago is answered after a restart; older ones get a note.
 REANSWER_WITHIN = 600.0
+#: How long one message's final edit is retried at start-up before it is posted anew.
+PATIENCE = 20.0
 
 Reanswer = Callable[[RequestRecord, Incoming], Awaitable[ReplyOutcome | None]]
 
@@ -68,11 +70,12 @@ async def _settle(
 
 
 async def _finish_interrupted(store: Store, platform: Platform, record: RequestRecord) -> None:
-    surface = platform.surface(record.place)
+    stream = ReplyStream(platform.surface(record.place), patience=PATIENCE)
     draft = Draft(record.shown, record.part, (INTERRUPTED_NOTE,), failed=True, final=True)
-    await surface.edit(record.messages[-1], draft)
+    await stream.finish_message(record.messages[-1], draft)  # retried; a message gone is posted anew
     state = "partial" if record.shown.strip() else "failed"
-    await store.update_request(record.id, state=state, error="interrupted by a restart")
+    messages = [*record.messages[:-1], *stream.refs]
+    await store.update_request(record.id, state=state, messages=messages, error="interrupted by a restart")
 
 
 async def _note_unanswered(store: Store, platform: Platform, record: RequestRecord) -> None:

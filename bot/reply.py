@@ -93,8 +93,10 @@ class ReplyStream:
         budget: EditBudget | None = None,
         max_chars: int = 0,
         save: Save | None = None,
+        patience: float = FINAL_PATIENCE,
     ) -> None:
         self.surface = surface
+        self.patience = patience  # how long a final text keeps being retried before it is posted anew
         #: per-message limit: the surface's, or a smaller configured one (BOT_MESSAGE_LIMIT)
         self.max_chars = min(surface.max_chars, max_chars) if max_chars > 0 else surface.max_chars
         self.interval = interval
@@ -116,6 +118,7 @@ class ReplyStream:
         self._shown_version = 0  # version 0: no text yet
         self._last_edit = 0.0
         self._message_shown = False  # has the current message shown answer text yet?
+        self._gone = False  # the message went away mid-answer: no more interim edits, the final posts anew
         self._notes: Sequence[str] | Callable[[], Sequence[str]] = ()
         self._pending: asyncio.Task[None] | None = None
         self._placing: asyncio.Task[None] | None = None
@@ -192,6 +195,12 @@ class ReplyStream:
             if self.budget is not None:
                 self.budget.leave()
 
+    async def finish_message(self, ref: Ref, draft: Draft) -> None:
+        """Land the final ``draft`` in a message posted before (recovery after a restart)."""
+        self._current = ref
+        self.refs.append(ref)
+        await self._land(draft)
+
     async def fail(self, error: RelayError) -> ReplyOutcome:
         """End the reply at once with ``error`` as its note (a refusal, a request that could not start)."""
         return await self.run(failing(error))
@@ -260,7 +269,7 @@ class ReplyStream:
     async def _pump(self, reader: asyncio.Future[None]) -> None:
         """Interim edits until the reader is done (or fails)."""
         src = self._src
-        while not reader.done():
+        while not reader.done() and not self._gone:
             if src.version == self._shown_version:
                 src.changed.clear()
                 await _first(reader, src.changed.wait())
@@ -295,7 +304,7 @@ class ReplyStream:
         except PlatformError as exc:  # an interim edit may be lost; the final one is retried
             log.warning("interim edit failed: %s", exc)
             if isinstance(exc, MessageGone):
-                self._current = None  # the final text goes to a new message
+                self._current, self._gone = None, True  # the final text goes to one new message
             return
         self._shown_version = version
         self._message_shown = True
@@ -369,7 +378,19 @@ class ReplyStream:
             return text
         if time.monotonic() - self._opened_at < self._max_age:
             return text
-        return await self._roll_over(text, limit=max(1, self._measure(self._shown)))
+        # End on the last word boundary of the shown text: a native stream has sent exactly that,
+        # so nothing already shown moves to the next message (no rewrite of the old one).
+        end = max(self._shown.rfind(" "), self._shown.rfind("\n")) + 1
+        if end <= len(self._reopen) or not text.startswith(self._shown[:end]):
+            return await self._roll_over(text, limit=max(1, self._measure(self._shown)))
+        fence = splitting.open_fence(text[:end])
+        head = text[:end] + ("\n" + splitting.FENCE if fence else "")
+        await self._land(Draft(head, self._part, final=True))
+        self._committed += end - len(self._reopen)
+        self._reopen = fence + "\n" if fence else ""
+        self._current, self._shown, self._message_shown = None, "", False
+        self._part += 1
+        return self._current_text()
 
     # -- the final state ----------------------------------------------------------------------
 
@@ -423,7 +444,7 @@ class ReplyStream:
         when patience runs out) is replaced: the text is posted anew.
         ``quick`` (shutdown): a single attempt, no budget wait.
         """
-        give_up_at = time.monotonic() + FINAL_PATIENCE
+        give_up_at = time.monotonic() + self.patience
         attempt = 0
         while True:
             if self.budget is not None and not quick:
@@ -455,7 +476,7 @@ class ReplyStream:
                     raise error
                 log.warning("final edit still failing after %.0f s; posting the text anew", FINAL_PATIENCE)
                 self._current = None
-                give_up_at = time.monotonic() + FINAL_PATIENCE
+                give_up_at = time.monotonic() + self.patience
                 continue
             log.info("final edit failed (%s); trying again in %.1f s", error, wait)
             await asyncio.sleep(min(wait, MAX_FINAL_WAIT))

@@ -1,11 +1,15 @@
-"""Waiting for the Slack bot to be idle in the bad-input tests, and finding leftover placeholders."""
+"""Waiting for the Slack bot to be idle in the bad-input tests, leftover placeholders, the store after."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
 from adapters.slack.events import PLACEHOLDER
+from bot.store import SqliteStore
 from tests.fakes.slack import BOT_ID, FakeSlack
 from tests.slack_helpers import until
 
@@ -30,7 +34,7 @@ async def settled(bot: Any, slack: FakeSlack | None) -> None:
     if slack is not None:  # over HTTP the response comes after the listener has started
         barrier = {"type": "message", "subtype": "message_deleted", "channel": "C1", "ts": slack.next_ts()}
         await slack.deliver(slack.callback(barrier))
-    await until(lambda: not listener_tasks() and not bot.service._tasks, what="the bot to be idle")
+    await until(lambda: not listener_tasks() and not len(bot.service.tasks), what="the bot to be idle")
 
 
 def placeholders_left(slack: FakeSlack) -> list[str]:
@@ -40,3 +44,31 @@ def placeholders_left(slack: FakeSlack) -> list[str]:
         for ts, m in messages.items()
         if m.get("bot_id") == BOT_ID and m.get("text") in (PLACEHOLDER, "")
     ]
+
+
+async def check_store(path: Path, answered_min: int = 1) -> None:
+    """Reopen the store: every accepted request reached a final state (none left for a restart),
+    dedupe still works, the file is sound and every usage row belongs to a request."""
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.ping()
+        assert await store.open_requests("slack") == []
+        assert await store.accept(["slack:fuzz:probe"], "slack", "probe", {}, "probe") is not None
+        assert await store.accept(["slack:fuzz:probe"], "slack", "probe", {}, "probe") is None
+    finally:
+        await store.close()
+    async with aiosqlite.connect(str(path)) as db:
+        async with db.execute("PRAGMA integrity_check") as cur:
+            assert (await cur.fetchone()) == ("ok",)
+        async with db.execute(
+            "SELECT state, COUNT(*) FROM requests "
+            "WHERE platform = 'slack' AND conversation != 'probe' GROUP BY state"
+        ) as cur:
+            states = dict(await cur.fetchall())
+        async with db.execute(
+            "SELECT COUNT(*) FROM usage WHERE reply_id IS NULL OR reply_id NOT IN (SELECT id FROM requests)"
+        ) as cur:
+            orphans = (await cur.fetchone())[0]
+    assert set(states) <= {"done", "failed", "ignored"}, states
+    assert states.get("done", 0) >= answered_min, states
+    assert orphans == 0

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from adapters.slack import events
 from adapters.slack.events import REPLY_EVENT
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack
-from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, check_store, nested
-from tests.slack_fuzz_support import placeholders_left, settled
+from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, nested
+from tests.slack_fuzz_support import check_store, placeholders_left, settled
 from tests.slack_helpers import mention, reply_text, thread_texts
 
 pytest_plugins = ("tests.slack_env",)
@@ -213,7 +213,7 @@ async def fuzz_bot(slack, start_bot, fake_llm, make_settings) -> AsyncIterator[t
         await settled(bot, slack)
         assert watch.ours(0) == []
     await bot.stop(grace=10)
-    await check_store(make_settings().bot_database, "slack", answered_min=1)
+    await check_store(make_settings().bot_database, answered_min=1)
 
 
 @given(body=callback_body(), twice=st.booleans())
@@ -308,7 +308,7 @@ async def test_the_bot_survives_the_fuzz_and_its_store_is_intact(slack, start_bo
         await reply_text(slack, "C1", probe["ts"], "Still here.")
         assert len(watch.since(0)) == 1  # only Bolt's, for the numeric user
     await bot.stop(grace=10)
-    await check_store(make_settings().bot_database, "slack", answered_min=4)
+    await check_store(make_settings().bot_database, answered_min=4)
 
 
 @st.composite

@@ -190,3 +190,45 @@ async def test_no_room_left_in_the_message_still_ends_with_the_notes():
     sink = Crowded(max_chars=100)
     out = await ReplyStream(sink, interval=0.0).run(deltas(["x" * 50]))
     assert sink.calls[-1][0] in ("finish", "fail") and out.final_at is not None
+
+
+async def test_a_message_deleted_mid_answer_gets_the_whole_answer_in_one_new_message():
+    from bot.errors import MessageGone
+
+    class Deleted(RecordingSurface):
+        async def edit(self, ref, draft):
+            if ref["index"] == 0:
+                raise MessageGone("deleted by someone")
+            await super().edit(ref, draft)
+
+    sink = Deleted()
+    pieces = [f"w{i} " for i in range(40)]
+    out = await ReplyStream(sink, interval=0.0).run(deltas(pieces, delay=0.005))
+    assert out.state == "complete" and out.messages == 2  # the first message, and one replacement
+    assert sink.messages[-1] == "".join(pieces) and sink.calls[-1] == ("finish", "".join(pieces))
+
+
+async def test_a_saved_message_is_finished_after_a_rate_limit_or_posted_anew_when_gone():
+    from bot.errors import MessageGone
+    from bot.surface import Draft
+
+    class Flaky(RecordingSurface):
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+            self.messages = ["half an"]
+
+        async def edit(self, ref, draft):
+            if self.error is not None:
+                error, self.error = self.error, (None if isinstance(self.error, PlatformRateLimited) else self.error)
+                raise error
+            await super().edit(ref, draft)
+
+    note = Draft("half an", notes=("(interrupted — ask again)",), failed=True, final=True)
+    limited = Flaky(PlatformRateLimited(retry_after=0.05))
+    await ReplyStream(limited, patience=5).finish_message({"index": 0}, note)
+    assert limited.messages == ["half an"] and limited.notes == ["(interrupted — ask again)"]
+    gone = Flaky(MessageGone("deleted"))
+    stream = ReplyStream(gone, patience=5)
+    await stream.finish_message({"index": 0}, note)
+    assert gone.messages == ["half an", "half an"] and stream.refs == [{"index": 0}, {"index": 1}]

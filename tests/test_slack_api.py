@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 
 import pytest
@@ -10,7 +12,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.api import SlackApi
 from adapters.slack.history import History
-from adapters.slack.sink import Place, StreamSink, UpdateSink
+from adapters.slack.surface import Place, StreamSurface, UpdateSurface
+from bot.providers.base import Delta
+from bot.reply import ReplyStream
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, StreamClosed
 
 pytest_plugins = ("tests.slack_env",)
@@ -101,15 +105,27 @@ async def test_unreachable_slack_is_a_platform_error():
         await api.call("auth.test")
 
 
-async def test_update_sink_posts_placeholder_then_edits_it(slack, api):
-    sink = UpdateSink(api, Place("C1", "5.0"))
-    await sink.start()
-    await sink.update("partial")
-    await sink.finish("**done**", ["(earlier messages were left out)"])
+async def _pieces(pieces, between=None):
+    """Deltas of an answer; ``between(n)`` runs before piece ``n`` (to change the fake mid-answer)."""
+    for n, piece in enumerate(pieces):
+        if between is not None:
+            between(n)
+        await asyncio.sleep(0.01)
+        yield Delta(text=piece)
+    yield Delta(finish_reason="stop")
+
+
+async def test_update_surface_posts_placeholder_then_edits_it(slack, api):
+    surface = UpdateSurface(api, Place("C1", "5.0"))
+    out = await ReplyStream(surface, interval=0.0).run(
+        _pieces(["partial ", "**done**"]), notes=["(earlier messages were left out)"]
+    )
     (message,) = slack.bot_messages("C1")
-    assert message["text"] == "*done*\n\n_(earlier messages were left out)_"
+    assert out.state == "complete"
+    assert message["text"] == "partial *done*\n\n_(earlier messages were left out)_"
     assert message["thread_ts"] == "5.0"
     assert message["metadata"]["event_payload"]["foot"] == len("\n\n_(earlier messages were left out)_")
+    assert slack.called("chat.postMessage")[0].params["text"] == "_thinking…_"
 
 
 async def test_history_pages_through_a_long_thread(slack, api):
@@ -138,27 +154,34 @@ async def test_dm_history_stops_reading_once_the_budget_is_full(slack, api):
     assert len(slack.called("conversations.history")) == 1  # the first page already filled it
 
 
-async def test_stream_sink_rolls_over_even_when_the_old_stream_just_expired(slack, api):
-    sink = StreamSink(api, Place("C1", "5.000001", team="T1", user="U1"), lifetime=0.0)
-    await sink.start()
-    await sink.update("first part ")  # the stream is old (lifetime 0): roll over
-    slack.stream_lifetime = -1.0  # Slack has expired every stream by now
-    await sink.update("first part second part ")  # stop fails: a new stream carries on
-    slack.stream_lifetime = 300.0
-    await sink.finish("first part second part end", [])
+async def test_stream_surface_rolls_over_by_age_even_when_the_old_stream_just_expired(slack, api):
+    surface = StreamSurface(api, Place("C1", "5.000001", team="T1", user="U1", stream=True))
+    surface.max_message_age = 0.0  # every message is old at once: the core rolls over at each edit
+
+    def expire(n: int) -> None:
+        slack.stream_lifetime = -1.0 if n == 2 else 300.0  # Slack expires the streams mid-answer
+
+    out = await ReplyStream(surface, interval=0.0).run(
+        _pieces(["first part ", "second part ", "third part ", "end"], between=expire)
+    )
     texts = [m["text"] for m in slack.bot_messages("C1")]
-    assert "".join(texts) == "first part second part end"
+    assert out.state == "complete" and len(texts) > 1
+    assert "".join(texts) == "first part second part third part end"
     assert [m["metadata"]["event_payload"]["part"] for m in slack.bot_messages("C1")] == list(
         range(len(texts))
     )
 
 
-async def test_stream_sink_finishes_a_closed_stream_with_chat_update(slack, api):
-    sink = StreamSink(api, Place("C1", "5.000001", team="T1", user="U1"))
-    await sink.start()
-    await sink.update("some words ")
-    slack.stream_lifetime = -1.0
-    await sink.finish("some words and the end", ["(a note)"])
+async def test_stream_surface_finishes_a_closed_stream_with_chat_update(slack, api):
+    surface = StreamSurface(api, Place("C1", "5.000001", team="T1", user="U1", stream=True))
+
+    def expire(n: int) -> None:
+        if n == 2:
+            slack.stream_lifetime = -1.0
+
+    await ReplyStream(surface, interval=0.0).run(
+        _pieces(["some ", "words ", "and the end"], between=expire), notes=["(a note)"]
+    )
     (message,) = slack.bot_messages("C1")
     assert message["text"] == "some words and the end\n\n*(a note)*"
     assert slack.called("chat.update")[-1].params["metadata"]["event_payload"]["foot"] == len(

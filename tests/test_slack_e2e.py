@@ -144,7 +144,7 @@ async def test_mention_and_message_events_for_one_message_answer_once(slack, sta
     message = slack.say(f"<@{BOT_USER}> hello")
     await slack.deliver(slack.callback(message))  # the message.channels copy
     await slack.deliver(slack.callback({**message, "type": "app_mention"}))  # the app_mention copy
-    await until(lambda: "already answered" in caplog.text, what="the second copy to be dropped")
+    await until(lambda: "already handled" in caplog.text, what="the second copy to be dropped")
     await reply_text(slack, "C1", message["ts"], "Just one answer.")
     assert len(slack.called("chat.postMessage")) == 1
     assert len(fake_llm.requests) == 1
@@ -320,16 +320,23 @@ async def test_long_ask_answer_continues_in_the_thread_of_its_message(slack, sta
     assert len(thread_texts(slack, "C9", None)) == 1  # one visible message; the rest is in its thread
 
 
-async def test_a_reply_whose_message_was_deleted_stops_quietly(slack, start_bot, fake_llm, caplog):
+async def test_a_reply_whose_message_was_deleted_is_finished_in_one_new_message(
+    slack, start_bot, fake_llm, caplog
+):
+    # The core replaces a message that cannot be edited any more (bot.reply): the deleted
+    # message is not edited again and again, and the answer ends whole in one new message.
     caplog.set_level(logging.INFO)
-    fake_llm.reply(" ".join(f"w{n}" for n in range(80)), delay=0.02)
+    answer = " ".join(f"w{n}" for n in range(80))
+    fake_llm.reply(answer, delay=0.02)
     bot = await start_bot()
     event = mention(slack, f"<@{BOT_USER}> long one")
     await slack.deliver(slack.callback(event))
     await until(lambda: slack.called("chat.update"), what="streaming to start")
-    slack.errors["chat.update"] += ["message_not_found"] * 20  # the user deleted the reply
+    (first,) = slack.bot_messages("C1")
+    del slack.messages["C1"][first["ts"]]  # the user deleted the reply
     await until(lambda: bot.service.in_flight == 0, what="the reply to end")
-    assert len(slack.called("chat.postMessage")) == 1  # no new message re-posted
+    assert thread_texts(slack, "C1", event["ts"]) == [answer]
+    assert len(slack.called("chat.postMessage")) == 2  # the placeholder, then its one replacement
     gone = [c for c in slack.calls if c.method == "chat.update" and c.error == "message_not_found"]
-    assert 1 <= len(gone) <= 2  # the failed edit, perhaps one final attempt: then it gave up
+    assert len(gone) == 1 and gone[0].params["ts"] == first["ts"]  # given up at the first failure
     assert "Traceback" not in caplog.text

@@ -193,16 +193,19 @@ def test_ask_header_becomes_the_user_turn():
 
 
 def test_interrupted_messages_keep_their_text_and_lose_the_placeholder():
-    from adapters.slack.recovery import interrupted_text
+    from adapters.slack.surface import Place, StreamSurface, UpdateSurface
+    from bot.recovery import INTERRUPTED_NOTE
+    from bot.surface import Draft
 
-    assert interrupted_text(PLACEHOLDER, 0) == (
-        "_(interrupted — ask again)_",
-        len("_(interrupted — ask again)_"),
-    )
+    note = (INTERRUPTED_NOTE,)
+    plain = UpdateSurface(None, Place("C1", "5.0"))  # type: ignore[arg-type]
+    assert plain.render(Draft("", notes=note, failed=True, final=True)) == "_(interrupted — ask again)_"
     header = "<@U1> asked: hi\n\n"
-    text, foot = interrupted_text(header + PLACEHOLDER, len(header))
-    assert text == header + "\n\n_(interrupted — ask again)_" and text.endswith(text[-foot:])
-    text, _ = interrupted_text("half **an**", 0, markdown=True)
+    asked = UpdateSurface(None, Place("C1", None, header=header))  # type: ignore[arg-type]
+    text = asked.render(Draft("", notes=note, failed=True, final=True))
+    assert text == header + "_(interrupted — ask again)_"
+    stream = StreamSurface(None, Place("C1", "5.0", stream=True))  # type: ignore[arg-type]
+    text = stream.render(Draft("half **an**", notes=note, failed=True, final=True))
     assert text == "half **an**\n\n*(interrupted — ask again)*"
 
 

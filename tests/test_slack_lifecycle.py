@@ -9,6 +9,7 @@ import pytest
 
 from adapters.slack import run
 from adapters.slack.events import PLACEHOLDER
+from adapters.slack.surface import Place
 from bot.errors import ConfigError
 from bot.runtime import open_service
 from bot.store import SqliteStore
@@ -46,15 +47,19 @@ async def test_replies_left_by_a_crash_are_finalised_at_start(slack, start_bot, 
     placeholder = slack._chat_postMessage({"channel": "C1", "thread_ts": "5.000001", "text": PLACEHOLDER})
     partial = slack._chat_postMessage({"channel": "C1", "thread_ts": "5.000001", "text": "half an ans"})
     store = await SqliteStore.open(settings.bot_database)
-    for message in (placeholder, partial):
-        reply_id = await store.open_reply("slack", "C1", "5.000001")
-        locator = {"kind": "update", "channel": "C1", "ts": message["ts"], "thread_ts": "5.000001", "part": 0}
-        await store.update_reply(reply_id, state="streaming", locator=locator)
+    place = Place("C1", "5.000001", "T1", "U1").as_dict()
+    for message, shown in ((placeholder, ""), (partial, "half an ans")):
+        request_id = await store.accept((), "slack", "C1:5.000001", {}, owner="a crashed process")
+        await store.update_request(
+            request_id, state="answering", place=place, messages=[{"ts": message["ts"]}], shown=shown
+        )
     await store.close()
 
     await start_bot()
     texts = thread_texts(slack, "C1", "5.000001")
     assert texts == ["_(interrupted — ask again)_", "half an ans\n\n_(interrupted — ask again)_"]
+    # finalised from the saved text: nothing read back from Slack
+    assert not slack.called("conversations.replies") and not slack.called("conversations.history")
 
 
 async def test_relay_command_answers_the_caller_only(slack, start_bot):

@@ -30,9 +30,9 @@ from bot.tokens import TokenCounter
 from . import events
 from .api import SlackApi
 from .events import Trigger
-from .format import escape, quiet_crowds
+from .format import escape, quiet_crowds, to_mrkdwn
 from .history import History
-from .surface import Place, surface_for
+from .surface import STREAM_LIFETIME, Place, surface_for
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class SlackRelay:
         self.bot_id: str | None = None
         self.bot_name = "the bot"
         self.team: str | None = None
+        #: seconds before a native stream continues in a new one (Slack ends streams after ~5 minutes)
+        self.stream_lifetime = STREAM_LIFETIME
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""
@@ -84,7 +86,7 @@ class SlackRelay:
     # -- the core's Platform ---------------------------------------------------------------
 
     def surface(self, place: dict[str, Any]) -> Surface:
-        return surface_for(self.api, Place.from_dict(place))
+        return surface_for(self.api, Place.from_dict(place), lifetime=self.stream_lifetime)
 
     async def revive(self, origin: dict[str, Any]) -> Incoming | None:
         trig = _trigger(origin.get("trigger"))
@@ -127,7 +129,7 @@ class SlackRelay:
                 self._remember_thread((trig.channel, place.thread_ts), True)
             if assistant and place.thread_ts and turns and not any(t.role == "user" for t in turns[:-1]):
                 await self._title(place, turns[-1].text)
-            return surface_for(self.api, place)
+            return surface_for(self.api, place, lifetime=self.stream_lifetime)
 
         return Incoming(
             caller=_caller(trig),
@@ -246,7 +248,7 @@ class SlackRelay:
             log.info("slack: /relay without a readable user or channel; ignored")
             return UNREADABLE_COMMAND
         caller = Caller("slack", user, channel, team)
-        return quiet_crowds(escape(await self.core.relay_command(caller, events.text_of(command))))
+        return to_mrkdwn(await self.core.relay_command(caller, events.text_of(command)))
 
     # -- /ask -------------------------------------------------------------------------------------
 
@@ -280,7 +282,7 @@ class SlackRelay:
         async def open_(turns: list[Turn]) -> Surface:
             question = turns[-1].text if turns else events.plain_text(trig.text, self.bot_user, {})
             place.header = f"<@{trig.user}> asked: {quiet_crowds(escape(clip_bytes(question, HEADER_QUESTION_BYTES)))}\n\n"
-            return surface_for(self.api, place)
+            return surface_for(self.api, place, lifetime=self.stream_lifetime)
 
         async def after(outcome: ReplyOutcome) -> None:
             if outcome.messages == 0 and respond is not None:  # nothing could be posted

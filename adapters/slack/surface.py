@@ -12,10 +12,10 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.errors import PlatformError
+from bot.errors import PlatformError, StreamClosed
 from bot.surface import Draft, Ref
 
-from .api import SlackApi, StreamClosed
+from .api import SlackApi
 from .events import PLACEHOLDER, REPLY_EVENT
 from .format import footer, markdown_footer, to_markdown, to_mrkdwn, utf8_len
 
@@ -28,6 +28,8 @@ STREAM_LIMIT = 8000
 #: native streams end after ~5 minutes; the core continues in a fresh one before that
 STREAM_LIFETIME = 270.0
 STATUS = "is thinking…"
+#: ends the render of a message whose native stream is still open (never sent to Slack)
+OPEN = "\x00open"
 
 
 @dataclass(slots=True)
@@ -62,8 +64,13 @@ def metadata(part: int, head: int = 0, foot: int = 0, asker: str | None = None) 
     return {"event_type": REPLY_EVENT, "event_payload": payload}
 
 
-def surface_for(api: SlackApi, place: Place) -> UpdateSurface | StreamSurface:
-    return StreamSurface(api, place) if place.stream and place.thread_ts else UpdateSurface(api, place)
+def surface_for(
+    api: SlackApi, place: Place, *, lifetime: float = STREAM_LIFETIME
+) -> UpdateSurface | StreamSurface:
+    """The surface of ``place``; ``lifetime``: seconds before a native stream continues in a new one."""
+    if place.stream and place.thread_ts:
+        return StreamSurface(api, place, lifetime=lifetime)
+    return UpdateSurface(api, place)
 
 
 class _Messages:
@@ -167,14 +174,16 @@ class StreamSurface(_Messages):
     ``chat.update``.  Streams expire, so messages roll over by age.
     """
 
-    max_message_age = STREAM_LIFETIME
     placeholder = True
 
-    def __init__(self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT) -> None:
+    def __init__(
+        self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT, lifetime: float = STREAM_LIFETIME
+    ) -> None:
         super().__init__(api, place)
         if not place.thread_ts:
             raise ValueError("a native stream needs a thread")
         self.max_chars = max_chars
+        self.max_message_age = lifetime
         self._sent: dict[str, str] = {}  # ts -> Markdown already in that open stream
 
     def _foot(self, draft: Draft) -> str:
@@ -182,10 +191,18 @@ class StreamSurface(_Messages):
         return foot if draft.text else foot.lstrip("\n")
 
     def render(self, draft: Draft) -> str:
-        return to_markdown(draft.text) + self._foot(draft)
+        """What the message shows: an open stream only its stable text, and an ``OPEN`` mark.
+
+        The core skips a write whose render equals the last one; stopping a
+        stream is never such a write, so an open stream never renders like a
+        stopped one (the mark is never sent).
+        """
+        if draft.final:
+            return to_markdown(draft.text) + self._foot(draft)
+        return to_markdown(_stable(draft.text)) + OPEN
 
     def measure(self, draft: Draft) -> int:
-        return len(self.render(draft))
+        return len(to_markdown(draft.text) + self._foot(draft))
 
     async def post(self, draft: Draft) -> Ref:
         body = to_markdown(_stable(draft.text)) if not draft.final else to_markdown(draft.text)

@@ -9,6 +9,10 @@
   ``window`` seconds per workspace (token); over it the answer is HTTP 429 with
   ``Retry-After``.  ``early_retries`` counts calls for the same message that came
   back before their Retry-After was over (a client that does not honour it).
+* Failures: ``fail(method, error, status=..., calls=N | seconds=S, retry_after=R)``
+  makes ``method`` answer ``{"ok": false, "error": error}`` with HTTP ``status``
+  (and ``Retry-After: R``) for its next N calls, or for S seconds from the first
+  call it fails.  ``errors`` (one error body per call, HTTP 200) still works.
 * ``apps.connections.open`` hands out ``ws://127.0.0.1:PORT/link/``; ``deliver``
   sends an ``events_api`` envelope over it and waits for the ack.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
@@ -50,6 +54,30 @@ class Stream:
 
 
 @dataclass
+class Failure:
+    """A method failing on purpose (``FakeSlack.fail``)."""
+
+    error: str
+    status: int
+    calls: int | None  # calls still to fail; None: no count limit
+    seconds: float | None  # how long it fails from the first failed call; None: no time limit
+    retry_after: int | None
+    started: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Whether this call fails (and count it)."""
+        if self.calls is not None and self.calls <= 0:
+            return False
+        if self.started is None:
+            self.started = now
+        elif self.seconds is not None and now - self.started >= self.seconds:
+            return False
+        if self.calls is not None:
+            self.calls -= 1
+        return True
+
+
+@dataclass
 class FakeSlack:
     names: dict[str, str] = field(default_factory=dict)
     stream_lifetime: float = 300.0
@@ -73,6 +101,7 @@ class FakeSlack:
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
         self._penalty: dict[tuple[str, str], float] = {}
         self._streams: dict[tuple[str, str], Stream] = {}
+        self._failures: dict[str, Failure] = {}
 
     # -- server ----------------------------------------------------------------------------------
 
@@ -101,6 +130,26 @@ class FakeSlack:
 
     def limit(self, method: str, count: int, window: float) -> None:
         self._limits[method] = (count, window)
+
+    def fail(
+        self,
+        method: str,
+        error: str = "internal_error",
+        *,
+        status: int = 200,
+        calls: int | None = None,
+        seconds: float | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Make ``method`` fail with ``error`` (HTTP ``status``, ``Retry-After`` if given) for its
+        next ``calls`` calls, or for ``seconds`` from the first call it fails; one call by default."""
+        if calls is None and seconds is None:
+            calls = 1
+        self._failures[method] = Failure(error, status, calls, seconds, retry_after)
+
+    def failed(self, method: str) -> list[Call]:
+        """Calls of ``method`` that were answered with an error."""
+        return [c for c in self.calls if c.method == method and (c.status != 200 or c.error is not None)]
 
     def next_ts(self) -> str:
         n = next(self._ts)
@@ -233,6 +282,17 @@ class FakeSlack:
         if limited:
             call.status = 429
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=limited)
+        failure = self._failures.get(method)
+        if failure is not None and failure.take(call.at):
+            call.status, call.error = failure.status, failure.error
+            headers: dict[str, str] = {}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = str(failure.retry_after)
+                self._penalty[_target(params)] = call.at + failure.retry_after - 0.05
+            if failure.status == 429:
+                self.rate_limited += 1
+            body = {"ok": False, "error": failure.error}
+            return web.json_response(body, status=failure.status, headers=headers)
         if self.errors.get(method):
             error = self.errors[method].pop(0)
             data = {"ok": False, **(error if isinstance(error, dict) else {"error": error})}
@@ -244,7 +304,7 @@ class FakeSlack:
 
     def _over_limit(self, method: str, token: str, params: dict[str, Any]) -> dict[str, str] | None:
         now = time.monotonic()
-        target = (str(params.get("channel")), str(params.get("ts") or params.get("thread_ts") or ""))
+        target = _target(params)
         if now < self._penalty.get(target, 0.0):
             self.early_retries += 1
         if method not in self._limits:
@@ -351,6 +411,11 @@ class FakeSlack:
         uid = params["user"]
         name = self.names.get(uid, uid.lower())
         return {"ok": True, "user": {"id": uid, "name": name.lower(), "profile": {"display_name": name}}}
+
+
+def _target(params: dict[str, Any]) -> tuple[str, str]:
+    """The message a call is about (for counting retries that come back before their Retry-After)."""
+    return str(params.get("channel")), str(params.get("ts") or params.get("thread_ts") or "")
 
 
 def _json(value: Any) -> Any:
