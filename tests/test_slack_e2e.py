@@ -49,7 +49,8 @@ async def test_thread_follow_up_carries_the_history(slack, start_bot, fake_llm):
         {"role": "assistant", "content": "Rome."},
         {"role": "user", "content": "Grace: and how many people live there?"},
     ]
-    # every turn's token count is cached under the message's channel and ts
+    # every turn's token count is cached under the message's channel and ts (saved once the answer ends)
+    await bot.service.tasks.wait_idle()
     cached = await bot.service.store.cached_counts([f"slack:C1:{first['ts']}", f"slack:C1:{follow['ts']}"])
     assert len(cached) == 2
 

@@ -126,14 +126,6 @@ def test_ignored_events(extra):
     assert events.trigger(event(type="app_mention", text="<@UBOT> x", **extra), "T1", "UBOT", "BBOT") is None
 
 
-def test_allowlists():
-    trig = events.trigger(event(type="app_mention", text="<@UBOT> q"), "T1", "UBOT", "BBOT")
-    assert events.allowed(trig, [], [])
-    assert events.allowed(trig, ["C1"], ["U1"])
-    assert not events.allowed(trig, ["C2"], [])
-    assert not events.allowed(trig, [], ["U2"])
-
-
 def test_plain_text_reads_like_a_person_would():
     names = {"U2": "Grace"}
     text = "<@UBOT> ask <@U2> in <#C9|general> about <https://x.io|this> &amp; <!here>"

@@ -133,13 +133,6 @@ def trigger(
     return Trigger(kind, team, channel, str(event["user"]), ts, text, thread_ts)
 
 
-def allowed(trig: Trigger, channels: Sequence[str], users: Sequence[str]) -> bool:
-    """The optional allowlists (empty: everyone, everywhere)."""
-    if channels and trig.kind != "dm" and trig.channel not in channels:
-        return False
-    return not users or trig.user in users
-
-
 def user_ids(texts: Iterable[str]) -> set[str]:
     return {m.group(1) for text in texts for m in _USER_REF.finditer(text)}
 

@@ -106,9 +106,6 @@ class SlackRelay:
         trig = events.trigger(event, team, self.bot_user, self.bot_id)
         if trig is None:
             return
-        if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
-            log.info("slack: %s in %s is not on the allowlist", trig.user, trig.channel)
-            return
         keys = [("message", f"{trig.channel}:{trig.ts}")]
         event_id = events.slack_id(body.get("event_id"))  # a malformed id: dedupe on channel+ts alone
         if event_id:
@@ -263,7 +260,7 @@ class SlackRelay:
         team = str(command.get("team_id") or self.team or "")
         trigger_id = events.slack_id(command.get("trigger_id"))  # malformed: no dedupe key
         trig = Trigger("mention", team, channel, user, str(trigger_id), text, None)
-        if not events.allowed(trig, self.settings.slack_allowed_channels, self.settings.slack_allowed_users):
+        if not self.core.may_ask(_caller(trig)):
             await respond("Sorry, I don't answer here.")
             return
         keys = (("command", trigger_id),) if trigger_id else ()
@@ -301,7 +298,7 @@ class SlackRelay:
 
 
 def _caller(trig: Trigger) -> Caller:
-    return Caller("slack", trig.user, trig.channel, trig.team or None)
+    return Caller("slack", trig.user, trig.channel, trig.team or None, direct=trig.kind == "dm")
 
 
 def _trigger(data: object) -> Trigger | None:
