@@ -85,7 +85,8 @@ async def _note_unanswered(store: Store, platform: Platform, record: RequestReco
         return
     stream = ReplyStream(platform.surface(place))
     outcome = await stream.fail(_Unanswered(NOT_ANSWERED_NOTE))
-    state = "failed" if outcome.final_at is not None else "accepted"
+    # shown, or never showable: final either way (a note that cannot land is not retried at every start)
+    state = "failed" if outcome.final_at is not None or outcome.undeliverable else "accepted"
     await store.update_request(record.id, state=state, messages=stream.refs, error="not answered before a restart")
 
 

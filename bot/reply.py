@@ -66,6 +66,8 @@ class ReplyOutcome:
     last_delta_at: float | None = None
     final_at: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: the final text can be shown nowhere (the channel is gone, no access): nothing left to settle
+    undeliverable: bool = False
 
 
 class _Source:
@@ -104,7 +106,6 @@ class ReplyStream:
         self.budget = budget
         self._save_to = save
         self._max_age: float | None = capability(surface, "max_message_age")
-        self._hold: Callable[[], float] | None = capability(surface, "hold")
         self._outcome = ReplyOutcome()
         self._src = _Source()
         self.refs: list[Ref] = []  # every message posted, in order
@@ -234,6 +235,15 @@ class ReplyStream:
             raise
         return out
 
+    async def interrupted(self) -> None:
+        """Shutdown before the answer started: the "interrupted" final state, one quick attempt."""
+        try:
+            await self._interrupted()
+        finally:
+            self._stop_pending()
+            if self._placing is not None and not self._placing.done():
+                self._placing.cancel()
+
     async def _interrupted(self) -> None:
         """Shutdown: one quick attempt at the "interrupted" final state, bounded in time.
 
@@ -278,10 +288,6 @@ class ReplyStream:
                 delay = self._last_edit + self.interval - time.monotonic()
                 if delay > 0 and not await _until_done(reader, delay):
                     break
-            if self._hold is not None and (held := self._hold()) > 0:
-                if not await _until_done(reader, held):
-                    break
-                continue
             if self.budget is not None:
                 acquired = asyncio.ensure_future(self.budget.acquire(first=not self._message_shown))
                 await _first(reader, acquired)
@@ -432,6 +438,7 @@ class ReplyStream:
             log.log(level, "could not finalise the reply: %s", exc)
             out.state = "partial" if out.text else "failed"
             out.error = out.error or exc
+            out.undeliverable = not exc.retryable
             return
         out.final_at = time.monotonic()
         if out.first_visible_at is None:

@@ -32,7 +32,7 @@ from . import recovery, tokens
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
-from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StreamInterrupted
+from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError
 from .incoming import Incoming, Platform
 from .ledger import Ledger
 from .logs import REQUEST_ID
@@ -41,7 +41,7 @@ from .pacing import EditBudget
 from .providers.base import Usage
 from .providers.registry import sampling_of
 from .providers.router import Routed, Router
-from .reply import INTERRUPTED_HINT, ReplyOutcome, ReplyStream, Save
+from .reply import ReplyOutcome, ReplyStream, Save
 from .settings import Settings
 from .store import RequestRecord, Store
 from .surface import Ref, Surface, capability
@@ -267,7 +267,7 @@ class RelayService:
             await self._settle(request_id, outcome)
             return outcome
         except asyncio.CancelledError:
-            await stream.fail(StreamInterrupted("The bot", hint=INTERRUPTED_HINT))
+            await stream.interrupted()
             raise
         started = time.monotonic()  # time to first token is counted from here
         fitted = routed.fitted
@@ -318,7 +318,8 @@ class RelayService:
     async def _settle(self, request_id: int, outcome: ReplyOutcome, routed: Routed | None = None) -> None:
         """The request's final state (or still "answering" when the final text never landed)."""
         info = routed.provider if routed is not None else None
-        state = FINAL_STATES[outcome.state] if outcome.final_at is not None else "answering"
+        shown = outcome.final_at is not None or outcome.undeliverable  # else the next start settles it
+        state = FINAL_STATES[outcome.state] if shown else "answering"
         await self.store.update_request(
             request_id,
             state=state,

@@ -29,9 +29,10 @@ Optional capabilities, each with what the core does without it
 * ``max_message_age: float`` - seconds after which a message is finished and
   the answer continues in a new one (Slack's native streams expire); without
   it, messages roll over by length only.
-* ``hold() -> float`` - seconds interim edits should wait (the platform
-  library is about to wait on a rate limit itself); without it, interim edits
-  go out whenever the edit budget allows.
+
+A platform whose library is about to wait on a rate limit raises
+``PlatformRateLimited`` for an interim write: the core then slows that reply
+down and pauses the shared edit budget.
 
 Recovery after a crash needs no read-back: the core saves the text it last
 showed in each message, and finalises from that (``bot.recovery``).

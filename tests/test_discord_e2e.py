@@ -68,9 +68,13 @@ async def test_mention_gets_streamed_reply(make_settings, fake_llm):
         assert len(typing) == 1  # stopped at the first text (it would renew every 8 s)
         assert bot.fake.find("PUT", r"/applications/\d+/commands")[0].body[0]["name"] == "ask"
         assert user_contents(fake_llm.requests[-1]) == [("user", "Alice A.: What is the capital of France?")]
-        record = await bot.service.store.reply(1)  # the sink told the store where the answer is
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+        record = await bot.service.store.request(1)  # the core saved where the answer is, and its text
         answer = bot.fake.bot_messages(CHANNEL_ID)[0]
-        assert record.locator == {"kind": "channel", "channel": str(CHANNEL_ID), "message": answer["id"]}
+        place = {"kind": "channel", "channel": str(CHANNEL_ID), "reply_to": int(question["id"])}
+        assert record.place == place
+        assert record.messages == [{"message": answer["id"]}]
+        assert record.shown == ANSWER and record.state == "done"
 
 
 async def test_reply_chain_carries_history(make_settings, fake_llm):
@@ -390,16 +394,23 @@ async def test_shutdown_past_the_grace_ends_as_interrupted(make_settings, fake_l
 async def test_restart_finalises_an_unfinished_answer(make_settings, fake_llm):
     async def crashed_mid_answer(service, fake):
         message = fake._message(CHANNEL_ID, BOT_ID, "The first half of an ans")
-        reply_id = await service.store.open_reply("discord", str(CHANNEL_ID), None)
-        locator = {"kind": "channel", "channel": str(CHANNEL_ID), "message": message["id"]}
-        await service.store.update_reply(reply_id, state="streaming", locator=locator)
+        place = {"kind": "channel", "channel": str(CHANNEL_ID), "reply_to": None}
+        request_id = await service.store.accept(
+            ["discord:message:1"], "discord", f"chain:{message['id']}", {}, "the crashed process"
+        )
+        await service.store.update_request(
+            request_id, state="answering", place=place, messages=[{"message": message["id"]}],
+            shown="The first half of an ans",
+        )
 
     async with running_bot(make_settings, prepare=crashed_mid_answer) as bot:
         await wait_for(
             lambda: bot.fake.find("PATCH", rf"/channels/{CHANNEL_ID}/messages/\d+"), what="the fix-up"
         )
-        assert last_text(bot.fake) == "The first half of an ans\n-# (interrupted — ask again)"
-        assert not await bot.service.store.unfinished_replies("discord")
+        # finalised from the text the core saved, with the note under it (failed: marked ⚠️)
+        assert last_text(bot.fake) == "The first half of an ans\n-# \u26a0\ufe0f (interrupted — ask again)"
+        assert not bot.fake.find("GET", rf"/channels/{CHANNEL_ID}/messages/\d+")  # no read-back
+        assert not await bot.service.store.open_requests("discord")
 
 
 async def test_relay_command_answers_privately(make_settings, fake_llm):

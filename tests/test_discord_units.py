@@ -13,7 +13,7 @@ from adapters.discord import format as fmt
 from adapters.discord.client import thread_name
 from adapters.discord.events import MessageFacts, Policy, Trigger, allowed, decide
 from adapters.discord.pacing import SLACK, RateMonitor, Watch, route_key
-from adapters.discord.sink import MAX_CHARS, map_error
+from adapters.discord.surface import MAX_CHARS, map_error
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable
 from bot.splitting import cut, join_parts
 

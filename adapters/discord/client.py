@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 90
 THREAD_ARCHIVE_MINUTES = 1440
+#: Discord's error code when a message already has a thread
+THREAD_EXISTS = 160004
 #: The smallest value discord.py accepts; longer rate-limit waits raise instead of hanging.
 MAX_RATELIMIT_WAIT = 30.0
 EMPTY_CONTENT_WARNING = (
@@ -213,8 +215,25 @@ class RelayClient(discord.Client):
         try:
             return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
         except MAPPED as exc:
+            if isinstance(exc, discord.HTTPException) and exc.code == THREAD_EXISTS:
+                # Opened for this question before a restart (the answer had not shown yet): the
+                # answer belongs in it.
+                thread = await self._thread_of(message)
+                if thread is not None:
+                    return thread
             log.warning("discord message %s: no thread (%s); replying instead", message.id, map_error(exc))
             return None
+
+    async def _thread_of(self, message: discord.Message) -> discord.Thread | None:
+        """The thread started from ``message`` (it has the message's id)."""
+        thread = self.get_channel(message.id)
+        if thread is None:
+            try:
+                thread = await self.fetch_channel(message.id)
+            except MAPPED as exc:
+                log.info("discord message %s: its thread could not be read: %s", message.id, map_error(exc))
+                return None
+        return thread if isinstance(thread, discord.Thread) else None
 
     def _check_content(self, message: discord.Message) -> None:
         if message.content or message.attachments or message.embeds or message.stickers:
@@ -254,6 +273,13 @@ class RelayClient(discord.Client):
         async def open_(turns: list[Turn]) -> Surface:
             return surface
 
+        past_block_list = False
+
+        async def relevant() -> bool:  # the core asks only once the caller is known not to be blocked
+            nonlocal past_block_list
+            past_block_list = True
+            return True
+
         async def after(outcome: Any) -> None:
             if outcome.messages == 0:  # nothing was shown: no "thinking…" left behind
                 await _drop_thinking(interaction)
@@ -264,12 +290,25 @@ class RelayClient(discord.Client):
             read=read,
             open=open_,
             keys=(("interaction", str(interaction.id)),),
-            origin={"place": {"kind": "interaction"}},
+            # No place and nothing to revive: an interaction token does not outlive a restart, so
+            # recovery closes the request instead of trying to write to it at every start.
+            origin={},
+            relevant=relevant,
             # Interaction webhooks have their own bucket, separate from the channel's.
             budget=EditBudget(self.settings.discord_edits_per_minute),
             after=after,
         )
-        self._handle(incoming, f"discord-ask-{interaction.id}")
+
+        async def answer() -> None:
+            outcome = await self.core.handle(incoming)
+            if outcome is None and not past_block_list:
+                # A blocked caller: the core stays silent, so the deferred "thinking…" goes.
+                # (A redelivered /ask also ends without an outcome, but past the block list:
+                # its first delivery is answering into the same response, which must stay.)
+                await _drop_thinking(interaction)
+
+        if self.core.spawn(answer(), name=f"discord-ask-{interaction.id}") is None:
+            log.info("discord: shutting down, /ask %s not answered", interaction.id)
 
     async def relay(self, interaction: discord.Interaction, command: str) -> None:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""

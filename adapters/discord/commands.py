@@ -7,7 +7,6 @@ over to the client; ``relay_reply`` runs the platform-neutral ``/relay`` logic
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +22,6 @@ from .surface import LIMIT
 
 Handler = Callable[[discord.Interaction, str], Awaitable[None]]
 
-_SLACK_BOLD = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
 
 
 def ask_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
@@ -50,5 +48,5 @@ async def relay_reply(core: Core, caller: Caller, text: str) -> str:
         reply = await core.relay_command(caller, text)
     except RelayError as exc:
         reply = exc.user_message
-    reply = fmt.render(_SLACK_BOLD.sub(r"**\1**", reply))
+    reply = fmt.render(reply)
     return reply if len(reply) <= LIMIT else reply[: LIMIT - 1] + "…"

@@ -5,7 +5,7 @@ silently when a bucket's ``remaining`` reaches 0.  A streaming reply that
 kept editing on its own clock would queue edits behind those waits and lag.
 ``RateMonitor`` is an ``aiohttp.TraceConfig`` on discord.py's own session: it
 sees every response's status and ``X-RateLimit-*`` headers, per channel (or
-per interaction token), and turns them into a hold.  The sinks consult the
+per interaction token), and turns them into a hold.  The surfaces consult the
 hold before an *interim* edit and raise ``PlatformRateLimited`` instead of
 calling Discord, which makes ``ReplyStream`` pause the channel's budget and
 lengthen its interval; final edits always go through.

@@ -3,11 +3,13 @@
 Both implement ``bot.surface.Surface``; the core decides when to post, edit,
 continue in a new message and finish.  Every send and edit carries
 ``allowed_mentions`` explicitly (it is not sticky on Discord: an edit without
-it is parsed with the defaults).  Interim edits are held back while
-discord.py would wait on a rate limit (``hold``, from ``pacing.Watch``).
-discord.py errors are mapped to ``bot.errors`` here.  Messages are written
-through partial messages, so a surface rebuilt from its saved place after a
-restart edits exactly the bot's own message.
+it is parsed with the defaults).  An interim write is refused with
+``PlatformRateLimited`` while discord.py would wait on a rate limit, or right
+after it absorbed a 429 (``pacing.Watch``): the core then pauses the channel's
+edit budget, slows the stream down and counts the signal; final writes always
+go through.  discord.py errors are mapped to ``bot.errors`` here.  Messages
+are written through partial messages, so a surface rebuilt from its saved
+place after a restart edits exactly the bot's own message.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiohttp
 import discord
 
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, PlatformUnavailable
+from bot.retry_after import retry_after
 from bot.surface import Draft, Ref
 
 from . import format as fmt
@@ -52,8 +55,8 @@ def map_error(exc: Exception) -> PlatformError:
         return PlatformRateLimited(retry_after=exc.retry_after)
     if isinstance(exc, discord.HTTPException):
         if exc.status == 429:
-            retry = exc.response.headers.get("Retry-After") if exc.response is not None else None
-            return PlatformRateLimited(retry_after=float(retry or 1.0))
+            wait = retry_after(getattr(exc.response, "headers", None))
+            return PlatformRateLimited(retry_after=1.0 if wait is None else wait)
         if exc.code in GONE_CODES:
             return MessageGone(f"discord: {GONE_CODES[exc.code]} ({exc.code})")
         if isinstance(exc, discord.Forbidden):
@@ -69,15 +72,8 @@ def map_error(exc: Exception) -> PlatformError:
 MAPPED = (discord.DiscordException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-def _clip(content: str, label: str) -> str:
-    if len(content) > LIMIT:  # only if a rendering grew past the measured size
-        log.warning("%s: message clipped from %d characters", label, len(content))
-        content = content[: LIMIT - 1] + "…"
-    return content
-
-
 class _Surface:
-    """What both surfaces share: rendering, the typing indicator, the rate-limit hold."""
+    """What both surfaces share: rendering, clipping, the rate-limit signal."""
 
     max_chars = MAX_CHARS
 
@@ -94,8 +90,31 @@ class _Surface:
     def measure(self, draft: Draft) -> int:
         return len(self.render(draft))
 
-    def hold(self) -> float:
-        return self.watch.wait_needed() if self.watch is not None else 0.0
+    def _content(self, draft: Draft) -> str:
+        """The text to send: within Discord's limit, its notes kept whole.
+
+        Only a text the core did not fit (the saved text of an interrupted reply
+        finalised after a restart, a rendering that grew) is clipped, at the answer's end.
+        """
+        content = self.render(draft)
+        if len(content) <= LIMIT:
+            return content
+        log.warning("%s: message clipped from %d characters", self.label, len(content))
+        notes = list(draft.notes)
+        if draft.failed and notes:
+            notes[-1] = f"{fmt.WARNING} {notes[-1]}"
+        footer = fmt.with_notes("", notes)[: LIMIT // 2] if notes else ""  # notes are short lines
+        room = LIMIT - len(footer) - (1 if footer else 0)
+        body = fmt.render(draft.text)[: room - 1] + "…"
+        return f"{body}\n{footer}" if footer else body
+
+    def _held(self, draft: Draft) -> None:
+        """Refuse an interim write while discord.py would wait on (or just absorbed) a rate limit."""
+        if self.watch is None or draft.final:
+            return
+        wait = self.watch.wait_needed()
+        if wait > 0:
+            raise PlatformRateLimited(retry_after=wait)
 
     async def _call(self, call: Any) -> Any:
         try:
@@ -137,19 +156,21 @@ class ChannelSurface(_Surface):
             await asyncio.sleep(TYPING_EVERY)
 
     async def post(self, draft: Draft) -> Ref:
+        self._held(draft)
         target = self._previous or self.reply_to
         reference, mentions = None, NO_MENTIONS
         if target is not None:
             reference = self.channel.get_partial_message(target).to_reference(fail_if_not_exists=False)
             mentions = REPLY_MENTIONS if target == self.reply_to else NO_MENTIONS
-        content = _clip(self.render(draft), self.label)
+        content = self._content(draft)
         message = await self._call(self.channel.send(content, reference=reference, allowed_mentions=mentions))
         self._previous = message.id
         return {"message": str(message.id)}
 
     async def edit(self, ref: Ref, draft: Draft) -> None:
+        self._held(draft)
         message = self.channel.get_partial_message(int(ref["message"]))
-        content = _clip(self.render(draft), self.label)
+        content = self._content(draft)
         await self._call(message.edit(content=content, allowed_mentions=NO_MENTIONS))
 
 
@@ -164,7 +185,8 @@ class InteractionSurface(_Surface):
 
     async def post(self, draft: Draft) -> Ref:
         self._check_alive()
-        content = _clip(self.render(draft), self.label)
+        self._held(draft)
+        content = self._content(draft)
         if self._posted == 0:
             await self._call(self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS))
             self._posted += 1
@@ -177,7 +199,8 @@ class InteractionSurface(_Surface):
 
     async def edit(self, ref: Ref, draft: Draft) -> None:
         self._check_alive()
-        content = _clip(self.render(draft), self.label)
+        self._held(draft)
+        content = self._content(draft)
         if ref.get("original"):
             await self._call(self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS))
         else:

@@ -437,6 +437,9 @@ class FakeDiscord:
                 return 204, None, None
         if len(rest) == 3 and rest[0] == "messages" and rest[2] == "threads" and method == "POST":
             mid = int(rest[1])
+            if mid in self.channels:  # one thread per message, as on Discord
+                exists = {"code": 160004, "message": "A thread has already been created for this message"}
+                return 400, exists, None
             thread = thread_channel(
                 mid, cid, body.get("name", "thread"), body.get("auto_archive_duration", 1440)
             )
