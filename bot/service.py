@@ -121,8 +121,11 @@ class RelayService:
         self.health[platform] = up
 
     def may_ask(self, caller: Caller) -> bool:
-        """Whether ``caller`` is allowed to ask (slash commands say so at once when not)."""
-        return self.access.admits(caller)
+        """Whether ``caller`` is on the allowlists: a slash command refuses politely at once when not.
+
+        A blocked caller passes here and meets silence in ``handle``, as everywhere else.
+        """
+        return self.access.allowed(caller)
 
     async def relay_command(self, caller: Caller, text: str) -> str:
         """``/relay …`` as standard Markdown, for the caller's eyes only."""

@@ -28,7 +28,7 @@ from bot.tokens import TokenCounter
 
 from . import format as fmt
 from .commands import ask_command, relay_command, relay_reply
-from .events import Policy, Trigger, decide, facts_of, interaction_allowed
+from .events import Policy, Trigger, decide, facts_of
 from .history import HistoryReader
 from .pacing import Budgets, RateMonitor, Watch
 from .parsers import UNREADABLE, guard_parsers
@@ -188,6 +188,7 @@ class RelayClient(discord.Client):
                 str(parent or channel.id),
                 str(message.guild.id) if message.guild is not None else None,
                 _roles(message.author),
+                direct=message.guild is None,
             ),
             conversation=_conversation_key(message, channel),
             read=read,
@@ -248,7 +249,7 @@ class RelayClient(discord.Client):
         """Defer within Discord's 3 s, then stream the answer into the original response."""
         if not self.accepting or not self.core.accepting:
             return
-        if not self._interaction_allowed(interaction):
+        if not self.core.may_ask(_interaction_caller(interaction)):
             await self._refuse(interaction)
             return
         caller = _interaction_caller(interaction)
@@ -318,18 +319,6 @@ class RelayClient(discord.Client):
         except MAPPED as exc:
             log.warning("discord /relay %s: could not answer: %s", interaction.id, map_error(exc))
 
-    def _interaction_allowed(self, interaction: discord.Interaction) -> bool:
-        channel = interaction.channel
-        roles = [r.id for r in getattr(interaction.user, "roles", [])]
-        return interaction_allowed(
-            interaction.user.id,
-            interaction.guild_id,
-            interaction.channel_id,
-            getattr(channel, "parent_id", None),
-            roles,
-            self.policy,
-        )
-
     async def _refuse(self, interaction: discord.Interaction) -> None:
         try:
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -371,6 +360,7 @@ def _interaction_caller(interaction: discord.Interaction) -> Caller:
         channel=str(getattr(channel, "parent_id", None) or interaction.channel_id),
         workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
         roles=_roles(interaction.user),
+        direct=interaction.guild_id is None,
     )
 
 

@@ -8,7 +8,6 @@ tested without a client.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -30,27 +29,13 @@ ANSWERABLE_TYPES = frozenset({discord.MessageType.default, discord.MessageType.r
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Who may talk to the bot.  An empty allowlist allows everyone."""
+    """Which messages the bot reads at all.  Who may ask (allowlists, block lists) is the core's."""
 
     allow_bots: bool = False
-    guilds: frozenset[int] = frozenset()
-    channels: frozenset[int] = frozenset()
-    roles: frozenset[int] = frozenset()
-    users: frozenset[int] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            allow_bots=settings.discord_allow_bots,
-            guilds=_ids(settings.discord_allowed_guilds),
-            channels=_ids(settings.discord_allowed_channels),
-            roles=_ids(settings.discord_allowed_roles),
-            users=_ids(settings.discord_allowed_users),
-        )
-
-
-def _ids(values: Iterable[str]) -> frozenset[int]:
-    return frozenset(int(v) for v in values if v.strip().isdigit())
+        return cls(allow_bots=settings.discord_allow_bots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +77,11 @@ def mentions(content: str, user_id: int) -> bool:
     return re.search(rf"<@!?{user_id}>", content) is not None
 
 
-def allowed(facts: MessageFacts, policy: Policy) -> bool:
-    """The allowlists.  DMs pass when no guild, channel or role list is set, or the user is listed."""
-    if policy.users and facts.author_id not in policy.users:
-        return False
-    if facts.guild_id is None:
-        return not (policy.guilds or policy.channels or policy.roles) or facts.author_id in policy.users
-    if policy.guilds and facts.guild_id not in policy.guilds:
-        return False
-    if policy.channels and not {facts.channel_id, facts.parent_id} & policy.channels:
-        return False
-    return not policy.roles or bool(facts.role_ids & policy.roles)
-
-
 def decide(facts: MessageFacts, policy: Policy) -> Trigger | None:
     """Why to answer this message, or None to leave it alone."""
     if facts.is_own or not facts.answerable_type:
         return None
     if facts.author_is_bot and not policy.allow_bots:
-        return None
-    if not allowed(facts, policy):
         return None
     if facts.guild_id is None:
         return Trigger.DM
@@ -122,25 +92,3 @@ def decide(facts: MessageFacts, policy: Policy) -> Trigger | None:
     if facts.replies_to_bot:
         return Trigger.REPLY
     return None
-
-
-def interaction_allowed(
-    user_id: int,
-    guild_id: int | None,
-    channel_id: int | None,
-    parent_id: int | None,
-    role_ids: Iterable[int],
-    policy: Policy,
-) -> bool:
-    """The same allowlists for ``/ask``."""
-    facts = MessageFacts(
-        author_id=user_id,
-        author_is_bot=False,
-        is_own=False,
-        answerable_type=True,
-        guild_id=guild_id,
-        channel_id=channel_id or 0,
-        parent_id=parent_id,
-        role_ids=frozenset(role_ids),
-    )
-    return allowed(facts, policy)
