@@ -140,3 +140,11 @@ def markdown_footer(notes: Sequence[str]) -> str:
 def utf8_len(text: str) -> int:
     """Bytes in UTF-8; a lone surrogate counts as the 3 bytes of the U+FFFD it becomes."""
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), with "…" if cut."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore").rstrip() + "…"
