@@ -10,7 +10,7 @@ import pytest
 from multidict import CIMultiDict
 
 from adapters.discord import format as fmt
-from adapters.discord.client import thread_name
+from adapters.discord.conversations import thread_name
 from adapters.discord.events import MessageFacts, Policy, Trigger, decide
 from adapters.discord.pacing import SLACK, RateMonitor, Watch, route_key
 from adapters.discord.surface import MAX_CHARS, map_error

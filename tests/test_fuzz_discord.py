@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.discord import format as fmt
-from adapters.discord.client import thread_name
+from adapters.discord.conversations import thread_name
 from adapters.discord.events import MessageFacts, Policy, decide
+from bot.store import OPEN_STATES, SqliteStore
 from tests.discord_harness import Running, running_bot, wait_for
 from tests.fakes.discord import (
     ALICE,
@@ -40,7 +41,6 @@ from tests.fakes.discord import (
     OTHER_BOT,
 )
 from tests.fakes.discord_payloads import interaction, message, snowflake
-from bot.store import OPEN_STATES, SqliteStore
 from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch
 
 MAX_CALLS_PER_EVENT = 20  # typing, post, edits, a history read, the barrier's own calls

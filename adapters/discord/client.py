@@ -17,9 +17,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.access import Caller
 from bot.conversation import Turn
-from bot.errors import MessageGone
 from bot.incoming import Core, Incoming
 from bot.pacing import EditBudget
 from bot.settings import Settings
@@ -28,18 +26,14 @@ from bot.tokens import TokenCounter
 
 from . import format as fmt
 from .commands import ask_command, relay_command, relay_reply
+from .conversations import Conversations, conversation_key, interaction_caller, message_caller
 from .events import Policy, Trigger, decide, facts_of
-from .history import HistoryReader
 from .pacing import Budgets, RateMonitor, Watch
 from .parsers import UNREADABLE, guard_parsers
-from .surface import MAPPED, NO_MENTIONS, ChannelSurface, InteractionSurface, map_error
+from .surface import MAPPED, NO_MENTIONS, ChannelSurface, ExpiredSurface, InteractionSurface, map_error
 
 log = logging.getLogger(__name__)
 
-THREAD_NAME_LIMIT = 90
-THREAD_ARCHIVE_MINUTES = 1440
-#: Discord's error code when a message already has a thread
-THREAD_EXISTS = 160004
 #: The smallest value discord.py accepts; longer rate-limit waits raise instead of hanging.
 MAX_RATELIMIT_WAIT = 30.0
 EMPTY_CONTENT_WARNING = (
@@ -67,7 +61,7 @@ class RelayClient(discord.Client):
         self.settings = settings
         self.policy = Policy.from_settings(settings)
         self.budgets = Budgets(settings.discord_edits_per_minute)
-        self.reader = HistoryReader(self, 0)
+        self.conversations = Conversations(self)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask_command(self.ask))
         self.tree.add_command(relay_command(self.relay))
@@ -112,7 +106,7 @@ class RelayClient(discord.Client):
 
     def surface(self, place: dict[str, Any]) -> Surface:
         if place.get("kind") != "channel":
-            return _Expired()
+            return ExpiredSurface()
         channel = self.get_partial_messageable(int(place["channel"]))
         reply_to = place.get("reply_to")
         return ChannelSurface(channel, int(reply_to) if reply_to else None, self._watch(channel.id))
@@ -149,22 +143,10 @@ class RelayClient(discord.Client):
 
     def _incoming(self, message: discord.Message, trigger: Trigger, *, keys: tuple[tuple[str, str], ...]) -> Incoming:
         channel = message.channel
-        parent = getattr(channel, "parent_id", None)
         reply_to = None if trigger in (Trigger.DM, Trigger.THREAD) else message.id
 
         async def read(budget: int, counter: TokenCounter) -> list[Turn] | None:
-            self.reader.budget, self.reader.count = budget, counter.count  # the core's budget and counter
-            try:
-                turns = await self._turns(message, trigger)
-            except MAPPED as exc:
-                log.warning("discord message %s: could not read the conversation: %s", message.id, map_error(exc))
-                turns = []
-            if not _asks(message, turns):
-                if trigger is not Trigger.MENTION:  # an image or sticker in a conversation: stay silent
-                    log.info("discord message %s: no text to answer (%s)", message.id, trigger.value)
-                    return None
-                return [Turn("user", "")]  # an explicit mention without text: the core says "empty"
-            return turns
+            return await self.conversations.turns(message, trigger, budget, counter)
 
         async def open_(turns: list[Turn]) -> Surface:
             target: discord.abc.Messageable = channel
@@ -176,21 +158,14 @@ class RelayClient(discord.Client):
                 and turns
                 and turns[-1].text.strip()
             ):
-                thread = await self._open_thread(message, turns)
+                thread = await self.conversations.open_thread(message, turns)
                 if thread is not None:
                     target, reply = thread, None
             return ChannelSurface(target, reply, self._watch(target.id))
 
         return Incoming(
-            caller=Caller(
-                "discord",
-                str(message.author.id),
-                str(parent or channel.id),
-                str(message.guild.id) if message.guild is not None else None,
-                _roles(message.author),
-                direct=message.guild is None,
-            ),
-            conversation=_conversation_key(message, channel),
+            caller=message_caller(message),
+            conversation=conversation_key(message, channel),
             read=read,
             open=open_,
             keys=keys,
@@ -202,39 +177,6 @@ class RelayClient(discord.Client):
             },
             budget=self.budgets.for_channel(channel.id),
         )
-
-    async def _turns(self, message: discord.Message, trigger: Trigger) -> list[Turn]:
-        channel = message.channel
-        if trigger is Trigger.DM:
-            return await self.reader.direct(message)
-        if trigger is Trigger.THREAD and isinstance(channel, discord.Thread):
-            return await self.reader.thread(message, channel)
-        return await self.reader.reply_chain(message)
-
-    async def _open_thread(self, message: discord.Message, turns: list[Turn]) -> discord.Thread | None:
-        name = thread_name(turns[-1].text if turns else "")
-        try:
-            return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
-        except MAPPED as exc:
-            if isinstance(exc, discord.HTTPException) and exc.code == THREAD_EXISTS:
-                # Opened for this question before a restart (the answer had not shown yet): the
-                # answer belongs in it.
-                thread = await self._thread_of(message)
-                if thread is not None:
-                    return thread
-            log.warning("discord message %s: no thread (%s); replying instead", message.id, map_error(exc))
-            return None
-
-    async def _thread_of(self, message: discord.Message) -> discord.Thread | None:
-        """The thread started from ``message`` (it has the message's id)."""
-        thread = self.get_channel(message.id)
-        if thread is None:
-            try:
-                thread = await self.fetch_channel(message.id)
-            except MAPPED as exc:
-                log.info("discord message %s: its thread could not be read: %s", message.id, map_error(exc))
-                return None
-        return thread if isinstance(thread, discord.Thread) else None
 
     def _check_content(self, message: discord.Message) -> None:
         if message.content or message.attachments or message.embeds or message.stickers:
@@ -249,10 +191,10 @@ class RelayClient(discord.Client):
         """Defer within Discord's 3 s, then stream the answer into the original response."""
         if not self.accepting or not self.core.accepting:
             return
-        if not self.core.may_ask(_interaction_caller(interaction)):
+        if not self.core.may_ask(interaction_caller(interaction)):
             await self._refuse(interaction)
             return
-        caller = _interaction_caller(interaction)
+        caller = interaction_caller(interaction)
         try:  # first: the 3 s window is Discord's, whatever else is slow
             await interaction.response.defer(thinking=True)
         except MAPPED as exc:
@@ -313,7 +255,7 @@ class RelayClient(discord.Client):
 
     async def relay(self, interaction: discord.Interaction, command: str) -> None:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""
-        text = await relay_reply(self.core, _interaction_caller(interaction), command)
+        text = await relay_reply(self.core, interaction_caller(interaction), command)
         try:
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except MAPPED as exc:
@@ -326,24 +268,6 @@ class RelayClient(discord.Client):
             log.info("discord /ask %s: refusal not shown: %s", interaction.id, map_error(exc))
 
 
-class _Expired:
-    """A reply place that cannot be written any more (an interaction from before a restart)."""
-
-    max_chars = 1
-
-    def render(self, draft: Any) -> str:
-        return ""
-
-    def measure(self, draft: Any) -> int:
-        return 0
-
-    async def post(self, draft: Any) -> Any:
-        raise MessageGone("discord: the interaction is gone")
-
-    async def edit(self, ref: Any, draft: Any) -> None:
-        raise MessageGone("discord: the interaction is gone")
-
-
 async def _call(call: Any) -> Any:
     """A discord.py call, its failures as ``bot.errors``."""
     try:
@@ -352,48 +276,8 @@ async def _call(call: Any) -> Any:
         raise map_error(exc) from exc
 
 
-def _interaction_caller(interaction: discord.Interaction) -> Caller:
-    channel = interaction.channel
-    return Caller(
-        platform="discord",
-        user=str(interaction.user.id),
-        channel=str(getattr(channel, "parent_id", None) or interaction.channel_id),
-        workspace=str(interaction.guild_id) if interaction.guild_id is not None else None,
-        roles=_roles(interaction.user),
-        direct=interaction.guild_id is None,
-    )
-
-
 async def _drop_thinking(interaction: discord.Interaction) -> None:
     try:
         await interaction.delete_original_response()
     except MAPPED as exc:
         log.info("discord /ask %s: placeholder not removed: %s", interaction.id, map_error(exc))
-
-
-def _asks(message: discord.Message, turns: list[Turn]) -> bool:
-    """Whether ``message`` has text to answer (it is the last turn)."""
-    return bool(turns) and turns[-1].message_id == f"discord:{message.id}"
-
-
-def _roles(user: discord.abc.User) -> frozenset[str]:
-    return frozenset(str(role.id) for role in getattr(user, "roles", []))
-
-
-def thread_name(question: str) -> str:
-    """A thread title from the question's first line."""
-    first = fmt.neutralise(question.strip().split("\n", 1)[0]).strip() or "Answer"
-    if len(first) > THREAD_NAME_LIMIT:
-        first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
-    return first
-
-
-def _conversation_key(message: discord.Message, channel: Any) -> str:
-    """Answers in one conversation run in order; different conversations run side by side."""
-    if isinstance(channel, discord.Thread):
-        return f"thread:{channel.id}"
-    if message.guild is None:
-        return f"dm:{channel.id}"
-    # A reply chain: keyed by the message it replies to (or itself), so a chain's answers queue.
-    root = message.reference.message_id if message.reference is not None else None
-    return f"chain:{root or message.id}"

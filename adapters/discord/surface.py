@@ -214,3 +214,21 @@ class InteractionSurface(_Surface):
         if self.interaction.is_expired():
             log.warning("%s: the interaction token expired", self.label)
             raise MessageGone("discord: the interaction expired")
+
+
+class ExpiredSurface:
+    """A reply place that cannot be written any more (an interaction from before a restart)."""
+
+    max_chars = 1
+
+    def render(self, draft: Any) -> str:
+        return ""
+
+    def measure(self, draft: Any) -> int:
+        return 0
+
+    async def post(self, draft: Any) -> Any:
+        raise MessageGone("discord: the interaction is gone")
+
+    async def edit(self, ref: Any, draft: Any) -> None:
+        raise MessageGone("discord: the interaction is gone")
