@@ -6,10 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from adapters.slack.events import PLACEHOLDER
-from bot.store import SqliteStore
+from tests import fuzz_support
 from tests.fakes.slack import BOT_ID, FakeSlack
 from tests.slack_helpers import until
 
@@ -47,28 +45,5 @@ def placeholders_left(slack: FakeSlack) -> list[str]:
 
 
 async def check_store(path: Path, answered_min: int = 1) -> None:
-    """Reopen the store: every accepted request reached a final state (none left for a restart),
-    dedupe still works, the file is sound and every usage row belongs to a request."""
-    store = await SqliteStore.open(path)
-    try:
-        assert await store.ping()
-        assert await store.open_requests("slack") == []
-        assert await store.accept(["slack:fuzz:probe"], "slack", "probe", {}, "probe") is not None
-        assert await store.accept(["slack:fuzz:probe"], "slack", "probe", {}, "probe") is None
-    finally:
-        await store.close()
-    async with aiosqlite.connect(str(path)) as db:
-        async with db.execute("PRAGMA integrity_check") as cur:
-            assert (await cur.fetchone()) == ("ok",)
-        async with db.execute(
-            "SELECT state, COUNT(*) FROM requests "
-            "WHERE platform = 'slack' AND conversation != 'probe' GROUP BY state"
-        ) as cur:
-            states = dict(await cur.fetchall())
-        async with db.execute(
-            "SELECT COUNT(*) FROM usage WHERE reply_id IS NULL OR reply_id NOT IN (SELECT id FROM requests)"
-        ) as cur:
-            orphans = (await cur.fetchone())[0]
-    assert set(states) <= {"done", "failed", "ignored"}, states
-    assert states.get("done", 0) >= answered_min, states
-    assert orphans == 0
+    """The shared store check (``tests.fuzz_support``) for Slack."""
+    await fuzz_support.check_store(path, "slack", answered_min)

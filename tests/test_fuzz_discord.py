@@ -18,10 +18,8 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -29,7 +27,6 @@ from hypothesis import strategies as st
 from adapters.discord import format as fmt
 from adapters.discord.conversations import thread_name
 from adapters.discord.events import MessageFacts, Policy, decide
-from bot.store import OPEN_STATES, SqliteStore
 from tests.discord_harness import Running, running_bot, wait_for
 from tests.fakes.discord import (
     ALICE,
@@ -41,7 +38,7 @@ from tests.fakes.discord import (
     OTHER_BOT,
 )
 from tests.fakes.discord_payloads import interaction, message, snowflake
-from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch
+from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, check_store
 
 MAX_CALLS_PER_EVENT = 20  # typing, post, edits, a history read, the barrier's own calls
 FUZZ = settings(
@@ -127,48 +124,7 @@ async def fuzz_bot(request, make_settings, fake_llm) -> AsyncIterator[tuple[Runn
             await wait_for(lambda: "Still here." in all_texts(bot), what="the answer after the fuzz")
             assert not bot.task.done()  # the gateway connection is still up
             assert watch.ours(0) == []
-    await check_store(make_settings().bot_database, "discord", 1, channels=set(bot.fake.channels))
-
-
-async def check_store(
-    path: Path, platform: str, answered_min: int = 1, channels: set[int] | frozenset[int] = frozenset()
-) -> None:
-    """Reopen the store: no reply left half-shown, every request the bot could answer reached a
-    final state, dedupe still works, the file is sound and every usage row belongs to a request.
-
-    Only a request whose channel does not exist (``channels``: those that do) may stay open:
-    nothing could be posted there, so the core leaves it to the next start (``bot.recovery``).
-    """
-    store = await SqliteStore.open(path)
-    try:
-        assert await store.ping()
-        left = await store.open_requests(platform)
-        nowhere = [
-            r
-            for r in left
-            if not r.messages and "channel" in r.origin and int(r.origin["channel"]) not in channels
-        ]
-        assert [r for r in left if r not in nowhere] == [], left
-        assert await store.accept([f"{platform}:fuzz:probe"], platform, "probe", {}, "probe") is not None
-        assert await store.accept([f"{platform}:fuzz:probe"], platform, "probe", {}, "probe") is None
-    finally:
-        await store.close()
-    async with aiosqlite.connect(str(path)) as db:
-        async with db.execute("PRAGMA integrity_check") as cur:
-            assert (await cur.fetchone()) == ("ok",)
-        async with db.execute(
-            "SELECT state, COUNT(*) FROM requests WHERE platform = ? AND conversation != 'probe' "
-            "GROUP BY state",
-            (platform,),
-        ) as cur:
-            states = dict(await cur.fetchall())
-        async with db.execute(
-            "SELECT COUNT(*) FROM usage WHERE reply_id IS NULL OR reply_id NOT IN (SELECT id FROM requests)"
-        ) as cur:
-            orphans = (await cur.fetchone())[0]
-    assert set(states) <= {"done", "failed", "ignored", *OPEN_STATES}, states
-    assert states.get("done", 0) >= answered_min, states
-    assert orphans == 0
+    await check_store(make_settings().bot_database, "discord", 1)
 
 
 def all_texts(bot: Running) -> list[str]:
@@ -354,4 +310,4 @@ async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_se
                 lambda: last_text(bot, CHANNEL_ID) == "Still here.", what="the answer after the burst"
             )
             assert not bot.task.done()
-    await check_store(make_settings().bot_database, "discord", 6, channels=set(bot.fake.channels))
+    await check_store(make_settings().bot_database, "discord", 6)
