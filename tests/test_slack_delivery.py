@@ -81,6 +81,27 @@ async def test_chat_update_rate_limited_for_seconds_still_ends_with_the_whole_an
 # -- the block list --------------------------------------------------------------------------------
 
 
+async def test_six_questions_at_once_stay_within_one_answer_of_the_daily_budget(slack, start_bot, fake_llm):
+    """Row 7: ``BOT_USER_DAILY_TOKENS=150`` and six mentions at once from one user."""
+    one_answer = 30 + 18
+    for _ in range(6):
+        fake_llm.reply("An answer.", delay=0.05, usage={"prompt_tokens": 30, "completion_tokens": 18})
+    bot = await start_bot(bot_user_daily_tokens=150)
+    events = [mention(slack, f"<@{BOT_USER}> question {n}") for n in range(6)]
+    await asyncio.gather(*(slack.deliver(slack.callback(e)) for e in events))
+    await until(lambda: all(thread_texts(slack, "C1", e["ts"]) for e in events), what="six replies")
+    await until(lambda: bot.service.in_flight == 0, what="the replies to end")
+    await bot.service.tasks.wait_idle()
+    (total,) = await bot.service.store.usage_totals("user")
+    assert total.prompt_tokens + total.completion_tokens <= 150 + one_answer
+    texts = [thread_texts(slack, "C1", e["ts"]) for e in events]
+    answered = [t for t in texts if t == ["An answer."]]
+    refused = [t for t in texts if t != ["An answer."]]
+    assert answered and refused and len(answered) == len(fake_llm.requests)
+    assert all(len(t) == 1 and "budget" in t[0] and "Try again" in t[0] for t in refused), refused
+    assert no_placeholder(slack)
+
+
 async def test_a_blocked_user_costs_no_slack_call_and_no_provider_request(
     slack, start_bot, fake_llm, make_settings
 ):
