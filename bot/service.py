@@ -32,7 +32,7 @@ from . import recovery, tokens
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
-from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError
+from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StoreUnavailable
 from .incoming import Incoming, Platform
 from .ledger import Ledger
 from .logs import REQUEST_ID
@@ -154,7 +154,13 @@ class RelayService:
         if incoming.relevant is not None and not await incoming.relevant():
             return None
         keys = [f"{caller.platform}:{kind}:{value}" for kind, value in incoming.keys]
-        request_id = await self.store.accept(keys, caller.platform, incoming.conversation, incoming.origin, self.owner)
+        try:
+            request_id = await self.store.accept(
+                keys, caller.platform, incoming.conversation, incoming.origin, self.owner
+            )
+        except StoreUnavailable as exc:  # waited out BOT_DATABASE_WAIT: say so rather than drop it
+            log.error("%s: could not record a question: %s", caller.platform, exc)
+            return await ReplyStream(await incoming.open([])).fail(exc)
         if request_id is None:
             log.info("%s: %s delivered again; already handled", caller.platform, keys[0] if keys else "event")
             return None
@@ -168,7 +174,9 @@ class RelayService:
         caller = incoming.caller
         REQUEST_ID.set(f"{caller.platform}-{request_id}")
         try:  # the worst case is reserved now and grown to the real prompt once it is fitted
-            admission = await self.access.admit(caller, reserve_tokens=self.settings.bot_max_tokens, reserve_cost=self._worst_cost())
+            admission = await self.access.admit(
+                caller, reserve_tokens=self.settings.bot_max_tokens, reserve_cost=self._worst_cost()
+            )
         except Blocked:
             await self.store.update_request(request_id, state="ignored")
             return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.conversation import Turn
-from bot.service import Request
+from bot.service import RelayService, Request
 from tests.fakes.sinks import RecordingSurface, incoming
 
 
@@ -152,3 +152,25 @@ async def test_a_failed_answer_gives_its_reservation_back(make_settings, fake_ll
         sink = RecordingSurface()
         out = await service.handle(incoming([Turn("user", "hi again")], sink))
     assert out.state == "complete" and sink.messages == ["second time lucky"]
+
+
+async def test_a_question_the_store_cannot_record_gets_a_note_not_silence(make_settings, fake_llm):
+    from bot.store import SqliteStore
+    from tests.test_store_locks import write_lock_in_this_process
+
+    settings = make_settings()
+    store = await SqliteStore.open(settings.bot_database, wait=0.3, busy_timeout=0.1)
+    from bot.runtime import build_router
+
+    router = build_router(settings)
+    try:
+        service = RelayService(settings, store, router)
+        sink = RecordingSurface()
+        async with write_lock_in_this_process(settings.bot_database):  # held past BOT_DATABASE_WAIT
+            out = await service.handle(incoming([Turn("user", "hi")], sink, keys=(("event", "E1"),)))
+    finally:
+        await router.aclose()
+        await store.close()
+    assert out is not None and out.state == "failed"
+    assert sink.calls[-1] == ("fail", "") and "database is busy" in sink.notes[-1]
+    assert fake_llm.requests == []
