@@ -1,9 +1,11 @@
 """Persistent state in one SQLite file (WAL), behind a small interface.
 
-What lives here: processed event ids (exactly-once), conversations and their
-turns (the terminal's history), the token-count cache, replies and their
-state (so a restart can finalise what a crash left), the usage and cost
-ledger, and per-channel settings.  ``Store`` is the interface; ``SqliteStore``
+What lives here: claimed dedupe keys (exactly-once), request records (every
+accepted question from its claim to its final state, with where its messages
+are and the text they show, so a restart can settle it), conversations and
+their turns (the terminal's history), the token-count cache, the usage and
+cost ledger, and per-channel settings.  (The ``replies`` table of schema 1 is
+no longer written; request records replaced it.)  ``Store`` is the interface; ``SqliteStore``
 is the implementation a PostgreSQL one can replace when replicas share state.
 
 Every operation waits out a lock another connection holds (``store_locks``),
