@@ -6,19 +6,19 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import httpx
 import tiktoken
 
 from bot import tokens
 from bot.conversation import Turn, fit
-from bot.errors import RelayError
 from bot.providers.base import ChatRequest, Delta
 from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.registry import describe, provider_info
 from bot.reply import ReplyStream
 from bot.settings import Settings
+from bot.surface import Draft, Ref
 from bot.tokens import TokenCounter
 
 from .common import CpuTimer, Row
@@ -87,8 +87,14 @@ async def bench_parsing() -> list[Row]:
 # -- reply stream -----------------------------------------------------------------------------------
 
 
-class LatencySink:
-    """A platform double: every call takes ``latency`` seconds; counts calls."""
+class LatencySurface:
+    """A platform double (``bot.surface.Surface``): every post or edit takes ``latency`` seconds.
+
+    No placeholder and no pending indicator, so every call it counts is a write
+    of answer text: interim edits ("update"), the final text of a message
+    another one follows ("split"), and the reply's final text ("finish",
+    "fail").
+    """
 
     max_chars = 4000
 
@@ -97,41 +103,40 @@ class LatencySink:
         self.calls = 0
         self.starts: list[float] = []
         self.kinds: list[str] = []  # "update", "split", "finish", "fail" per call, in order
+        self.parts: list[int] = []  # the message (draft part) of each call
         self.first_visible: float | None = None
         self.text = ""
 
-    def measure(self, text: str) -> int:
-        return len(text)
+    def render(self, draft: Draft) -> str:
+        return "\n".join([draft.text, *draft.notes])
 
-    async def _call(self, text: str, kind: str = "update") -> None:
+    def measure(self, draft: Draft) -> int:
+        return len(self.render(draft))
+
+    async def post(self, draft: Draft) -> Ref:
+        if self.kinds and self.kinds[-1] == "finish":  # that final text ended a part, not the reply
+            self.kinds[-1] = "split"
+        await self._call(draft)
+        return {"part": draft.part}
+
+    async def edit(self, ref: Ref, draft: Draft) -> None:
+        await self._call(draft)
+
+    async def _call(self, draft: Draft) -> None:
         self.starts.append(time.monotonic())
-        self.kinds.append(kind)
+        self.kinds.append(("fail" if draft.failed else "finish") if draft.final else "update")
+        self.parts.append(draft.part)
         await asyncio.sleep(self.latency)
         self.calls += 1
-        self.text = text
-        if self.first_visible is None and text:
+        self.text = draft.text
+        if self.first_visible is None and draft.text:
             self.first_visible = time.monotonic()
-
-    async def start(self) -> None:
-        return None
-
-    async def update(self, text: str) -> None:
-        await self._call(text)
-
-    async def split(self, text: str) -> None:
-        await self._call(text, "split")
-
-    async def finish(self, text: str, notes: Sequence[str]) -> None:
-        await self._call(text, "finish")
-
-    async def fail(self, text: str, notes: Sequence[str], error: RelayError) -> None:
-        await self._call(text, "fail")
 
     def interim_gaps(self) -> list[float]:
         """Seconds between consecutive interim edits of the same message."""
         gaps = []
         for i in range(1, len(self.starts)):
-            if self.kinds[i] == "update" and self.kinds[i - 1] == "update":
+            if self.kinds[i] == self.kinds[i - 1] == "update" and self.parts[i] == self.parts[i - 1]:
                 gaps.append(self.starts[i] - self.starts[i - 1])
         return gaps
 
@@ -148,14 +153,22 @@ async def paced_deltas(n: int, rate: float, stamps: list[float]) -> AsyncIterato
     yield Delta(finish_reason="stop")
 
 
-async def naive_stream(sink: LatencySink, deltas: AsyncIterator[Delta]) -> None:
-    """The baseline: one platform edit per delta, awaited in line."""
+async def naive_stream(surface: LatencySurface, deltas: AsyncIterator[Delta]) -> None:
+    """The baseline: one platform write per delta (the first posts, the rest edit), awaited in line."""
     text = ""
+    ref: Ref | None = None
     async for delta in deltas:
         if delta.text:
             text += delta.text
-            await sink.update(text)
-    await sink.finish(text, ())
+            if ref is None:
+                ref = await surface.post(Draft(text))
+            else:
+                await surface.edit(ref, Draft(text))
+    final = Draft(text, final=True)
+    if ref is None:
+        await surface.post(final)
+    else:
+        await surface.edit(ref, final)
 
 
 async def bench_reply(quick: bool = False) -> list[Row]:
@@ -163,9 +176,9 @@ async def bench_reply(quick: bool = False) -> list[Row]:
     tokens_n, rate = (120 if quick else 600), 40.0
     # edits per reply and first visible text, in real time (15 s)
     stamps: list[float] = []
-    sink = LatencySink()
+    sink = LatencySurface()
     outcome = await ReplyStream(sink, interval=1.0).run(paced_deltas(tokens_n, rate, stamps))
-    naive_sink, naive_stamps = LatencySink(), []
+    naive_sink, naive_stamps = LatencySurface(), []
     await naive_stream(naive_sink, paced_deltas(tokens_n, rate, naive_stamps))
     seconds = tokens_n / rate
     name = f"ReplyStream: {tokens_n} tokens at 40/s"
@@ -195,10 +208,10 @@ async def bench_reply(quick: bool = False) -> list[Row]:
                 await asyncio.sleep(0)
         yield Delta(finish_reason="stop")
 
-    fast = LatencySink(latency=0.0)
+    fast = LatencySurface(latency=0.0)
     with CpuTimer() as cpu:
         await ReplyStream(fast, interval=1.0).run(burst())
-    naive = LatencySink(latency=0.0)
+    naive = LatencySurface(latency=0.0)
     with CpuTimer() as naive_cpu:
         await naive_stream(naive, burst())
     rows.append(

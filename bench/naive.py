@@ -12,49 +12,78 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import bot.service
 from bot.errors import PlatformError, PlatformRateLimited, RelayError
 from bot.providers.base import Delta
 from bot.reply import ReplyOutcome, ReplyStream
+from bot.surface import Draft
 
 
 class NaiveStream(ReplyStream):
+    """An edit per delta, awaited in line; no budget, no pacing, no hold.
+
+    What it shares with ``ReplyStream`` is only what any bot needs to show the
+    same text: the placeholder or typing indicator the service starts
+    (``start``), the cut into a new message past the length limit, and the
+    final text.  Where the reply is goes to the store once per message posted
+    (as the pre-refactor service saved a message's locator), not on every
+    write: a naive loop has no crash recovery to feed.
+    """
+
+    _saved = 0  # messages whose place has been saved
+
     async def run(
         self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]] = ()
     ) -> ReplyOutcome:
+        self.start()
         self._notes = notes
         self.budget = None
         src, out = self._src, self._outcome
         error: RelayError | None = None
         try:
-            async for delta in deltas:
-                if delta.text:
-                    src.pieces.append(delta.text)
-                    src.version += 1
-                    await _until_landed(self.sink.update, await self._roll_over(self._current()))
-                    out.edits += 1
-                if delta.usage is not None:
-                    src.usage = delta.usage
-                if delta.finish_reason is not None:
-                    src.finish_reason = delta.finish_reason
-        except RelayError as exc:
-            error = exc
-        await self._finalise(error)
+            try:
+                async for delta in deltas:
+                    if delta.text:
+                        if out.first_delta_at is None:
+                            out.first_delta_at = time.monotonic()
+                        src.pieces.append(delta.text)
+                        src.version += 1
+                        await self._placed()
+                        await self._until_landed(await self._roll_over(self._current_text()))
+                        out.edits += 1
+                        if out.first_visible_at is None:
+                            out.first_visible_at = time.monotonic()
+                    if delta.usage is not None:
+                        src.usage = delta.usage
+                    if delta.finish_reason is not None:
+                        src.finish_reason = delta.finish_reason
+            except RelayError as exc:
+                error = exc
+            await self._finalise(error)
+        finally:
+            self._stop_pending()
+            if self._placing is not None and not self._placing.done():
+                self._placing.cancel()
         return out
 
+    async def _until_landed(self, text: str) -> None:
+        """One edit, retried after each 429 (as a platform library's built-in retry does)."""
+        while True:
+            try:
+                await self._write(Draft(text, self._part))
+                return
+            except PlatformRateLimited as exc:
+                await asyncio.sleep(exc.retry_after)
+            except PlatformError:
+                return
 
-async def _until_landed(call: Callable[[str], Awaitable[None]], text: str) -> None:
-    """One edit, retried after each 429 (as a platform library's built-in retry does)."""
-    while True:
-        try:
-            await call(text)
-            return
-        except PlatformRateLimited as exc:
-            await asyncio.sleep(exc.retry_after)
-        except PlatformError:
-            return
+    async def _save(self) -> None:
+        if len(self.refs) != self._saved:
+            self._saved = len(self.refs)
+            await super()._save()
 
 
 def main() -> int:
