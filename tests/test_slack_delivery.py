@@ -12,9 +12,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_fuzz_support import settled
 from tests.slack_helpers import mention, reply_text, thread_texts, until
+from tests.test_process_lifecycle import bot_process
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -151,20 +150,9 @@ def serve_env(tmp_path: Path, slack: FakeSlack, llm: FakeLLM, database: Path) ->
     }
 
 
-@asynccontextmanager
-async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``python -m bot serve`` in a subprocess (in ``cwd``: no ``.env`` there, output to
-    ``serve.log``); SIGKILLed on the way out if still running."""
-    with (cwd / "serve.log").open("ab") as handle:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", env=env, cwd=cwd, stdout=handle, stderr=handle
-        )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+def serving(env: dict[str, str], cwd: Path) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """``python -m bot serve`` in a subprocess, output to ``serve.log`` (the lifecycle tests' helper)."""
+    return bot_process(env, cwd, cwd / "serve.log")
 
 
 def requests_of(database: Path) -> list[tuple[str, str]]:
