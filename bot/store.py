@@ -15,16 +15,19 @@ and ``serve`` opens the file ``exclusive``: one long-running process per file.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from .conversation import Turn
-from .store_locks import BUSY_TIMEOUT, DEFAULT_WAIT, LockWait, ProcessLock, waits_for_locks
+from .store_locks import BUSY_TIMEOUT, DEFAULT_WAIT, LockWait, ProcessLock, in_transaction, waits_for_locks
+
+_T = TypeVar("_T")
 
 # Each entry moves the schema one version up; applied in order, once, in a transaction.
 MIGRATIONS: list[str] = [
@@ -305,7 +308,7 @@ class SqliteStore:
         # Turns typed in the terminal have no platform id: their row id keys the count cache.
         return [Turn(role=r[0], text=r[1], author=r[2], message_id=r[3] or f"{key}#{r[4]}") for r in rows]
 
-    @waits_for_locks
+    @in_transaction
     async def add_turns(self, key: str, turns: Sequence[Turn]) -> None:
         """Append turns in one transaction: either all are stored or none."""
         now = time.time()
@@ -357,30 +360,40 @@ class SqliteStore:
         """Claim every dedupe key and record the request, in one transaction.
 
         None when any key was claimed before (a redelivery, or the same message
-        arriving as two events): nothing is written then.
+        arriving as two events): nothing is written then.  The transaction runs
+        on the connection's thread in one step: it is on the path to the first
+        platform call of every question, and nothing can interleave with it.
         """
-        now = time.time()
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for key in keys:
-                cur = await self._db.execute(
-                    "INSERT OR IGNORE INTO events(event_id, platform, received_at) VALUES (?, ?, ?)",
-                    (key, platform, now),
-                )
-                if cur.rowcount != 1:
-                    await self._db.execute("ROLLBACK")
-                    return None
-            cur = await self._db.execute(
-                "INSERT INTO requests(platform, conversation, origin, state, owner, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
-                (platform, conversation, json.dumps(origin), owner, now, now),
-            )
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        now, data = time.time(), json.dumps(origin)
+
+        def claim(db: sqlite3.Connection) -> int | None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for key in keys:
+                    added = db.execute(
+                        "INSERT OR IGNORE INTO events(event_id, platform, received_at) VALUES (?, ?, ?)",
+                        (key, platform, now),
+                    )
+                    if added.rowcount != 1:
+                        db.execute("ROLLBACK")
+                        return None
+                row = db.execute(
+                    "INSERT INTO requests(platform, conversation, origin, state, owner, created_at, updated_at) "
+                    "VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
+                    (platform, conversation, data, owner, now, now),
+                ).lastrowid
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return row
+
+        return await self._in_thread(claim)
+
+    async def _in_thread(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` on the sqlite3 connection in aiosqlite's thread, as one queued step
+        (aiosqlite has no public call for this; ``_execute`` is how its own methods do it)."""
+        return await self._db._execute(work, self._db._conn)
 
     _REQUEST_FIELDS = frozenset(
         {"state", "place", "messages", "shown", "part", "owner", "provider", "model", "error"}

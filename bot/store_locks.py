@@ -1,8 +1,7 @@
 """Locks around the SQLite file: waiting out another connection's, and one ``serve`` per file.
 
-``LockWait`` runs store operations one at a time (they share one connection, so
-a transaction must not interleave with another coroutine's statements), and
-runs an operation again, with backoff, while SQLite answers
+``LockWait`` keeps other statements off the shared connection while an explicit
+transaction is open (``in_transaction``), and runs an operation again, with backoff, while SQLite answers
 "database is locked/busy" (a backup, an admin's ``BEGIN IMMEDIATE``, a long
 write elsewhere), for at most ``BOT_DATABASE_WAIT`` seconds in all; then it
 raises ``StoreUnavailable``.  The ``waits_for_locks`` decorator puts a method of
@@ -60,19 +59,27 @@ class LockWait:
         self.bound = bound
         self._waiters = 0
         self._since = 0.0
-        # One operation at a time on the connection: a transaction of one coroutine must never
-        # take in (or roll back) the statements of another that ran during its awaits.
-        self._serial = asyncio.Lock()
+        # Held for the whole of an explicit transaction: another coroutine's statement queued on
+        # the shared connection meanwhile would become part of it (and be rolled back with it).
+        # Single statements wait for it only while a transaction is open; otherwise they go
+        # straight to the connection's queue.
+        self._transaction = asyncio.Lock()
 
-    async def run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+    async def run(self, operation: Callable[[], Awaitable[_T]], *, transaction: bool = False) -> _T:
         if _INSIDE.get():  # the outer operation retries as a whole
             return await operation()
         token = _INSIDE.set(True)
         try:
-            async with self._serial:
-                return await self._retry(operation)
+            return await self._retry(functools.partial(self._attempt, operation, transaction))
         finally:
             _INSIDE.reset(token)
+
+    async def _attempt(self, operation: Callable[[], Awaitable[_T]], transaction: bool) -> _T:
+        if transaction or self._transaction.locked():
+            async with self._transaction:
+                return await operation()
+        # No await before the operation queues its statement: no transaction can begin in between.
+        return await operation()
 
     async def _retry(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         deadline = time.monotonic() + self.bound
@@ -134,6 +141,19 @@ def waits_for_locks(
         return await self._lock_wait.run(functools.partial(method, self, *args, **kwargs))
 
     waiting.waits_for_locks = True  # type: ignore[attr-defined]  # tests check every method has it
+    return waiting
+
+
+def in_transaction(
+    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
+    """``waits_for_locks`` for a method that runs an explicit transaction (``BEGIN`` … ``COMMIT``)."""
+
+    @functools.wraps(method)
+    async def waiting(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await self._lock_wait.run(functools.partial(method, self, *args, **kwargs), transaction=True)
+
+    waiting.waits_for_locks = True  # type: ignore[attr-defined]
     return waiting
 
 
