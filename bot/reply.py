@@ -337,19 +337,25 @@ class ReplyStream:
             self.refs.append(ref)
             self._opened_at = time.monotonic()
             self._outcome.messages += 1
+            await self._save(draft.text)
         elif rendered != self._rendered:  # the same text again would be a wasted call
-            await self.surface.edit(self._current, draft)
+            # Saved while the edit is in flight, not after: a crash right after the edit lands
+            # must not leave a saved text shorter than what the message shows.
+            saving = asyncio.ensure_future(self._save(draft.text))
+            try:
+                await self.surface.edit(self._current, draft)
+            finally:
+                await saving
         self._rendered = rendered
         if not draft.pending:
             self._stop_pending()
         self._shown = draft.text
-        await self._save()
 
-    async def _save(self) -> None:
+    async def _save(self, shown: str) -> None:
         if self._save_to is None:
             return
         try:
-            await self._save_to(list(self.refs), self._shown, self._part)
+            await self._save_to(list(self.refs), shown, self._part)
         except RelayError as exc:  # the reply goes on; only a crash right now would lose track of it
             log.warning("could not save where the reply is: %s", exc)
 

@@ -35,7 +35,7 @@ class TerminalSurface:
         """What the terminal shows: the answer on stdout, then (when final) a newline and the notes."""
         if not draft.final:
             return draft.text
-        return "\n".join([draft.text, *draft.notes])
+        return "\n".join([draft.text, *draft.notes]) + "\n"  # the closing newline: never a repeat
 
     def measure(self, draft: Draft) -> int:
         return len(draft.text)
