@@ -80,10 +80,10 @@ class NaiveStream(ReplyStream):
             except PlatformError:
                 return
 
-    async def _save(self) -> None:
+    async def _save(self, shown: str) -> None:
         if len(self.refs) != self._saved:
             self._saved = len(self.refs)
-            await super()._save()
+            await super()._save(shown)
 
 
 def main() -> int:

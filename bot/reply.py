@@ -339,13 +339,10 @@ class ReplyStream:
             self._outcome.messages += 1
             await self._save(draft.text)
         elif rendered != self._rendered:  # the same text again would be a wasted call
-            # Saved while the edit is in flight, not after: a crash right after the edit lands
-            # must not leave a saved text shorter than what the message shows.
-            saving = asyncio.ensure_future(self._save(draft.text))
-            try:
-                await self.surface.edit(self._current, draft)
-            finally:
-                await saving
+            # Saved before the edit, not after: a crash right after the edit lands must not leave
+            # a saved text shorter than what the message shows (a longer one is harmless).
+            await self._save(draft.text)
+            await self.surface.edit(self._current, draft)
         self._rendered = rendered
         if not draft.pending:
             self._stop_pending()
