@@ -135,25 +135,25 @@ def waits_for_locks(
     method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
     """Run a store method under its ``_lock_wait``: a lock held elsewhere is waited out, not fatal."""
-
-    @functools.wraps(method)
-    async def waiting(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return await self._lock_wait.run(functools.partial(method, self, *args, **kwargs))
-
-    waiting.waits_for_locks = True  # type: ignore[attr-defined]  # tests check every method has it
-    return waiting
+    return _under_lock_wait(method, transaction=False)
 
 
 def in_transaction(
     method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
     """``waits_for_locks`` for a method that runs an explicit transaction (``BEGIN`` … ``COMMIT``)."""
+    return _under_lock_wait(method, transaction=True)
 
+
+def _under_lock_wait(
+    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]], *, transaction: bool
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
     @functools.wraps(method)
     async def waiting(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return await self._lock_wait.run(functools.partial(method, self, *args, **kwargs), transaction=True)
+        operation = functools.partial(method, self, *args, **kwargs)
+        return await self._lock_wait.run(operation, transaction=transaction)
 
-    waiting.waits_for_locks = True  # type: ignore[attr-defined]
+    waiting.waits_for_locks = True  # type: ignore[attr-defined]  # tests check every method has it
     return waiting
 
 
