@@ -1,12 +1,15 @@
 """The slash commands: ``/ask`` (a question, answered in the channel) and ``/relay``.
 
 The command objects only declare names, options and descriptions and hand
-over to the client; ``relay_reply`` runs the platform-neutral ``/relay`` logic
-(``bot.commands``) and makes its Markdown fit Discord.
+over to ``SlashCommands``: ``/ask`` is deferred at once (Discord's 3 s), then
+handed to the core as an ``Incoming`` answered into the deferred response;
+``/relay`` runs the platform-neutral logic (``bot.commands``) and answers in
+Discord Markdown, shown only to the person who asked.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,13 +17,22 @@ import discord
 from discord import app_commands
 
 from bot.access import Caller
+from bot.conversation import Turn
 from bot.errors import RelayError
-from bot.incoming import Core
+from bot.incoming import Core, Incoming
+from bot.pacing import EditBudget
+from bot.surface import Surface
+from bot.tokens import TokenCounter
 
 from . import format as fmt
-from .surface import LIMIT
+from .conversations import interaction_caller
+from .pacing import RateMonitor, Watch
+from .surface import LIMIT, MAPPED, NO_MENTIONS, InteractionSurface, map_error
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[discord.Interaction, str], Awaitable[None]]
+NOT_ALLOWED = "Sorry, I am not set up to answer here."
 
 
 
@@ -50,3 +62,105 @@ async def relay_reply(core: Core, caller: Caller, text: str) -> str:
         reply = exc.user_message
     reply = fmt.render(reply)
     return reply if len(reply) <= LIMIT else reply[: LIMIT - 1] + "…"
+
+
+class SlashCommands:
+    """What ``/ask`` and ``/relay`` do; ``open`` says whether the client still takes work."""
+
+    def __init__(
+        self, client: discord.Client, core: Core, edits_per_minute: float, monitor: RateMonitor,
+        open: Callable[[], bool],
+    ) -> None:
+        self.client, self.core, self.monitor, self.open = client, core, monitor, open
+        self.edits_per_minute = edits_per_minute
+
+    def install(self, tree: app_commands.CommandTree[Any]) -> None:
+        tree.add_command(ask_command(self.ask))
+        tree.add_command(relay_command(self.relay))
+
+    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+        """Defer within Discord's 3 s, then stream the answer into the original response."""
+        if not self.open() or not self.core.accepting:
+            return
+        if not self.core.may_ask(interaction_caller(interaction)):
+            await _reply(interaction, NOT_ALLOWED, "/ask refusal")
+            return
+        try:  # first: the 3 s window is Discord's, whatever else is slow
+            await interaction.response.defer(thinking=True)
+        except MAPPED as exc:
+            log.warning("discord /ask %s: could not defer: %s", interaction.id, map_error(exc))
+            return
+        if self.core.spawn(self._answer(interaction, question), name=f"discord-ask-{interaction.id}") is None:
+            log.info("discord: shutting down, /ask %s not answered", interaction.id)
+
+    async def _answer(self, interaction: discord.Interaction, question: str) -> None:
+        past_block_list = False
+
+        async def relevant() -> bool:  # the core asks only once the caller is known not to be blocked
+            nonlocal past_block_list
+            past_block_list = True
+            return True
+
+        outcome = await self.core.handle(self._incoming(interaction, question, relevant))
+        if outcome is None and not past_block_list:
+            # A blocked caller: the core stays silent, so the deferred "thinking…" goes.
+            # (A redelivered /ask also ends without an outcome, but past the block list:
+            # its first delivery is answering into the same response, which must stay.)
+            await _drop_thinking(interaction)
+
+    def _incoming(
+        self, interaction: discord.Interaction, question: str, relevant: Callable[[], Awaitable[bool]]
+    ) -> Incoming:
+        surface = InteractionSurface(interaction, watch=Watch(self.monitor, f"token:{interaction.token}"))
+        user_id = self.client.user.id if self.client.user else 0
+        turn = Turn(
+            "user",
+            fmt.question_text(question, user_id, {}),
+            author=interaction.user.display_name if interaction.guild_id is not None else None,
+            message_id=f"discord:ask:{interaction.id}",
+        )
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn]:
+            return [turn]
+
+        async def open_(turns: list[Turn]) -> Surface:
+            return surface
+
+        async def after(outcome: Any) -> None:
+            if outcome.messages == 0:  # nothing was shown: no "thinking…" left behind
+                await _drop_thinking(interaction)
+
+        return Incoming(
+            caller=interaction_caller(interaction),
+            conversation=f"ask:{interaction.id}",
+            read=read,
+            open=open_,
+            keys=(("interaction", str(interaction.id)),),
+            # No place and nothing to revive: an interaction token does not outlive a restart, so
+            # recovery closes the request instead of trying to write to it at every start.
+            origin={},
+            relevant=relevant,
+            # Interaction webhooks have their own bucket, separate from the channel's.
+            budget=EditBudget(self.edits_per_minute),
+            after=after,
+        )
+
+    async def relay(self, interaction: discord.Interaction, command: str) -> None:
+        """``/relay``: status, channel settings and usage, shown only to the person who asked."""
+        text = await relay_reply(self.core, interaction_caller(interaction), command)
+        await _reply(interaction, text, "/relay answer")
+
+
+async def _reply(interaction: discord.Interaction, text: str, what: str) -> None:
+    """An ephemeral answer to a command; a failure is logged (the interaction is gone)."""
+    try:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    except MAPPED as exc:
+        log.warning("discord %s %s: not shown: %s", what, interaction.id, map_error(exc))
+
+
+async def _drop_thinking(interaction: discord.Interaction) -> None:
+    try:
+        await interaction.delete_original_response()
+    except MAPPED as exc:
+        log.info("discord /ask %s: placeholder not removed: %s", interaction.id, map_error(exc))

@@ -1,0 +1,82 @@
+"""A Discord message that asks the bot something, as the core's ``Incoming``.
+
+The message snowflake is the dedupe key; the caller, the conversation key and
+the history reader come from ``conversations``; the answer goes into a reply,
+the thread or DM itself, or (thread reply mode) a new thread opened once the
+core has decided to answer.  ``origin`` holds what a restart needs to rebuild
+the request (``RelayClient.revive``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import discord
+
+from bot.conversation import Turn
+from bot.incoming import Incoming
+from bot.settings import Settings
+from bot.surface import Surface
+from bot.tokens import TokenCounter
+
+from .conversations import Conversations, conversation_key, message_caller
+from .events import Trigger
+from .pacing import Budgets, Watch
+from .surface import ChannelSurface
+
+Keys = tuple[tuple[str, str], ...]
+
+
+class MessageRequests:
+    def __init__(
+        self, conversations: Conversations, settings: Settings, budgets: Budgets, watch: Callable[[int], Watch]
+    ) -> None:
+        self.conversations = conversations
+        self.threads = settings.discord_reply_mode == "thread"
+        self.budgets = budgets
+        self.watch = watch
+
+    def incoming(self, message: discord.Message, trigger: Trigger, keys: Keys) -> Incoming:
+        channel = message.channel
+        reply_to = None if trigger in (Trigger.DM, Trigger.THREAD) else message.id
+
+        async def read(budget: int, counter: TokenCounter) -> list[Turn] | None:
+            return await self.conversations.turns(message, trigger, budget, counter)
+
+        async def open_(turns: list[Turn]) -> Surface:
+            return await self._open(message, trigger, reply_to, turns)
+
+        return Incoming(
+            caller=message_caller(message),
+            conversation=conversation_key(message, channel),
+            read=read,
+            open=open_,
+            keys=keys,
+            origin={
+                "channel": str(channel.id),
+                "message": str(message.id),
+                "trigger": trigger.value,
+                "place": {"kind": "channel", "channel": str(channel.id), "reply_to": reply_to},
+            },
+            budget=self.budgets.for_channel(channel.id),
+        )
+
+    async def _open(
+        self, message: discord.Message, trigger: Trigger, reply_to: int | None, turns: list[Turn]
+    ) -> Surface:
+        """Where the answer goes: a new thread for a mention in thread mode, else the channel."""
+        target: discord.abc.Messageable = message.channel
+        if self._wants_thread(message, trigger, turns):
+            thread = await self.conversations.open_thread(message, turns)
+            if thread is not None:
+                target, reply_to = thread, None
+        return ChannelSurface(target, reply_to, self.watch(target.id))
+
+    def _wants_thread(self, message: discord.Message, trigger: Trigger, turns: list[Turn]) -> bool:
+        return (
+            self.threads
+            and trigger is Trigger.MENTION
+            and not isinstance(message.channel, discord.Thread)
+            and bool(turns)
+            and bool(turns[-1].text.strip())
+        )
