@@ -80,7 +80,7 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     @app.command("/relay")
     async def on_relay(ack: Any, command: dict[str, Any], respond: Any) -> None:
         await ack()
-        await respond(text=await relay.on_relay(command), response_type="ephemeral")
+        await respond(text=await relay.commands.relay_command(command), response_type="ephemeral")
 
     @app.command("/ask")
     async def on_ask(ack: Any, command: dict[str, Any], respond: Any) -> None:
@@ -88,7 +88,7 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
             await ack("Ask me something: `/ask how do I undo a git commit?`")
             return
         await ack()
-        await relay.on_command(command, respond)
+        await relay.commands.ask(command, respond)
 
     return app
 

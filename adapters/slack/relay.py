@@ -6,21 +6,20 @@ asks the bot something, and hands the core an ``Incoming``: dedupe keys (the
 event id, and the message's channel+ts so an ``app_mention`` and a
 ``message`` for one message answer once), the caller, a history reader
 (``conversations``) and where the reply goes (``surface``).  The core decides
-the rest.  ``SlackRelay`` is also the core's ``Platform`` after a restart.
+the rest; the slash commands live in ``commands``.  ``SlackRelay`` is also
+the core's ``Platform`` after a restart.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from bot.access import Caller
 from bot.conversation import Turn
 from bot.incoming import Core, Incoming
 from bot.pacing import EditBudget
-from bot.reply import ReplyOutcome
 from bot.settings import Settings
 from bot.surface import Surface
 from bot.tokens import TokenCounter
@@ -28,20 +27,13 @@ from bot.tokens import TokenCounter
 from . import assistant as assistant_threads
 from . import events
 from .api import SlackApi
+from .commands import SlashCommands, caller_of
 from .conversations import Conversations
 from .events import Trigger
-from .format import clip_bytes, escape, quiet_crowds, to_mrkdwn
 from .surface import STREAM_LIFETIME, Place, surface_for
 
 log = logging.getLogger(__name__)
 
-#: The question shown above an /ask answer shares the message's ~3,500 bytes with the answer.
-HEADER_QUESTION_BYTES = 1000
-UNREADABLE_COMMAND = "Sorry, I could not read that command; please try again."
-NOT_ALLOWED = "Sorry, I don't answer here."
-NOT_IN_CHANNEL = "I can't post in this channel yet: invite me with `/invite @{name}` and ask again."
-
-Respond = Callable[[str], Awaitable[Any]]
 Keys = tuple[tuple[str, str], ...]
 
 
@@ -60,6 +52,7 @@ class SlackRelay:
         self.team: str | None = None
         #: seconds before a native stream continues in a new one (Slack ends streams after ~5 minutes)
         self.stream_lifetime = STREAM_LIFETIME
+        self.commands = SlashCommands(self)
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""
@@ -88,7 +81,7 @@ class SlackRelay:
         if trig is None:
             return None
         if origin.get("ask"):
-            return self._ask(trig, keys=(), respond=None)
+            return self.commands.incoming(trig, keys=(), respond=None)
         return self._message(trig, keys=(), assistant=bool(origin.get("assistant")))
 
     # -- messages ---------------------------------------------------------------------------
@@ -124,7 +117,7 @@ class SlackRelay:
             return self.surface(place.as_dict())
 
         return Incoming(
-            caller=_caller(trig),
+            caller=caller_of(trig),
             conversation=f"{trig.channel}:{thread or 'top'}",
             read=read,
             open=open_,
@@ -138,65 +131,6 @@ class SlackRelay:
         self, event: Mapping[str, Any], greeting: str, prompts: list[dict[str, str]]
     ) -> None:
         await assistant_threads.greet(self.api, event, greeting, prompts)
-
-    # -- slash commands ---------------------------------------------------------------------
-
-    async def on_relay(self, command: Mapping[str, Any]) -> str:
-        """``/relay …``: status, channel settings, usage (shown to the caller only)."""
-        team = str(command.get("team_id") or self.team or "") or None
-        user, channel = events.slack_id(command.get("user_id")), events.slack_id(command.get("channel_id"))
-        if user is None or channel is None:
-            log.info("slack: /relay without a readable user or channel; ignored")
-            return UNREADABLE_COMMAND
-        caller = Caller("slack", user, channel, team)
-        return to_mrkdwn(await self.core.relay_command(caller, events.text_of(command)))
-
-    async def on_command(self, command: Mapping[str, Any], respond: Respond) -> None:
-        """``/ask question``: a visible message in the channel with the answer streamed into it."""
-        channel, user = events.slack_id(command.get("channel_id")), events.slack_id(command.get("user_id"))
-        if channel is None or user is None:
-            log.info("slack: /ask without a readable user or channel; ignored")
-            await respond(UNREADABLE_COMMAND)
-            return
-        team = str(command.get("team_id") or self.team or "")
-        trigger_id = events.slack_id(command.get("trigger_id"))  # malformed: no dedupe key
-        trig = Trigger("mention", team, channel, user, str(trigger_id), events.text_of(command).strip(), None)
-        if not self.core.may_ask(_caller(trig)):
-            await respond(NOT_ALLOWED)
-            return
-        keys = (("command", trigger_id),) if trigger_id else ()
-        self.core.spawn(self.core.handle(self._ask(trig, keys=keys, respond=respond)), name=f"ask-{trigger_id}")
-
-    def _ask(self, trig: Trigger, *, keys: Keys, respond: Respond | None) -> Incoming:
-        place = Place(trig.channel, None, trig.team or None, trig.user, continue_in_thread=True)
-
-        async def read(budget: int, counter: TokenCounter) -> list[Turn]:
-            return [await self.conversations.question(trig)]
-
-        async def open_(turns: list[Turn]) -> Surface:
-            question = turns[-1].text if turns else events.plain_text(trig.text, self.bot_user, {})
-            shown = quiet_crowds(escape(clip_bytes(question, HEADER_QUESTION_BYTES)))
-            place.header = f"<@{trig.user}> asked: {shown}\n\n"
-            return self.surface(place.as_dict())
-
-        async def after(outcome: ReplyOutcome) -> None:
-            if outcome.messages == 0 and respond is not None:  # nothing could be posted
-                await respond(NOT_IN_CHANNEL.format(name=self.bot_name))
-
-        return Incoming(
-            caller=_caller(trig),
-            conversation=f"ask:{trig.ts}",  # one-shot: never queued behind another answer in the channel
-            read=read,
-            open=open_,
-            keys=keys,
-            origin={"trigger": asdict(trig), "ask": True, "place": place.as_dict()},
-            budget=self.budget(trig.team),
-            after=after,
-        )
-
-
-def _caller(trig: Trigger) -> Caller:
-    return Caller("slack", trig.user, trig.channel, trig.team or None, direct=trig.kind == "dm")
 
 
 def _trigger(data: object) -> Trigger | None:
