@@ -343,3 +343,92 @@ async def test_in_thread_mode_the_answer_after_a_crash_goes_to_the_thread_alread
         assert await second.service.store.open_requests("discord") == []
     finally:
         await stop_bot(second)
+
+
+# -- /ask across a restart: the interaction's token still writes its response for 15 minutes ---------
+
+
+async def test_an_ask_accepted_before_a_crash_is_answered_in_its_response_after_the_restart(
+    make_settings, fake_llm, fake
+):
+    async with HeldModel([]) as model:  # no first token: the first process dies waiting
+        first = await start_bot(make_settings, fake, openai_base_url=model.base_url, bot_first_token_timeout=600)
+        try:
+            payload = await fake.interact("ask", {"question": "What is the capital of France?"})
+            record = await until(lambda: in_flight_unshown(first), what="the /ask to be accepted")
+        finally:
+            await crash_bot(first)
+    token = payload["token"]
+    assert fake.interaction_messages(token) == []  # "thinking…" is all the user has
+
+    fake_llm.reply(ANSWER)
+    second = await start_bot(make_settings, fake)
+    try:
+        await wait_for(lambda: fake.interaction_messages(token) == [ANSWER], what="the /ask answer after the restart")
+        await wait_for(lambda: not second.service.tasks, what="the recovered answer to be settled")
+        assert len(fake_llm.requests) == 1  # asked again, once
+        assert fake_llm.requests[0]["messages"][-1]["content"] == "Alice A.: What is the capital of France?"
+        edit = fake.find("PATCH", rf"/webhooks/\d+/{token}/messages/@original")[-1]
+        assert edit.body["allowed_mentions"]["parse"] == []
+        state = await second.service.store.request(record.id)
+        assert state is not None and state.state == "done"
+    finally:
+        await stop_bot(second)
+
+
+async def test_a_half_shown_ask_is_finalised_in_its_response_after_a_crash(make_settings, fake_llm, fake):
+    words = [f"w{i} " for i in range(12)]
+    partial = "".join(words)
+    async with HeldModel(words) as model:
+        first = await start_bot(make_settings, fake, openai_base_url=model.base_url, bot_read_timeout=600)
+        try:
+            payload = await fake.interact("ask", {"question": "count for me"})
+            token = payload["token"]
+            await wait_for(lambda: fake.interaction_messages(token) == [partial], what="the half answer")
+            record = await until(lambda: half_shown(first, partial), what="the shown text to be saved")
+        finally:
+            await crash_bot(first)
+
+    second = await start_bot(make_settings, fake)
+    try:
+        await wait_for(
+            lambda: fake.interaction_messages(token) == [f"{partial}\n{INTERRUPTED_LINE}"],
+            what="the half answer to be finalised in the same response",
+        )
+        assert fake_llm.requests == []  # finished from the saved text, not asked again
+        state = await second.service.store.request(record.id)
+        assert state is not None and state.state == "partial"
+    finally:
+        await stop_bot(second)
+
+
+async def test_an_ask_whose_token_expired_is_closed_without_a_call(make_settings, fake_llm, fake):
+    async with HeldModel([]) as model:
+        first = await start_bot(make_settings, fake, openai_base_url=model.base_url, bot_first_token_timeout=600)
+        try:
+            await fake.interact("ask", {"question": "What is the capital of France?"})
+            record = await until(lambda: in_flight_unshown(first), what="the /ask to be accepted")
+        finally:
+            await crash_bot(first)
+    # the interaction arrived 16 minutes ago: its id's timestamp says so, and its token is dead
+    assert record.place == {}  # nothing shown: the place is in the origin only
+    origin = record.origin
+    old = int(origin["ask"]["interaction"]["id"]) - ((16 * 60 * 1000) << 22)
+    for saved in (origin["ask"]["interaction"], origin["place"]["interaction"]):
+        saved["id"] = str(old)
+    with sqlite3.connect(make_settings().bot_database) as db:
+        db.execute("UPDATE requests SET origin = ?", (json.dumps(origin),))
+    calls = len(fake.calls)
+
+    second = await start_bot(make_settings, fake)
+    try:
+        await until(lambda: _closed(second, record.id), what="the request to be closed")
+        assert [c for c in fake.calls[calls:] if "/webhooks/" in c.path or "/interactions/" in c.path] == []
+        assert fake_llm.requests == []
+    finally:
+        await stop_bot(second)
+
+
+async def _closed(bot: Any, request_id: int) -> bool:
+    record = await bot.service.store.request(request_id)
+    return record is not None and record.state == "failed"

@@ -19,13 +19,14 @@ from bot.incoming import Core, Incoming
 from bot.settings import Settings
 from bot.surface import Surface
 
+from . import interactions
 from .commands import SlashCommands
 from .conversations import Conversations
 from .events import Policy, Trigger, decide, facts_of
 from .pacing import Budgets, RateMonitor, Watch
 from .parsers import UNREADABLE, guard_parsers
 from .requests import MessageRequests
-from .surface import MAPPED, NO_MENTIONS, ChannelSurface, ExpiredSurface, map_error
+from .surface import MAPPED, NO_MENTIONS, ChannelSurface, ExpiredSurface, InteractionSurface, map_error
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class RelayClient(discord.Client):
         self.conversations = Conversations(self)
         self.requests = MessageRequests(self.conversations, settings, self.budgets, self._watch)
         self.tree = app_commands.CommandTree(self)
-        commands = SlashCommands(self, core, settings.discord_edits_per_minute, self.monitor, self.taking_work)
-        commands.install(self.tree)
+        self.commands = SlashCommands(self, core, settings.discord_edits_per_minute, self.monitor, self.taking_work)
+        self.commands.install(self.tree)
         self.accepting = True
         self._warned_empty = False
         core.report_health("discord", False)  # until on_ready: /healthz says "not yet"
@@ -103,15 +104,20 @@ class RelayClient(discord.Client):
     # -- the core's Platform ---------------------------------------------------------------
 
     def surface(self, place: dict[str, Any]) -> Surface:
-        if place.get("kind") != "channel":
-            return ExpiredSurface()
+        if place.get("kind") == "interaction":
+            interaction = interactions.rebuilt(self, place.get("interaction") or {})
+            if interaction is None:
+                return ExpiredSurface()
+            return InteractionSurface(interaction, Watch(self.monitor, f"token:{interaction.token}"))
         channel = self.get_partial_messageable(int(place["channel"]))
         reply_to = place.get("reply_to")
         return ChannelSurface(channel, int(reply_to) if reply_to else None, self._watch(channel.id))
 
     async def revive(self, origin: dict[str, Any]) -> Incoming | None:
+        if "ask" in origin:
+            return self.commands.revive(origin["ask"])
         if "message" not in origin or self.user is None:
-            return None  # an interaction's token does not outlive a restart
+            return None
         channel = self.get_channel(int(origin["channel"])) or await _call(self.fetch_channel(int(origin["channel"])))
         if not isinstance(channel, discord.abc.Messageable):
             return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import discord
@@ -25,6 +26,7 @@ from bot.surface import Surface
 from bot.tokens import TokenCounter
 
 from . import format as fmt
+from . import interactions
 from .conversations import interaction_caller
 from .pacing import RateMonitor, Watch
 from .surface import LIMIT, MAPPED, NO_MENTIONS, InteractionSurface, map_error
@@ -101,15 +103,31 @@ class SlashCommands:
             past_block_list = True
             return True
 
-        outcome = await self.core.handle(self._incoming(interaction, question, relevant))
+        caller = interaction_caller(interaction)
+        outcome = await self.core.handle(self.incoming(interaction, question, caller, relevant=relevant))
         if outcome is None and not past_block_list:
             # A blocked caller: the core stays silent, so the deferred "thinking…" goes.
             # (A redelivered /ask also ends without an outcome, but past the block list:
             # its first delivery is answering into the same response, which must stay.)
             await _drop_thinking(interaction)
 
-    def _incoming(
-        self, interaction: discord.Interaction, question: str, relevant: Callable[[], Awaitable[bool]]
+    def revive(self, saved: dict[str, Any]) -> Incoming | None:
+        """An ``/ask`` accepted before a restart, while its response can still be written."""
+        interaction = interactions.rebuilt(self.client, saved.get("interaction") or {})
+        caller = saved.get("caller")
+        if interaction is None or not isinstance(caller, dict):
+            return None
+        caller = Caller(**{**caller, "roles": frozenset(caller.get("roles", ()))})
+        return self.incoming(interaction, str(saved.get("question", "")), caller, keys=())
+
+    def incoming(
+        self,
+        interaction: discord.Interaction,
+        question: str,
+        caller: Caller,
+        *,
+        keys: tuple[tuple[str, str], ...] | None = None,
+        relevant: Callable[[], Awaitable[bool]] | None = None,
     ) -> Incoming:
         surface = InteractionSurface(interaction, watch=Watch(self.monitor, f"token:{interaction.token}"))
         user_id = self.client.user.id if self.client.user else 0
@@ -131,14 +149,15 @@ class SlashCommands:
                 await _drop_thinking(interaction)
 
         return Incoming(
-            caller=interaction_caller(interaction),
+            caller=caller,
             conversation=f"ask:{interaction.id}",
             read=read,
             open=open_,
-            keys=(("interaction", str(interaction.id)),),
-            # No place and nothing to revive: an interaction token does not outlive a restart, so
-            # recovery closes the request instead of trying to write to it at every start.
-            origin={},
+            keys=(("interaction", str(interaction.id)),) if keys is None else keys,
+            origin={
+                "ask": {"question": question, "interaction": surface.place["interaction"], "caller": _saved(caller)},
+                "place": surface.place,
+            },
             relevant=relevant,
             # Interaction webhooks have their own bucket, separate from the channel's.
             budget=EditBudget(self.edits_per_minute),
@@ -149,6 +168,10 @@ class SlashCommands:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""
         text = await relay_reply(self.core, interaction_caller(interaction), command)
         await _reply(interaction, text, "/relay answer")
+
+
+def _saved(caller: Caller) -> dict[str, Any]:
+    return {**asdict(caller), "roles": sorted(caller.roles)}
 
 
 async def _reply(interaction: discord.Interaction, text: str, what: str) -> None:

@@ -26,6 +26,7 @@ from bot.retry_after import retry_after
 from bot.surface import Draft, Ref
 
 from . import format as fmt
+from . import interactions
 from .pacing import Watch
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,8 @@ class InteractionSurface(_Surface):
     def __init__(self, interaction: discord.Interaction, watch: Watch | None = None) -> None:
         super().__init__(watch, f"discord interaction {interaction.id}")
         self.interaction = interaction
-        self.place = {"kind": "interaction"}  # its token dies within 15 minutes: not revisited
+        # Its token lets a restarted process finish the response, for 15 minutes (``interactions``).
+        self.place = {"kind": "interaction", "interaction": interactions.saved(interaction)}
         self._posted = 0
 
     async def post(self, draft: Draft) -> Ref:
@@ -217,7 +219,7 @@ class InteractionSurface(_Surface):
 
 
 class ExpiredSurface:
-    """A reply place that cannot be written any more (an interaction from before a restart)."""
+    """A reply place that cannot be written any more (an interaction whose token expired)."""
 
     max_chars = 1
 
