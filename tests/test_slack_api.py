@@ -16,6 +16,7 @@ from adapters.slack.surface import Place, StreamSurface, UpdateSurface
 from bot.providers.base import Delta
 from bot.reply import ReplyStream
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, StreamClosed
+from bot.tokens import TokenCounter
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -143,6 +144,17 @@ async def test_history_keeps_only_the_tail_the_budget_can_use(slack, api):
         slack.say(f"reply number {n} " + "word " * 20, thread_ts=root["ts"])
     messages = await History(api).thread("C1", root["ts"], budget=500)
     assert 10 < len(messages) < 40 and messages[-1]["text"].startswith("reply number 449")
+
+
+async def test_history_sizes_come_from_the_cores_counter_once_per_message(slack, api):
+    root = slack.say("root")
+    for n in range(50):
+        slack.say(f"reply number {n} " + "word " * 20, thread_ts=root["ts"])
+    counter = TokenCounter()
+    first = await History(api).thread("C1", root["ts"], budget=100_000, count=counter.count)
+    assert len(first) == 51 and counter.misses == 51  # each raw message tokenised once
+    again = await History(api).thread("C1", root["ts"], budget=100_000, count=counter.count)
+    assert again == first and counter.misses == 51  # read again: no tokenising
 
 
 async def test_dm_history_stops_reading_once_the_budget_is_full(slack, api):

@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.conversation import Turn
 from bot.errors import PlatformError
+from bot.tokens import TokenCounter
 
 from . import events
 from .api import SlackApi
@@ -72,14 +73,16 @@ class Conversations:
 
     # -- turns ----------------------------------------------------------------------------------
 
-    async def turns(self, trig: Trigger, budget: int) -> list[Turn]:
+    async def turns(self, trig: Trigger, budget: int, counter: TokenCounter) -> list[Turn]:
         """History (oldest first) ending with the question; a history read failure leaves just the question."""
         messages: list[Mapping[str, Any]] = []
         try:
             if trig.in_thread and trig.thread_ts:
-                messages = await self.history.thread(trig.channel, trig.thread_ts, budget, latest=trig.ts)
+                messages = await self.history.thread(
+                    trig.channel, trig.thread_ts, budget, latest=trig.ts, count=counter.count
+                )
             elif trig.kind == "dm":
-                messages = await self.history.channel(trig.channel, budget, latest=trig.ts)
+                messages = await self.history.channel(trig.channel, budget, latest=trig.ts, count=counter.count)
         except PlatformError as exc:
             log.warning("slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc)
         earlier = [m for m in messages if str(m.get("ts")) != trig.ts and _before(m, trig.ts)]

@@ -4,7 +4,8 @@
 end, keeping only a tail big enough to fill the token budget (the oldest
 messages beyond it are dropped as pages arrive).  ``conversations.history``
 (a DM's top level) runs newest first, so reading stops as soon as the budget
-is surely full.  Display names come from ``users.info``, cached.
+is surely full; sizes are counted with the core's token counter.  Display
+names come from ``users.info``, cached.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bot import tokens
@@ -29,35 +30,27 @@ MARGIN = 1.25
 LOOKUPS = 8
 
 
+Count = Callable[[str, "str | None"], int]
+
+
+def plain_count(text: str, message_id: str | None) -> int:
+    return tokens.count(text)
+
+
 class History:
-    def __init__(self, api: SlackApi, *, max_users: int = 5000, max_counts: int = 50_000) -> None:
+    def __init__(self, api: SlackApi, *, max_users: int = 5000) -> None:
         self.api = api
         self._names: OrderedDict[str, str] = OrderedDict()
         self._max_users = max_users
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._max_counts = max_counts
         self._lookups = asyncio.Semaphore(LOOKUPS)  # users.info calls at once (Tier 4)
-
-    # -- token estimate ----------------------------------------------------------------------
-
-    def _cost(self, message: Mapping[str, Any]) -> int:
-        text = message.get("text")
-        text = text if isinstance(text, str) else ""
-        key = f"{message.get('ts')}:{len(text)}"
-        n = self._counts.get(key)
-        if n is None:
-            n = tokens.count(text) + tokens.PER_MESSAGE
-            self._counts[key] = n
-            if len(self._counts) > self._max_counts:
-                self._counts.popitem(last=False)
-        return n
 
     # -- threads ------------------------------------------------------------------------------
 
     async def thread(
-        self, channel: str, thread_ts: str, budget: int, latest: str | None = None
+        self, channel: str, thread_ts: str, budget: int, latest: str | None = None, count: Count = plain_count
     ) -> list[dict]:
         """The thread's messages, oldest first, up to ``latest``; only the tail that fills ``budget``."""
+        cost = _estimate(channel, count)
         kept: list[dict] = []
         total = 0
         cursor: str | None = None
@@ -75,16 +68,17 @@ class History:
             )
             for message in data.get("messages") or []:
                 kept.append(message)
-                total += self._cost(message)
-            while len(kept) > 1 and total - self._cost(kept[0]) > budget * MARGIN:
-                total -= self._cost(kept.pop(0))
+                total += cost(message)
+            while len(kept) > 1 and total - cost(kept[0]) > budget * MARGIN:
+                total -= cost(kept.pop(0))
             cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
             if not data.get("has_more") or not cursor:
                 break
         return kept
 
-    async def channel(self, channel: str, budget: int, latest: str) -> list[dict]:
+    async def channel(self, channel: str, budget: int, latest: str, count: Count = plain_count) -> list[dict]:
         """A DM's top-level messages up to ``latest``, oldest first, stopping once ``budget`` is surely full."""
+        cost = _estimate(channel, count)
         newest_first: list[dict] = []
         total = 0
         cursor: str | None = None
@@ -101,7 +95,7 @@ class History:
             )
             for message in data.get("messages") or []:
                 newest_first.append(message)
-                total += self._cost(message)
+                total += cost(message)
                 if total > budget * MARGIN:
                     return newest_first[::-1]
             cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
@@ -146,3 +140,18 @@ class History:
         if len(self._names) > self._max_users:
             self._names.popitem(last=False)
         return name
+
+
+def _estimate(channel: str, count: Count) -> Callable[[Mapping[str, Any]], int]:
+    """A raw message's size in tokens, for how far back to read (the fit counts the turns).
+
+    Counted through the core's counter under their own ids (the raw text is not the turn's text),
+    so a thread read again costs no tokenising.
+    """
+
+    def cost(message: Mapping[str, Any]) -> int:
+        text = message.get("text")
+        text = text if isinstance(text, str) else ""
+        return tokens.PER_MESSAGE + count(text, f"slack:raw:{channel}:{message.get('ts')}")
+
+    return cost

@@ -107,7 +107,7 @@ class SlackRelay:
         place = Place(trig.channel, thread, trig.team or None, trig.user, stream=stream, status=assistant and not stream)
 
         async def read(budget: int, counter: TokenCounter) -> list[Turn]:
-            return await self.conversations.turns(trig, budget)
+            return await self.conversations.turns(trig, budget, counter)
 
         async def open_(turns: list[Turn]) -> Surface:
             if thread:
