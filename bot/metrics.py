@@ -1,16 +1,26 @@
-"""Prometheus metrics of the service, in a registry of its own (no import-time globals)."""
+"""Prometheus metrics of the service, in a registry of its own (no import-time globals).
+
+Every sample carries a ``replica`` label (``BOT_REPLICA``, default the host
+name), so the series of several replicas behind one scrape job stay apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from .providers.base import ProviderInfo
 from .reply import ReplyOutcome
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.exposed = CollectorRegistry()
+        self.exposed.register(_WithReplica(self.registry, replica))
         r = self.registry
         self.replies = Counter("relay_replies", "Replies by final state", ["platform", "state"], registry=r)
         self.errors = Counter("relay_errors", "Reply errors by kind", ["kind"], registry=r)
@@ -52,4 +62,19 @@ class Metrics:
         self.cost.labels(provider.name).inc(cost)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
+
+
+class _WithReplica(Collector):
+    """The samples of ``registry``, each with a ``replica`` label added."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry = registry
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [
+                sample._replace(labels={"replica": self.replica, **sample.labels}) for sample in family.samples
+            ]
+            yield family

@@ -92,14 +92,14 @@ class RelayService:
         self.store = store
         self.router = router
         self.counter = counter or TokenCounter()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(settings.replica_name())
         self.ledger = Ledger(store, self.metrics)
         self.access = AccessPolicy(settings, store)
         self.tasks = Tasks(settings.bot_shutdown_grace)
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
         #: this process: requests it accepted are its own; recovery settles only others'
-        self.owner = uuid.uuid4().hex
+        self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
         #: platform name -> connected? (adapters report it; /healthz reads it)
         self.health: dict[str, bool] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}

@@ -8,6 +8,7 @@ wrong variable on one line.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -104,6 +105,7 @@ class Settings(BaseSettings):
     bot_ops_port: int = Field(8080, ge=0, le=65535)  # /healthz and /metrics; 0 turns it off
     bot_ops_host: str = "127.0.0.1"
     bot_shutdown_grace: float = Field(20.0, ge=0)  # seconds replies in flight get to finish
+    bot_replica: str = ""  # this process's name in metrics and request records; empty: the host name
 
     # provider timeouts, seconds
     bot_connect_timeout: float = Field(10.0, gt=0)
@@ -214,6 +216,9 @@ class Settings(BaseSettings):
             price_out=getattr(self, f"{name}_price_out"),
             account_id=self.cloudflare_account_id if name == "cloudflare" else None,
         )
+
+    def replica_name(self) -> str:
+        return self.bot_replica or socket.gethostname()
 
     def provider_order(self) -> list[str]:
         """``BOT_PROVIDERS`` if set, else every configured provider, cheapest first."""

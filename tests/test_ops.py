@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import socket
 
 import httpx
 
@@ -31,10 +32,12 @@ async def test_healthz_and_metrics(service, fake_llm):
             fake_llm.fail(401)
             await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSurface())
             text = (await client.get("/metrics")).text
-            assert 'relay_replies_total{platform="slack",state="complete"} 1.0' in text
-            assert 'relay_errors_total{kind="AuthFailed"} 1.0' in text
-            assert 'relay_provider_ttft_seconds_count{provider="openai"} 1.0' in text
-            assert 'relay_tokens_total{direction="out",provider="openai"}' in text
+            replica = f'replica="{socket.gethostname()}"'  # BOT_REPLICA unset: the host name
+            # (labels are written in name order)
+            assert f'relay_replies_total{{platform="slack",{replica},state="complete"}} 1.0' in text
+            assert f'relay_errors_total{{kind="AuthFailed",{replica}}} 1.0' in text
+            assert f'relay_provider_ttft_seconds_count{{provider="openai",{replica}}} 1.0' in text
+            assert f'relay_tokens_total{{direction="out",provider="openai",{replica}}}' in text
 
             await service.drain(0)
             assert (await client.get("/healthz")).status_code == 503  # not taking work any more
@@ -120,3 +123,14 @@ async def test_recover_finalises_what_a_crash_left(service):
     assert (draft.text, draft.part, draft.notes, draft.final) == ("half an", 1, ("(interrupted — ask again)",), True)
     assert await service.store.open_requests("slack") == []
     assert await service.recover(Platform()) == 0  # settled once, then final
+
+
+async def test_every_metric_names_its_replica(make_settings, fake_llm):
+    from bot.metrics import Metrics
+
+    metrics = Metrics("relay-b")
+    metrics.refused.labels("discord").inc()
+    text = metrics.render().decode()
+    assert 'relay_refused_total{platform="discord",replica="relay-b"} 1.0' in text
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert samples and all('replica="relay-b"' in line for line in samples)
