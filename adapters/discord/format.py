@@ -15,6 +15,7 @@ when the bot reads its own messages back as history.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -30,6 +31,9 @@ _INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 
 
+# A streaming reply renders its growing text again at every edit and the same text more than once
+# (measure, render, send): whole texts and prose lines are cached.
+@functools.lru_cache(maxsize=64)
 def render(text: str) -> str:
     """What Discord shows for the model's ``text``."""
     lines = text.split("\n")
@@ -62,6 +66,7 @@ def measure(text: str) -> int:
     return len(render(text))
 
 
+@functools.lru_cache(maxsize=4096)
 def _prose_line(line: str) -> str:
     line = _DEEP_HEADING.sub("### ", line)
     pieces = []

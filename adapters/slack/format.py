@@ -16,6 +16,7 @@ client that resolves plain names still pings nobody.  All functions are pure.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -58,6 +59,10 @@ def to_markdown(md: str) -> str:
     return quiet_crowds(_CONTROL.sub(lambda m: "<" + ZWSP + m.group(1), md))
 
 
+# A streaming reply renders a growing text again at every edit, and the same draft up to three
+# times (measure, render, send): whole texts and single lines are cached, all but the last line of
+# a growing text are the same as last time.
+@functools.lru_cache(maxsize=64)
 def to_mrkdwn(md: str) -> str:
     """Convert the model's Markdown to Slack mrkdwn (safe to post as ``text``)."""
     out: list[str] = []
@@ -98,6 +103,7 @@ def _prose(lines: Sequence[str]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _line(line: str) -> str:
     holes: list[str] = []
 
