@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     slack_allowed_channels: CommaList = Field(default_factory=list)
     slack_allowed_users: CommaList = Field(default_factory=list)
     slack_edits_per_minute: float = Field(50.0, gt=0)
+    slack_socket_connections: int = Field(1, ge=1, le=10)  # Socket Mode connections of this process
 
     # -- Discord ---------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -173,6 +174,9 @@ class Settings(BaseSettings):
     discord_allowed_roles: CommaList = Field(default_factory=list)
     discord_allowed_users: CommaList = Field(default_factory=list)
     discord_edits_per_minute: float = Field(60.0, gt=0)
+    # sharding (checked and parsed by the Discord adapter): unset count = one plain connection
+    discord_shard_count: int | None = Field(None, ge=1)
+    discord_shards: str | None = None  # this process's shards: "0-3", "4,5", "0-1,4"; unset: all
 
     _split_lists = field_validator(
         "bot_providers",

@@ -2,8 +2,9 @@
 
 Listeners only hand over to ``SlackRelay`` (Bolt acks events itself before
 they run; ``/ask`` acks first thing).  ``SlackBot`` owns the connection:
-Socket Mode when an app token is set, else the HTTP Events API on
-``SLACK_PORT`` (all interfaces) at ``/slack/events`` with Bolt's signature check.
+Socket Mode when an app token is set (``SLACK_SOCKET_CONNECTIONS`` websockets,
+``sockets.SocketPool``), else the HTTP Events API on ``SLACK_PORT`` (all
+interfaces) at ``/slack/events`` with Bolt's signature check.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError, PlatformError
@@ -26,6 +24,7 @@ from bot.settings import Settings
 from .api import SlackApi
 from .http_guard import guard
 from .relay import SlackRelay
+from .sockets import SocketPool
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class SlackBot:
                 "SLACK_SIGNING_SECRET is required for the HTTP Events API (or set SLACK_APP_TOKEN for Socket Mode)"
             )
         self.app = build_app(self.relay, self.client, secret.get_secret_value() if secret else None)
-        self._socket: AsyncSocketModeHandler | None = None
+        self._sockets: SocketPool | None = None
         self._runner: web.AppRunner | None = None
         self._watch: asyncio.Task[None] | None = None
         self.connected = False
@@ -133,23 +132,7 @@ class SlackBot:
         if recovered:
             log.info("slack: settled %d requests left open by a restart", recovered)
         if self.settings.slack_app_token is not None:
-            self._socket = AsyncSocketModeHandler(
-                self.app, app_token=self.settings.slack_app_token.get_secret_value(), web_client=self.client
-            )
-            # Ask for the websocket URL ourselves: slack_sdk's connect() would retry a bad token forever.
-            try:
-                self._socket.client.wss_uri = await self._socket_url(
-                    self.settings.slack_app_token.get_secret_value()
-                )
-            except ConfigError:
-                await self._socket.close_async()
-                self._socket = None
-                raise
-            await self._socket.connect_async()
-            self.connected = True
-            self.service.report_health("slack", True)
-            self._watch = asyncio.create_task(self._watch_socket(self._socket), name="slack-health")
-            log.info("slack: connected in Socket Mode")
+            await self._connect_sockets(self.settings.slack_app_token.get_secret_value())
             return
         web_app = self.app.web_app(path=EVENTS_PATH, port=self.port)
         secret = self.settings.slack_signing_secret
@@ -172,25 +155,30 @@ class SlackBot:
         self.service.report_health("slack", True)
         log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
 
-    async def _socket_url(self, app_token: str) -> str:
+    async def _connect_sockets(self, app_token: str) -> None:
+        count = self.settings.slack_socket_connections
+        self._sockets = SocketPool(self.app, app_token, self.client, count)
         try:
-            response = await self.client.apps_connections_open(app_token=app_token)
-        except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError) as exc:
-            raise ConfigError(
-                f"SLACK_APP_TOKEN: cannot open Socket Mode ({_reason(exc)}); check the app-level token "
-                "(xapp-, scope connections:write) and that Socket Mode is enabled for the app"
-            ) from exc
-        return str(response["url"])
+            await self._sockets.open()
+        except ConfigError:
+            self._sockets = None
+            raise
+        self.connected = True
+        self.service.report_health("slack", True)
+        self._watch = asyncio.create_task(self._watch_sockets(self._sockets), name="slack-health")
+        log.info("slack: connected in Socket Mode (%d connection%s)", count, "" if count == 1 else "s")
 
-    async def _watch_socket(self, socket: AsyncSocketModeHandler) -> None:
-        """Keep the reported health current while slack_sdk reconnects the websocket on its own."""
+    async def _watch_sockets(self, sockets: SocketPool) -> None:
+        """Keep the reported health current (up while any connection is) as slack_sdk reconnects."""
+        live = sockets.count
         while True:
             await asyncio.sleep(HEALTH_EVERY)
-            up = await socket.client.is_connected()
-            if up != self.connected:
-                log.warning("slack: Socket Mode %s", "reconnected" if up else "disconnected; reconnecting")
-            self.connected = up
-            self.service.report_health("slack", up)
+            now = await sockets.live()
+            if now != live:
+                log.warning("slack: %d of %d Socket Mode connection(s) up", now, sockets.count)
+            live = now
+            self.connected = now > 0
+            self.service.report_health("slack", self.connected)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking events, let replies in flight finish (``service.drain``), close the connection."""
@@ -201,16 +189,10 @@ class SlackBot:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._socket is not None:
-            await self._socket.disconnect_async()
+        if self._sockets is not None:
+            await self._sockets.disconnect()
         await self.service.drain(grace)
-        if self._socket is not None:
-            await self._socket.close_async()
-            self._socket = None
+        if self._sockets is not None:
+            await self._sockets.close()
+            self._sockets = None
 
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        data = getattr(exc.response, "data", None)
-        return str(data.get("error")) if isinstance(data, dict) else "Slack API error"
-    return type(exc).__name__

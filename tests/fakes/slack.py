@@ -13,14 +13,15 @@
   makes ``method`` answer ``{"ok": false, "error": error}`` with HTTP ``status``
   (and ``Retry-After: R``) for its next N calls, or for S seconds from the first
   call it fails.  ``errors`` (one error body per call, HTTP 200) still works.
-* ``apps.connections.open`` hands out ``ws://127.0.0.1:PORT/link/``; ``deliver``
-  sends an ``events_api`` envelope over it and waits for the ack.
+* Socket Mode (``slack_socket``): each ``apps.connections.open`` hands out its own
+  websocket URL; ``deliver`` sends an envelope over one (the newest, a random one, or
+  a given one) and waits for the ack; ``redeliver`` retries it on another; past
+  ``max_connections`` a websocket is refused with ``too_many_websockets``.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -32,7 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+
+from tests.fakes.slack_socket import Connection, SocketMode
+
+__all__ = ["BOT_USER", "BOT_ID", "TEAM", "Call", "Connection", "FakeSlack"]
 
 BOT_USER, BOT_ID, TEAM = "UBOT", "BBOT", "T1"
 
@@ -78,12 +83,13 @@ class Failure:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(SocketMode):
     names: dict[str, str] = field(default_factory=dict)
+    seed: int = 0  # of ``rng``: which connection a random delivery takes
+    max_connections: int = 10  # Slack's limit of Socket Mode connections per app
     stream_lifetime: float = 300.0
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
-    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: method -> errors to return next, each an error code or a whole error body
     errors: dict[str, list[str | dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     rate_limited: int = 0
@@ -92,11 +98,9 @@ class FakeSlack:
     def __post_init__(self) -> None:
         self.port = 0
         self._runner: web.AppRunner | None = None
-        self._sockets: list[web.WebSocketResponse] = []
-        self._connected = asyncio.Event()
-        self._ack_events: dict[str, asyncio.Event] = {}
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
+        self.open_socket_mode(self.seed)
         self._limits: dict[str, tuple[int, float]] = {}
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
         self._penalty: dict[tuple[str, str], float] = {}
@@ -121,8 +125,7 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
+        await self.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -198,59 +201,6 @@ class FakeSlack:
     def called(self, method: str) -> list[Call]:
         """Successful calls of ``method``."""
         return [c for c in self.calls if c.method == method and c.status == 200 and c.error is None]
-
-    # -- socket mode -----------------------------------------------------------------------------
-
-    async def deliver(
-        self,
-        body: dict[str, Any],
-        *,
-        kind: str = "events_api",
-        retry_attempt: int = 0,
-        timeout: float = 10.0,
-        wait: bool = True,
-    ) -> dict[str, Any]:
-        """Send an envelope over the websocket and wait for the app's ack (returned).
-
-        ``wait=False`` returns at once with ``{}`` (for envelopes an app may never ack).
-        """
-        await asyncio.wait_for(self._connected.wait(), timeout)
-        envelope_id = f"env-{next(self._ids)}"
-        done = self._ack_events[envelope_id] = asyncio.Event()
-        envelope = {
-            "envelope_id": envelope_id,
-            "type": kind,
-            "accepts_response_payload": kind != "events_api",
-            "retry_attempt": retry_attempt,
-            "retry_reason": "timeout" if retry_attempt else "",
-            "payload": body,
-        }
-        await self._sockets[-1].send_str(json.dumps(envelope))
-        if not wait:
-            return {}
-        await asyncio.wait_for(done.wait(), timeout)
-        return self.acks[envelope_id]
-
-    async def _link(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self._sockets.append(ws)
-        await ws.send_str(
-            json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}})
-        )
-        self._connected.set()
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                data = json.loads(msg.data)
-                envelope_id = data.get("envelope_id")
-                if envelope_id:
-                    self.acks[envelope_id] = data
-                    if envelope_id in self._ack_events:
-                        self._ack_events[envelope_id].set()
-        self._sockets.remove(ws)
-        if not self._sockets:
-            self._connected.clear()
-        return ws
 
     # -- HTTP mode -------------------------------------------------------------------------------
 
@@ -352,7 +302,7 @@ class FakeSlack:
         }
 
     def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket=abc"}
+        return {"ok": True, "url": self.next_link()}
 
     def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._bot_message(params, params.get("text") or params.get("markdown_text") or "")
