@@ -1,10 +1,11 @@
 """The Discord front end: ``run(service, settings, stop)``.
 
 Connects discord.py to Discord (or to a compatible server named by
-DISCORD_API_URL / DISCORD_GATEWAY_URL), finalises answers a crash left
-unfinished, answers until ``stop`` is set, lets answers in flight finish
-(``service.drain``: BOT_SHUTDOWN_GRACE seconds, then they end as interrupted),
-then closes the connection.
+DISCORD_API_URL / DISCORD_GATEWAY_URL) on one connection, or on the shards
+DISCORD_SHARD_COUNT / DISCORD_SHARDS give this process (``shards``),
+finalises answers a crash left unfinished, answers until ``stop`` is set,
+lets answers in flight finish (``service.drain``: BOT_SHUTDOWN_GRACE seconds,
+then they end as interrupted), then closes the connection.
 
 The message-content intent is privileged.  When the application has not been
 granted it, the gateway closes with 4014: the bot then says how to enable it
@@ -26,6 +27,7 @@ from bot.incoming import Core
 from bot.settings import Settings
 
 from .client import RelayClient
+from .shards import make_client, shard_plan
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,12 @@ async def run(service: Core, settings: Settings, stop: asyncio.Event, **options:
     ``guild_ready_timeout``)."""
     if settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN is not set")
+    plan = shard_plan(settings)
     point_at(settings)
     token = settings.discord_token.get_secret_value()
     message_content = True
     while True:
-        client = RelayClient(service, settings, message_content=message_content, **options)
+        client = make_client(service, settings, plan, message_content=message_content, **options)
         try:
             await _serve(client, token, stop)
             return

@@ -41,6 +41,7 @@ EMPTY_CONTENT_WARNING = (
 
 class RelayClient(discord.Client):
     name = "discord"
+    syncs_commands = True
 
     def __init__(self, core: Core, settings: Settings, *, message_content: bool = True, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -69,15 +70,19 @@ class RelayClient(discord.Client):
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: sync slash commands, settle what a restart left open."""
+        if self.syncs_commands:  # one process of a sharded bot does (``shards``)
+            await self._sync_commands()
+        recovered = await self.core.recover(self)
+        if recovered:
+            log.info("discord: settled %d request(s) left open by a restart", recovered)
+
+    async def _sync_commands(self) -> None:
         try:
             synced = await self.tree.sync()
         except MAPPED as exc:
             log.warning("discord: could not sync slash commands: %s", map_error(exc))
         else:
             log.info("discord: synced %d slash command(s)", len(synced))
-        recovered = await self.core.recover(self)
-        if recovered:
-            log.info("discord: settled %d request(s) left open by a restart", recovered)
 
     async def on_ready(self) -> None:
         self.core.report_health("discord", True)

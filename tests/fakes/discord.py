@@ -14,8 +14,10 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
 * Limits (off by default): ``FakeDiscord(write_limit=(5, 5.0))`` allows 5
   message creates/edits per 5 s per channel, with Discord's ``X-RateLimit-*``
   headers on every write and a proper 429 (``Via``, ``retry_after``) past it.
-* Gateway: HELLO, heartbeat ACKs, READY (with a 127.0.0.1 resume URL),
-  GUILD_CREATE, then whatever the test injects (``say``, ``interact``).
+* Gateway (``discord_gateway``): a session per shard; READY and GUILD_CREATE for
+  the shard's guilds, then whatever the test injects (``say``, ``interact``), each
+  event on the session of its guild's shard (DMs on shard 0), as Discord does.
+  ``add_guild`` adds a guild (with one text channel) on a chosen shard.
   ``reject_privileged`` closes with 4014 when the message-content intent is asked for.
 """
 
@@ -28,8 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from tests.fakes.discord_gateway import Gateway, Session
 from tests.fakes.discord_payloads import (
     ALICE,
     APP_ID,
@@ -46,11 +49,10 @@ from tests.fakes.discord_payloads import (
     application,
     bot_user,
     dm_channel,
-    guild,
     interaction,
     message,
     now_iso,
-    ready,
+    shard_of,
     snowflake,
     text_channel,
     thread_channel,
@@ -71,6 +73,8 @@ __all__ = [
     "USERS",
     "Call",
     "FakeDiscord",
+    "Session",
+    "shard_of",
 ]
 
 JSON = "application/json"
@@ -100,11 +104,18 @@ class Rule:
 _WRITE = re.compile(r"/channels/(\d+)/messages(?:/\d+)?")
 
 
-class FakeDiscord:
+class FakeDiscord(Gateway):
     def __init__(
-        self, *, reject_privileged: bool = False, write_limit: tuple[int, float] | None = None
+        self,
+        *,
+        reject_privileged: bool = False,
+        write_limit: tuple[int, float] | None = None,
+        max_concurrency: int = 1,
+        recommended_shards: int = 1,
     ) -> None:
         self.reject_privileged = reject_privileged
+        self.max_concurrency = max_concurrency
+        self.recommended_shards = recommended_shards
         #: (writes, seconds) per channel for message creates and edits; None: unlimited
         self.write_limit = write_limit
         self._windows: dict[int, tuple[float, int]] = {}  # channel -> (window start, writes)
@@ -117,8 +128,8 @@ class FakeDiscord:
         self.channels: dict[int, dict[str, Any]] = {}
         self.identifies: list[dict[str, Any]] = []
         self.closed_4014 = 0
-        self.sockets: list[web.WebSocketResponse] = []
         self.ready = asyncio.Event()
+        self.guilds = [GUILD_ID]
         self.commands: list[dict[str, Any]] = []
         self._seq = 0
         self._runner: web.AppRunner | None = None
@@ -127,6 +138,7 @@ class FakeDiscord:
         for cid, name in ((CHANNEL_ID, "general"), (OTHER_CHANNEL_ID, "random")):
             self.channels[cid] = text_channel(cid, name)
         self.channels[DM_CHANNEL_ID] = dm_channel(DM_CHANNEL_ID, ALICE)
+        self.open_gateway()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -230,49 +242,18 @@ class FakeDiscord:
     def bot_messages(self, channel: int) -> list[dict[str, Any]]:
         return [m for m in self.channel_messages(channel) if int(m["author"]["id"]) == BOT_ID]
 
+    def add_guild(self, shard: int, count: int) -> int:
+        """A new guild whose events go to ``shard`` of ``count``, with one text channel: its id."""
+        guild_id = max(self.guilds) + (1 << 22)
+        while shard_of(guild_id, count) != shard:
+            guild_id += 1 << 22
+        self.guilds.append(guild_id)
+        channel_id = max(c for c in self.channels if c > 0) + 1
+        self.channels[channel_id] = text_channel(channel_id, f"general-{len(self.guilds)}", guild_id)
+        return channel_id
+
     def threads(self) -> list[dict[str, Any]]:
         return [c for c in self.channels.values() if c["type"] == 11]
-
-    # -- gateway ---------------------------------------------------------------------------
-
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        await self.ready.wait()
-        for ws in list(self.sockets):
-            self._seq += 1
-            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
-
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
-        async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                continue
-            message = json.loads(frame.data)
-            op = message.get("op")
-            if op == 1:
-                await ws.send_str(json.dumps({"op": 11}))
-            elif op == 2:
-                self.identifies.append(message["d"])
-                if self.reject_privileged and message["d"].get("intents", 0) & MESSAGE_CONTENT:
-                    self.closed_4014 += 1
-                    await ws.close(code=4014, message=b"Disallowed intent(s).")
-                    break
-                await self._hello_guild(ws)
-            elif op == 6:
-                self._seq += 1
-                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
-        if ws in self.sockets:
-            self.sockets.remove(ws)
-        return ws
-
-    async def _hello_guild(self, ws: web.WebSocketResponse) -> None:
-        guild_create = guild(list(self.channels.values()), self.roles)
-        for event, data in (("READY", ready(self.gateway_url)), ("GUILD_CREATE", guild_create)):
-            self._seq += 1
-            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
-        self.sockets.append(ws)
-        self.ready.set()
 
     # -- messages --------------------------------------------------------------------------
 
@@ -374,6 +355,8 @@ class FakeDiscord:
             return 200, bot_user(), None
         if path == "/oauth2/applications/@me":
             return 200, application(), None
+        if path == "/gateway/bot":
+            return 200, self.bot_gateway(), None
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
             self.commands = [
                 {**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"} for c in body
@@ -441,7 +424,11 @@ class FakeDiscord:
                 exists = {"code": 160004, "message": "A thread has already been created for this message"}
                 return 400, exists, None
             thread = thread_channel(
-                mid, cid, body.get("name", "thread"), body.get("auto_archive_duration", 1440)
+                mid,
+                cid,
+                body.get("name", "thread"),
+                body.get("auto_archive_duration", 1440),
+                self.channels[cid].get("guild_id", str(GUILD_ID)),
             )
             self.channels[mid] = thread
             return 201, thread, ("THREAD_CREATE", {**thread, "newly_created": True})

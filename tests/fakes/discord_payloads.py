@@ -70,11 +70,16 @@ def member(uid: int, roles: list[int] | None = None, nick: str | None = None) ->
     }
 
 
-def text_channel(cid: int, name: str) -> dict[str, Any]:
+def shard_of(guild_id: int, count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (guild_id >> 22) % count
+
+
+def text_channel(cid: int, name: str, guild_id: int = GUILD_ID) -> dict[str, Any]:
     return {
         "id": str(cid),
         "type": 0,
-        "guild_id": str(GUILD_ID),
+        "guild_id": str(guild_id),
         "name": name,
         "position": 0,
         "permission_overwrites": [],
@@ -90,12 +95,14 @@ def dm_channel(cid: int, recipient: int) -> dict[str, Any]:
     return {"id": str(cid), "type": 1, "recipients": [USERS[recipient]], "last_message_id": None}
 
 
-def thread_channel(tid: int, parent: int, name: str, archive_minutes: int) -> dict[str, Any]:
+def thread_channel(
+    tid: int, parent: int, name: str, archive_minutes: int, guild_id: str = str(GUILD_ID)
+) -> dict[str, Any]:
     """A public thread the bot started (a thread started from a message has that message's id)."""
     return {
         "id": str(tid),
         "type": 11,
-        "guild_id": str(GUILD_ID),
+        "guild_id": guild_id,
         "parent_id": str(parent),
         "owner_id": str(BOT_ID),
         "name": name,
@@ -127,16 +134,19 @@ def role(rid: int, name: str, position: int) -> dict[str, Any]:
     }
 
 
-def guild(channels: list[dict[str, Any]], roles: dict[int, list[int]]) -> dict[str, Any]:
-    """GUILD_CREATE for the one guild: its channels, active threads, roles and members."""
+def guild(
+    channels: list[dict[str, Any]], roles: dict[int, list[int]], guild_id: int = GUILD_ID
+) -> dict[str, Any]:
+    """GUILD_CREATE for a guild (the main one by default): its channels, active threads, roles, members."""
+    mine = [c for c in channels if c.get("guild_id") == str(guild_id)]
     return {
-        "id": str(GUILD_ID),
-        "name": "Fake Guild",
+        "id": str(guild_id),
+        "name": "Fake Guild" if guild_id == GUILD_ID else f"Fake Guild {guild_id}",
         "icon": None,
         "owner_id": str(ALICE),
-        "roles": [role(GUILD_ID, "@everyone", 0), role(ROLE_ID, "helpers", 1)],
-        "channels": [c for c in channels if c["type"] == 0],
-        "threads": [c for c in channels if c["type"] == 11],
+        "roles": [role(guild_id, "@everyone", 0), role(ROLE_ID, "helpers", 1)],
+        "channels": [c for c in mine if c["type"] == 0],
+        "threads": [c for c in mine if c["type"] == 11],
         "members": [member(BOT_ID), member(ALICE, roles.get(ALICE)), member(BOB)],
         "member_count": 3,
         "features": [],
@@ -162,14 +172,20 @@ def guild(channels: list[dict[str, Any]], roles: dict[int, list[int]]) -> dict[s
     }
 
 
-def ready(gateway_url: str) -> dict[str, Any]:
+def ready(
+    gateway_url: str,
+    guilds: tuple[int, ...] = (GUILD_ID,),
+    shard: tuple[int, int] = (0, 1),
+    session: str = "fake-session",
+) -> dict[str, Any]:
+    """READY for a session: the guilds of its shard (sent as unavailable, then GUILD_CREATE each)."""
     return {
         "v": 10,
         "user": bot_user(),
-        "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-        "session_id": "fake-session",
+        "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+        "session_id": session,
         "resume_gateway_url": gateway_url,
-        "shard": [0, 1],
+        "shard": list(shard),
         "application": {"id": str(APP_ID), "flags": 0},
     }
 
@@ -254,7 +270,7 @@ def interaction(
         "type": 2,
         "token": f"itoken{snowflake()}",
         "version": 1,
-        "guild_id": str(GUILD_ID),
+        "guild_id": channel.get("guild_id", str(GUILD_ID)),
         "channel_id": channel["id"],
         "channel": channel,
         "member": {**member(author, roles), "permissions": ALL_PERMISSIONS},
@@ -262,7 +278,7 @@ def interaction(
         "locale": "en-US",
         "guild_locale": "en-US",
         "entitlements": [],
-        "authorizing_integration_owners": {"0": str(GUILD_ID)},
+        "authorizing_integration_owners": {"0": channel.get("guild_id", str(GUILD_ID))},
         "context": 0,
         "attachment_size_limit": 8_388_608,
         "data": {
