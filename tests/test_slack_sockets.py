@@ -23,11 +23,21 @@ pytest_plugins = ("tests.slack_env",)
 ANSWER = "Hello from the fake model."
 
 
-async def test_each_connection_asks_for_its_own_url(slack, start_bot):
-    await start_bot(slack_socket_connections=3)
+async def test_each_connection_asks_for_its_own_url_and_stop_closes_them_all(slack, start_bot):
+    bot = await start_bot(slack_socket_connections=3)
     await slack.wait_connections(3)
     assert len(slack.called("apps.connections.open")) == 3
     assert len({c.ticket for c in slack.connections}) == 3
+    await bot.stop(grace=1)
+    await until(lambda: not slack.connections, what="every connection to close")
+    assert bot.service.health["slack"] is False
+
+
+async def test_opening_connections_waits_out_a_rate_limit(slack, start_bot):
+    slack.limit("apps.connections.open", 2, 1.0)  # Tier 1
+    await start_bot(slack_socket_connections=3)
+    await slack.wait_connections(3)
+    assert slack.rate_limited == 1 and len(slack.called("apps.connections.open")) == 3
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -27,7 +27,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError
 
+from .api import wait_of
+
 log = logging.getLogger(__name__)
+
+#: attempts at ``apps.connections.open`` while it is rate limited
+OPEN_TRIES = 5
 
 TOO_MANY = (
     "slack: Slack refused a Socket Mode connection (too_many_websockets: at most 10 per app, "
@@ -70,14 +75,20 @@ class SocketPool:
         await handler.connect_async()
 
     async def _url(self) -> str:
-        try:
-            response = await self.client.apps_connections_open(app_token=self.app_token)
-        except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError) as exc:
-            raise ConfigError(
-                f"SLACK_APP_TOKEN: cannot open Socket Mode ({_reason(exc)}); check the app-level token "
-                "(xapp-, scope connections:write) and that Socket Mode is enabled for the app"
-            ) from exc
-        return str(response["url"])
+        """A fresh websocket URL; a rate limit (``apps.connections.open`` is Tier 1) waits its Retry-After."""
+        for attempt in range(OPEN_TRIES):
+            try:
+                response = await self.client.apps_connections_open(app_token=self.app_token)
+            except SlackApiError as exc:
+                if not _limited(exc) or attempt == OPEN_TRIES - 1:
+                    raise _refusal(exc) from exc
+                log.info("slack: apps.connections.open rate limited; retrying in %.1fs", wait_of(exc))
+                await asyncio.sleep(wait_of(exc))
+            except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+                raise _refusal(exc) from exc
+            else:
+                return str(response["url"])
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _retire(self, handler: AsyncSocketModeHandler) -> None:
         """Close a refused connection (in its own task: this runs inside the connection's reader)."""
@@ -116,6 +127,19 @@ def _refused(message: aiohttp.WSMessage) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and (data.get("type"), data.get("reason")) == ("disconnect", "too_many_websockets")
+
+
+def _limited(exc: SlackApiError) -> bool:
+    data = getattr(exc.response, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
+    return getattr(exc.response, "status_code", None) == 429 or code == "ratelimited"
+
+
+def _refusal(exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"SLACK_APP_TOKEN: cannot open Socket Mode ({_reason(exc)}); check the app-level token "
+        "(xapp-, scope connections:write) and that Socket Mode is enabled for the app"
+    )
 
 
 def _reason(exc: Exception) -> str:
