@@ -123,6 +123,24 @@ async def test_a_process_waits_for_its_first_shards_turn(make_settings, fake_llm
         await settle()
 
 
+async def test_stopping_while_waiting_for_the_first_turn_ends_at_once(make_settings, fake_llm):
+    fake = FakeDiscord(max_concurrency=1)
+    await fake.start()
+    urls = dict(discord_api_url=fake.api_url, discord_gateway_url=fake.gateway_url)
+    settings = make_settings(discord_token="fake.token.value", discord_shard_count=2, discord_shards="1", **urls)
+    try:
+        async with open_service(settings) as service:
+            stop = asyncio.Event()
+            serving = asyncio.create_task(adapter.run(service, settings, stop))
+            await wait_for(lambda: fake.find("GET", "/gateway/bot"), what="the pacing to begin")
+            stop.set()
+            await asyncio.wait_for(serving, timeout=2)  # not the 5 s its turn was
+        assert fake.identifies == [] and service.health["discord"] is False
+    finally:
+        await fake.stop()
+        await settle()
+
+
 async def test_unsharded_is_one_plain_connection(make_settings, fake_llm):
     fake = FakeDiscord()
     await fake.start()

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.errors import ConfigError
@@ -121,6 +122,7 @@ class ShardedRelayClient(RelayClient, discord.AutoShardedClient):
         self._connecting_since = 0.0
         self._identified: set[int] = set()
         self._shards_up: set[int] = set()
+        self._pacing: asyncio.Future[None] | None = None
 
     async def connect(self, *, reconnect: bool = True) -> None:
         """Learn ``max_concurrency``, wait for the first shard's turn, then open the shards."""
@@ -131,14 +133,25 @@ class ShardedRelayClient(RelayClient, discord.AutoShardedClient):
             "discord: shards %s of %d (max_concurrency %d); first IDENTIFY in %.0fs",
             _ranges(self.plan.ids), self.plan.count, self.max_concurrency, wait,
         )
-        await asyncio.sleep(wait)
+        self._pacing = asyncio.ensure_future(asyncio.sleep(wait))
+        try:
+            await self._pacing
+        except asyncio.CancelledError:
+            if not self.is_closed():
+                raise
+            return  # closed while waiting for its turn: nothing was opened
         await super().connect(reconnect=reconnect)
+
+    async def close(self) -> None:
+        if self._pacing is not None:
+            self._pacing.cancel()
+        await super().close()
 
     async def _max_concurrency(self) -> int:
         try:
             limits = await self.fetch_session_start_limits()
-        except discord.GatewayNotFound:
-            log.warning("discord: GET /gateway/bot failed; pacing IDENTIFYs one per 5 s")
+        except (discord.GatewayNotFound, aiohttp.ClientError, OSError) as exc:
+            log.warning("discord: GET /gateway/bot failed (%s); pacing IDENTIFYs one per 5 s", type(exc).__name__)
             return 1
         if limits.remaining < len(self.plan.ids):
             log.warning(
