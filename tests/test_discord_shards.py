@@ -32,6 +32,11 @@ def answered_by(fake_llm, question: str) -> list[str]:
     ]
 
 
+def fake_settings(make_settings, fake: FakeDiscord, **overrides):
+    urls = {"discord_api_url": fake.api_url, "discord_gateway_url": fake.gateway_url}
+    return make_settings(discord_token="fake.token.value", **urls, **overrides)
+
+
 def bot_texts(fake: FakeDiscord, channel: int) -> list[str]:
     return [m["content"] for m in fake.bot_messages(channel)]
 
@@ -126,8 +131,7 @@ async def test_a_process_waits_for_its_first_shards_turn(make_settings, fake_llm
 async def test_stopping_while_waiting_for_the_first_turn_ends_at_once(make_settings, fake_llm):
     fake = FakeDiscord(max_concurrency=1)
     await fake.start()
-    urls = dict(discord_api_url=fake.api_url, discord_gateway_url=fake.gateway_url)
-    settings = make_settings(discord_token="fake.token.value", discord_shard_count=2, discord_shards="1", **urls)
+    settings = fake_settings(make_settings, fake, discord_shard_count=2, discord_shards="1")
     try:
         async with open_service(settings) as service:
             stop = asyncio.Event()
@@ -158,8 +162,7 @@ async def test_unsharded_is_one_plain_connection(make_settings, fake_llm):
 async def test_a_bad_shard_setting_stops_before_any_call(make_settings, fake_llm):
     fake = FakeDiscord()
     await fake.start()
-    urls = dict(discord_api_url=fake.api_url, discord_gateway_url=fake.gateway_url)
-    settings = make_settings(discord_token="fake.token.value", discord_shard_count=2, discord_shards="2", **urls)
+    settings = fake_settings(make_settings, fake, discord_shard_count=2, discord_shards="2")
     try:
         async with open_service(settings) as service:
             with pytest.raises(ConfigError, match="^DISCORD_SHARDS: shard 2 does not exist"):

@@ -151,7 +151,8 @@ class ShardedRelayClient(RelayClient, discord.AutoShardedClient):
         try:
             limits = await self.fetch_session_start_limits()
         except (discord.GatewayNotFound, aiohttp.ClientError, OSError) as exc:
-            log.warning("discord: GET /gateway/bot failed (%s); pacing IDENTIFYs one per 5 s", type(exc).__name__)
+            reason = type(exc).__name__
+            log.warning("discord: GET /gateway/bot failed (%s); pacing IDENTIFYs one per 5 s", reason)
             return 1
         if limits.remaining < len(self.plan.ids):
             log.warning(

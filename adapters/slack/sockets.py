@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 #: attempts at ``apps.connections.open`` while it is rate limited
 OPEN_TRIES = 5
 
+REFUSED = "too_many_websockets"  # Slack's disconnect reason past 10 connections per app
 TOO_MANY = (
     "slack: Slack refused a Socket Mode connection (too_many_websockets: at most 10 per app, "
     "counting every process); closed it and kept %d. Lower SLACK_SOCKET_CONNECTIONS so the sum "
@@ -120,13 +121,13 @@ class SocketPool:
 
 def _refused(message: aiohttp.WSMessage) -> bool:
     """Whether a websocket message is Slack's ``too_many_websockets`` disconnect."""
-    if message.type != aiohttp.WSMsgType.TEXT or "too_many_websockets" not in message.data:
+    if message.type != aiohttp.WSMsgType.TEXT or REFUSED not in message.data:
         return False
     try:
         data = json.loads(message.data)
     except ValueError:
         return False
-    return isinstance(data, dict) and (data.get("type"), data.get("reason")) == ("disconnect", "too_many_websockets")
+    return isinstance(data, dict) and data.get("type") == "disconnect" and data.get("reason") == REFUSED
 
 
 def _limited(exc: SlackApiError) -> bool:
