@@ -8,6 +8,7 @@ one shard, so each question is answered once, by the process that runs it.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import pytest
 
@@ -18,6 +19,7 @@ from bot.runtime import open_service
 from bot.settings import load_settings
 from tests.discord_harness import settle, start_bot, stop_bot, wait_for
 from tests.fakes.discord import CHANNEL_ID, DM_CHANNEL_ID, GUILD_ID, FakeDiscord, shard_of
+from tests.test_process_lifecycle import bot_env, bot_process, stop_with_sigterm
 
 ANSWER = "Hello from the fake model."
 COMMANDS = r"/applications/\d+/commands"
@@ -86,6 +88,38 @@ async def test_two_processes_answer_their_own_shards_once(make_settings, fake_ll
             await stop_bot(bot)
         await fake.stop()
         await settle()
+
+
+async def test_two_serve_processes_split_the_shards(make_settings, fake_llm, tmp_path):
+    """The same through two real ``python -m bot serve`` processes configured by environment only."""
+    fake = FakeDiscord(max_concurrency=2)
+    await fake.start()
+    other_channel = fake.add_guild(1 - shard_of(GUILD_ID, 2), 2)
+    channel_on = {shard_of(GUILD_ID, 2): CHANNEL_ID, 1 - shard_of(GUILD_ID, 2): other_channel}
+    try:
+        async with AsyncExitStack() as stack:
+            processes = []
+            for shard in (0, 1):
+                env = bot_env(
+                    tmp_path, fake, fake_llm, DISCORD_SHARD_COUNT="2", DISCORD_SHARDS=str(shard),
+                    BOT_DATABASE=str(tmp_path / f"shard{shard}.db"), BOT_SYSTEM_PROMPT=f"process {shard}",
+                )
+                log = tmp_path / f"shard{shard}.log"
+                processes.append(await stack.enter_async_context(bot_process(env, tmp_path, log)))
+            await wait_for(lambda: fake.session_of(0) and fake.session_of(1), timeout=30, what="both shards")
+            for shard in (0, 1):
+                await fake.say(f"question for shard {shard}", mention_bot=True, channel=channel_on[shard])
+            for channel in channel_on.values():
+                await wait_for(lambda c=channel: bot_texts(fake, c) == [ANSWER], timeout=30, what="the answers")
+            assert answered_by(fake_llm, "question for shard 0") == ["process 0"]
+            assert answered_by(fake_llm, "question for shard 1") == ["process 1"]
+            assert len(fake.find("PUT", COMMANDS)) == 1
+            for proc in processes:
+                await stop_with_sigterm(proc)
+        for shard in (0, 1):
+            assert "Traceback" not in (tmp_path / f"shard{shard}.log").read_text()
+    finally:
+        await fake.stop()
 
 
 async def test_shards_of_one_bucket_identify_a_window_apart(make_settings, fake_llm):
