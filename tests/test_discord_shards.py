@@ -110,7 +110,7 @@ async def test_two_serve_processes_split_the_shards(make_settings, fake_llm, tmp
             for shard in (0, 1):
                 await fake.say(f"question for shard {shard}", mention_bot=True, channel=channel_on[shard])
             for channel in channel_on.values():
-                await wait_for(lambda c=channel: bot_texts(fake, c) == [ANSWER], timeout=30, what="the answers")
+                await wait_for(lambda c=channel: bot_texts(fake, c) == [ANSWER], timeout=30, what="answers")
             assert answered_by(fake_llm, "question for shard 0") == ["process 0"]
             assert answered_by(fake_llm, "question for shard 1") == ["process 1"]
             assert len(fake.find("PUT", COMMANDS)) == 1
