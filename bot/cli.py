@@ -1,4 +1,4 @@
-"""The command line: ``serve``, ``ask``, ``chat``, ``doctor`` and ``usage``.
+"""The command line: ``serve``, ``ask``, ``chat``, ``doctor``, ``usage`` and ``db copy``.
 
 Settings are loaded once here; every ``RelayError`` that reaches this level
 becomes one line on stderr and a non-zero exit status, never a traceback.
@@ -45,6 +45,16 @@ def parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", help="tokens and cost from the ledger")
     usage.add_argument("--by", choices=("provider", "user", "channel", "model"), default="provider")
     usage.add_argument("--days", type=float, default=30.0, help="look back this many days")
+    db = sub.add_parser("db", help="database tools").add_subparsers(dest="db_command", required=True)
+    copy = db.add_parser(
+        "copy",
+        help="copy a SQLite store into an empty PostgreSQL database",
+        description="Copy every table (with its ids) into an empty PostgreSQL database, in one transaction; "
+        "refused while a serve holds the SQLite file or when the target already holds data. "
+        "The password may also come from PGPASSWORD instead of the URL.",
+    )
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:port/db")
+    copy.add_argument("--from", dest="source", metavar="PATH", help="the SQLite file (default: BOT_DATABASE)")
     return p
 
 
@@ -54,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         from .logs import setup_logging
 
-        setup_logging(settings, quiet=args.command in ("ask", "chat", "usage", "doctor"))
+        setup_logging(settings, quiet=args.command in ("ask", "chat", "usage", "doctor", "db"))
         if args.command == "serve":
             use_uvloop()
         return asyncio.run(_run(args, settings))
@@ -93,7 +103,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from .serve import serve
 
         return await serve(settings)
+    if args.command == "db":
+        return await copy_database(settings, args.source, args.to)
     raise AssertionError(args.command)
+
+
+async def copy_database(settings: Settings, source: str | None, target: str) -> int:
+    from . import db_copy
+
+    copied = await db_copy.copy(source or settings.bot_database, target, wait=settings.bot_database_wait)
+    print(db_copy.render(copied, target))
+    return 0
 
 
 async def usage(settings: Settings, by: str, days: float) -> int:

@@ -3,12 +3,15 @@
 For each provider in ``BOT_PROVIDERS`` (or every configured one) it checks
 the settings (key, account, parameter ranges), sends one tiny request
 (``max_tokens`` 8) and prints a table: provider, model, window, time to first
-token and status.  The exit status is 0 when at least one provider answered.
+token and status.  Under the table it names the database (``BOT_DATABASE``, its
+password masked) and whether it answers.  The exit status is 0 when at least
+one provider answered and the database answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 import httpx
 
 from .conversation import Turn
-from .errors import ConfigError, ProviderTimeout, RelayError
+from .db_url import is_postgres, redact
+from .errors import ConfigError, ProviderTimeout, RelayError, StoreUnavailable
 from .providers import params
 from .providers.base import ChatRequest, Provider
 from .providers.registry import build_provider, sampling_of
@@ -108,6 +112,24 @@ async def probe(provider: Provider, timeout: float, clock: Callable[[], float] =
     return first
 
 
+async def check_database(database: str) -> tuple[bool, str]:
+    """Whether the database answers, and one line saying so (the password masked)."""
+    try:
+        if is_postgres(database):
+            from .store_postgres import probe as probe_postgres
+
+            found = await probe_postgres(database)
+        else:
+            from .store_sqlite import probe as probe_sqlite
+
+            found = await probe_sqlite(database)
+    except (ConfigError, StoreUnavailable) as exc:  # their text already names the redacted URL
+        return False, f"database: {exc}"
+    except (sqlite3.Error, OSError) as exc:
+        return False, f"database: {database}: cannot open: {exc}"
+    return True, f"database: {redact(database)}: ok ({found})"
+
+
 def render(rows: list[Row]) -> str:
     table = [HEADER, *(row.cells() for row in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
@@ -142,6 +164,8 @@ async def doctor(settings: Settings, transport: httpx.AsyncBaseTransport | None 
     print(render(rows))
     working = sum(row.ok for row in rows)
     print(f"\n{working} of {len(rows)} provider(s) working")
+    database_ok, line = await check_database(settings.bot_database)
+    print(line)
     for note in advice(settings, [row.provider for row in rows]):
         print(f"note: {note}")
-    return 0 if working else 1
+    return 0 if working and database_ok else 1

@@ -1,31 +1,42 @@
 """The operations endpoint during ``serve``: ``/healthz`` (readiness), ``/livez``, ``/metrics``.
 
 Adapters report whether their platform connection is up in ``service.health``;
-``/healthz`` answers 200 only while the service takes work, the store answers
-and every platform is connected, else 503 with the reason in JSON.
+``/healthz`` answers 200 only while the service takes work, the database answers
+a round trip (``"database": "ok"``, else ``"unreachable"``) and every platform is
+connected, else 503 with the reason in JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .errors import StoreUnavailable
 from .service import RelayService
+
+PING_TIMEOUT = 3.0  # seconds the database gets to answer (the Docker health check waits 4)
+
+
+async def database_answers(service: RelayService) -> bool:
+    """One round trip to the database within ``PING_TIMEOUT``."""
+    try:
+        async with asyncio.timeout(PING_TIMEOUT):
+            return await service.store.ping()
+    except (TimeoutError, StoreUnavailable, sqlite3.Error, ValueError):  # ValueError: a closed connection
+        return False
 
 
 async def readiness(service: RelayService) -> tuple[bool, dict[str, object]]:
-    try:
-        store_ok = await service.store.ping()
-    except (sqlite3.Error, ValueError):
-        store_ok = False
+    database_ok = await database_answers(service)
     platforms = dict(service.health)
-    ready = service.accepting and store_ok and all(platforms.values())
+    ready = service.accepting and database_ok and all(platforms.values())
     return ready, {
         "status": "ok" if ready else "unavailable",
         "accepting": service.accepting,
-        "store": store_ok,
+        "database": "ok" if database_ok else "unreachable",
         "platforms": platforms,
         "in_flight": service.in_flight,
     }

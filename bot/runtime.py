@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +14,7 @@ from .providers.registry import build_provider
 from .providers.router import Router
 from .service import RelayService
 from .settings import Settings
-from .store import SqliteStore
+from .store import Store, open_store as open_database
 
 
 def build_router(
@@ -43,12 +42,15 @@ def missing_setting(name: str) -> str:
     }[name]
 
 
-async def open_store(settings: Settings, *, exclusive: bool = False) -> SqliteStore:
-    """Open ``BOT_DATABASE``; ``exclusive`` (``serve``) refuses a file another ``serve`` holds."""
-    try:
-        return await SqliteStore.open(settings.bot_database, exclusive=exclusive, wait=settings.bot_database_wait)
-    except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"BOT_DATABASE: cannot open {settings.bot_database}: {exc}") from exc
+async def open_store(settings: Settings, *, exclusive: bool = False) -> Store:
+    """Open ``BOT_DATABASE`` (a SQLite file or a PostgreSQL URL); ``exclusive`` (``serve``)
+    refuses a SQLite file another ``serve`` holds."""
+    return await open_database(
+        settings.bot_database,
+        exclusive=exclusive,
+        wait=settings.bot_database_wait,
+        pool_size=settings.bot_database_pool,
+    )
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ import importlib
 import logging
 import signal
 
+from .db_url import redact
 from .errors import ConfigError
 from .ops import start_ops
 from .runtime import open_service
@@ -49,7 +50,8 @@ async def serve(settings: Settings) -> int:
                 asyncio.create_task(importlib.import_module(name).run(service, settings, stop), name=name)
                 for name in modules
             ]
-            log.info("serving %s", ", ".join(m.split(".")[-1] for m in modules))
+            names = ", ".join(m.split(".")[-1] for m in modules)
+            log.info("serving %s (database %s)", names, redact(settings.bot_database))
             await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
             stop.set()  # one platform failing stops the others cleanly
             await asyncio.wait(runs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -62,8 +63,10 @@ class Settings(BaseSettings):
 
     # -- the bot ---------------------------------------------------------------------
     bot_providers: CommaList = Field(default_factory=list)
-    bot_database: Path = Path("llama-relay.db")
+    # a SQLite file or postgresql://user:password@host:port/db; repr=False: a URL may hold a password
+    bot_database: str = Field("llama-relay.db", min_length=1, repr=False)
     bot_database_wait: float = Field(60.0, gt=0)  # seconds an operation waits out a lock held elsewhere
+    bot_database_pool: int = Field(5, ge=1, le=100)  # PostgreSQL connections per process
     bot_max_tokens: int = Field(1024, ge=16, le=131_072)
     bot_system_prompt: str = (
         "You are a helpful assistant in a team chat. Answer clearly and concisely. "
@@ -194,6 +197,11 @@ class Settings(BaseSettings):
         "discord_allowed_users",
         mode="before",
     )(_split)
+
+    @field_validator("bot_database", mode="before")
+    @classmethod
+    def _database_path_or_url(cls, value: object) -> object:
+        return str(value) if isinstance(value, PathLike) else value
 
     @field_validator("bot_providers")
     @classmethod

@@ -10,7 +10,7 @@ import pytest
 from bot.runtime import build_router
 from bot.service import RelayService
 from bot.settings import Settings
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.llm import FakeLLM
 
 # Tests must never read a developer's real keys or .env file.

@@ -16,7 +16,7 @@ import discord.http
 import adapters.discord as adapter
 from bot.runtime import build_router
 from bot.service import RelayService
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.discord import FakeDiscord, Rule
 from tests.waiting import wait_until
 

@@ -18,7 +18,7 @@ from typing import Any, Self
 import aiosqlite
 from hypothesis import strategies as st
 
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 
 SPECIAL_TOKENS = [
     "<|eot_id|>",

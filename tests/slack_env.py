@@ -10,7 +10,7 @@ import pytest
 from adapters.slack import SlackBot
 from bot.runtime import build_router
 from bot.service import RelayService
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.slack import FakeSlack
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from bot.access import AccessPolicy, Caller, start_of_day_utc
 from bot.errors import Blocked, QuotaReached
-from bot.store import SqliteStore, UsageRecord
+from bot.store import UsageRecord
+from bot.store_sqlite import SqliteStore
 
 NOON = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 12 * 3600  # a UTC noon
 

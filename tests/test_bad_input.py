@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from bot.conversation import Turn, fit
 from bot.splitting import cut, join_parts
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 
 nasty_text = st.one_of(
     st.text(),

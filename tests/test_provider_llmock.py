@@ -10,7 +10,7 @@ from bot import errors
 from bot.conversation import Turn
 from bot.runtime import build_router
 from bot.service import RelayService, Request
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.sinks import RecordingSurface
 from tests.providers_support import one_answer
 

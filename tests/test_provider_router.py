@@ -15,7 +15,7 @@ from bot import errors
 from bot.conversation import Turn
 from bot.runtime import build_router
 from bot.service import RelayService, Request
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.providers import Script, cloudflare_error_body, sse
 from tests.fakes.sinks import RecordingSurface
 

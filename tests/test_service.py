@@ -155,7 +155,7 @@ async def test_a_failed_answer_gives_its_reservation_back(make_settings, fake_ll
 
 
 async def test_a_question_the_store_cannot_record_gets_a_note_not_silence(make_settings, fake_llm):
-    from bot.store import SqliteStore
+    from bot.store_sqlite import SqliteStore
     from tests.test_store_locks import write_lock_in_this_process
 
     settings = make_settings()

@@ -12,7 +12,7 @@ from adapters.slack.events import PLACEHOLDER
 from adapters.slack.surface import Place
 from bot.errors import ConfigError
 from bot.runtime import open_service
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 from tests.fakes.slack import BOT_USER
 from tests.slack_helpers import mention, reply_text, thread_texts, until
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from bot.conversation import Turn
-from bot.store import MIGRATIONS, SqliteStore, UsageRecord
+from bot.store import MIGRATIONS, UsageRecord
+from bot.store_sqlite import SqliteStore
 
 
 async def test_migrations_are_versioned_and_idempotent(tmp_path):

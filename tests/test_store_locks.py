@@ -23,7 +23,7 @@ import pytest
 
 from bot.conversation import Turn
 from bot.errors import StoreInUse, StoreUnavailable
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 
 GUARD = 60  # seconds: a hang guard, not a measurement
 
@@ -38,7 +38,7 @@ db.execute("COMMIT")
 
 OPEN_SCRIPT = """
 import asyncio, sys
-from bot.store import SqliteStore
+from bot.store_sqlite import SqliteStore
 
 async def main():
     store = await SqliteStore.open(sys.argv[1], exclusive=True)
