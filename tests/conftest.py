@@ -1,16 +1,20 @@
-"""Shared fixtures: a fake model server, settings pointing at it, a real SQLite store."""
+"""Shared fixtures: a fake model server, settings pointing at it, a real SQLite store, and
+the store under test on each backend (``backend``: ``sqlite`` and ``postgres``, the latter on a
+throwaway PostgreSQL server started once per session, see ``tests/pg.py``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from bot.runtime import build_router
 from bot.service import RelayService
 from bot.settings import Settings
+from bot.store import Store, open_store
 from bot.store_sqlite import SqliteStore
+from tests import pg
 from tests.fakes.llm import FakeLLM
 
 # Tests must never read a developer's real keys or .env file.
@@ -52,3 +56,67 @@ async def service(make_settings) -> AsyncIterator[RelayService]:
     yield RelayService(settings, store, router)
     await router.aclose()
     await store.close()
+
+
+# -- the store on both backends ------------------------------------------------------------
+
+_started: list[pg.PostgresServer] = []
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer]:
+    """A PostgreSQL server for the whole session; no binaries is an error, never a skip."""
+    try:
+        server = pg.start()
+    except pg.NoPostgres as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _started.append(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: pg.PostgresServer) -> str:
+    """A fresh, empty database of its own for this test: ``postgresql://relay:…@127.0.0.1:…/test_<n>``."""
+    return await postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database(backend: str, request: pytest.FixtureRequest, tmp_path) -> str:
+    """What ``BOT_DATABASE`` would say for this test's backend: a new SQLite file or PostgreSQL database."""
+    if backend == "sqlite":
+        return str(tmp_path / "store.db")
+    server: pg.PostgresServer = request.getfixturevalue("postgres_server")
+    return await server.new_database()
+
+
+@pytest.fixture
+async def make_store(database: str) -> AsyncIterator[Callable[..., Awaitable[Store]]]:
+    """Opens the test's database (again, for a "restart") through ``open_store``; closed at the end."""
+    opened: list[Store] = []
+
+    async def open_(**options: object) -> Store:
+        store = await open_store(database, **options)  # type: ignore[arg-type]
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., Awaitable[Store]]) -> Store:
+    return await make_store()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for server in _started:
+        terminalreporter.write_line(
+            f"PostgreSQL tests ran on {server.bindir} (found by {server.origin}), 127.0.0.1:{server.port}"
+        )
