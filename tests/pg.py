@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,7 @@ def find_bindir() -> tuple[Path, str]:
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append((Path(initdb).resolve().parent, "PATH"))
-    candidates += _pgserver_bindir()
-    for bindir, origin in candidates:
+    for bindir, origin in itertools.chain(candidates, _pgserver_bindir()):  # pgserver: only when needed
         if all(os.access(bindir / tool, os.X_OK) for tool in TOOLS):
             return bindir, origin
     raise NoPostgres(
@@ -72,12 +72,12 @@ def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def _pgserver_bindir() -> list[tuple[Path, str]]:
+def _pgserver_bindir() -> Iterator[tuple[Path, str]]:
     try:
         from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError:
-        return []
-    return [(Path(POSTGRES_BIN_PATH), "pgserver (pip)")]
+        return
+    yield Path(POSTGRES_BIN_PATH), "pgserver (pip)"
 
 
 def _system_user() -> str | None:
@@ -226,13 +226,14 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Stop listening and drop every connection through it."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
