@@ -26,7 +26,8 @@ async def test_healthz_and_metrics(service, fake_llm):
             r = await client.get("/healthz")
             assert r.status_code == 503 and r.json()["platforms"] == {"slack": False}
             service.health["slack"] = True
-            assert (await client.get("/healthz")).status_code == 200
+            r = await client.get("/healthz")
+            assert r.status_code == 200 and r.json()["database"] == "ok"
 
             await service.answer(Request("slack", "C1", [Turn("user", "hi")]), RecordingSurface())
             fake_llm.fail(401)
@@ -44,6 +45,44 @@ async def test_healthz_and_metrics(service, fake_llm):
             assert (await client.get("/livez")).status_code == 200
     finally:
         await runner.cleanup()
+
+
+async def test_healthz_says_whether_the_postgresql_database_answers(make_settings, postgres_server, postgres_url):
+    from bot.runtime import open_service
+    from tests.pg import TcpProxy
+
+    proxy = TcpProxy(postgres_server.port)  # the database, reached through a link the test can cut
+    await proxy.start()
+    url = postgres_server.url(postgres_url.rsplit("/", 1)[1], port=proxy.port)
+    try:
+        async with open_service(make_settings(bot_database=url)) as service:
+            service.health["discord"] = True
+            runner = await start_ops(service, "127.0.0.1", 0)
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+                    r = await client.get("/healthz")
+                    assert (r.status_code, r.json()["database"]) == (200, "ok")
+                    await proxy.cut()
+                    r = await client.get("/healthz")
+                    assert (r.status_code, r.json()["database"], r.json()["status"]) == (503, "unreachable", "unavailable")
+                    assert postgres_server.password not in r.text
+                    await proxy.start()
+                    r = await client.get("/healthz")
+                    assert (r.status_code, r.json()["database"]) == (200, "ok")
+            finally:
+                await runner.cleanup()
+    finally:
+        await proxy.cut()
+
+
+async def test_healthz_says_unreachable_when_the_sqlite_store_is_gone(service):
+    from bot.ops import readiness
+
+    service.health["slack"] = True
+    assert (await readiness(service))[1]["database"] == "ok"
+    await service.store.close()
+    ready, body = await readiness(service)
+    assert not ready and body["database"] == "unreachable"
 
 
 async def test_logs_carry_request_ids_and_never_a_secret(make_settings, fake_llm, monkeypatch):
