@@ -18,12 +18,11 @@ connection and for one statement.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 
@@ -65,10 +64,6 @@ REFUSED: tuple[type[BaseException], ...] = (
     ValueError,  # a URL asyncpg cannot parse
 )
 
-_T = TypeVar("_T")
-_P = ParamSpec("_P")
-
-
 def _reason(exc: BaseException, url: str) -> str:
     """One line saying what went wrong, the password scrubbed out."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -77,21 +72,6 @@ def _reason(exc: BaseException, url: str) -> str:
 
 def unreachable(url: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"BOT_DATABASE: cannot reach {redact(url)}: {_reason(exc, url)}")
-
-
-def _reports_unreachable(
-    method: Callable[Concatenate[PostgresStore, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[PostgresStore, _P], Coroutine[Any, Any, _T]]:
-    """Turn a lost or refused connection during an operation into ``StoreUnavailable``."""
-
-    @functools.wraps(method)
-    async def reporting(self: PostgresStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return await method(self, *args, **kwargs)
-        except UNREACHABLE as exc:
-            raise unreachable(self._url, exc) from None
-
-    return reporting
 
 
 class PostgresStore:
@@ -121,9 +101,13 @@ class PostgresStore:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """One pooled connection, waited for at most ``BOT_DATABASE_WAIT`` (for tools: ``db copy``)."""
-        async with self._pool.acquire(timeout=self._wait) as con:
-            yield con
+        """One pooled connection, waited for at most ``BOT_DATABASE_WAIT``.  Not getting one, or
+        losing it during the operation, is ``StoreUnavailable`` naming the redacted URL."""
+        try:
+            async with self._pool.acquire(timeout=self._wait) as con:
+                yield con
+        except UNREACHABLE as exc:
+            raise unreachable(self._url, exc) from None
 
     async def ping(self, timeout: float = PING_TIMEOUT) -> bool:
         """A real round trip (``SELECT 1``) within ``timeout`` seconds; False when the server does not answer."""
@@ -134,50 +118,42 @@ class PostgresStore:
         except UNREACHABLE:
             return False
 
-    @_reports_unreachable
     async def schema_version(self) -> int:
         async with self.connection() as con:
             return await _version(con)
 
     async def _migrate(self) -> None:
-        try:
-            async with self.connection() as con, con.transaction():
-                # Every process that starts takes this lock first: one migrates, the others
-                # then find the schema current.  It is released with the transaction.
-                await con.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                await con.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        async with self.connection() as con, con.transaction():
+            # Every process that starts takes this lock first: one migrates, the others
+            # then find the schema current.  It is released with the transaction.
+            await con.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            version = await _version(con)
+            if version > len(MIGRATIONS):
+                raise ConfigError(
+                    f"BOT_DATABASE: {self.name} has schema version {version}, newer than this "
+                    f"llama-relay knows ({len(MIGRATIONS)}): upgrade llama-relay"
                 )
-                version = await _version(con)
-                if version > len(MIGRATIONS):
-                    raise ConfigError(
-                        f"BOT_DATABASE: {self.name} has schema version {version}, newer than this "
-                        f"llama-relay knows ({len(MIGRATIONS)}): upgrade llama-relay"
-                    )
-                for number in range(version + 1, len(MIGRATIONS) + 1):
-                    await con.execute(migration(number, "postgres"))
-                    await con.execute(
-                        "INSERT INTO schema_migrations(version, applied_at) VALUES ($1, $2)", number, time.time()
-                    )
-        except UNREACHABLE as exc:
-            raise unreachable(self._url, exc) from None
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                await con.execute(migration(number, "postgres"))
+                await con.execute(
+                    "INSERT INTO schema_migrations(version, applied_at) VALUES ($1, $2)", number, time.time()
+                )
 
     # -- exactly once --------------------------------------------------------------
 
-    @_reports_unreachable
     async def claim_event(self, event_id: str, platform: str) -> bool:
         """True the first time an event id is seen, False for every redelivery."""
         async with self.connection() as con:
             status = await con.execute(
                 "INSERT INTO events(event_id, platform, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                event_id,
-                platform,
-                time.time(),
+                event_id, platform, time.time(),
             )
         return _count(status) == 1
 
-    @_reports_unreachable
     async def accept(
         self, keys: Sequence[str], platform: str, conversation: str, origin: dict[str, Any], owner: str
     ) -> int | None:
@@ -195,9 +171,7 @@ class PostgresStore:
                 status = await con.execute(
                     "INSERT INTO events(event_id, platform, received_at) "
                     "SELECT key, $2, $3 FROM unnest($1::text[]) AS key ON CONFLICT DO NOTHING",
-                    sorted(keys),
-                    platform,
-                    now,
+                    sorted(keys), platform, now,
                 )
                 if _count(status) != len(keys):
                     await transaction.rollback()
@@ -205,11 +179,7 @@ class PostgresStore:
                 request_id = await con.fetchval(
                     "INSERT INTO requests(platform, conversation, origin, state, owner, created_at, updated_at) "
                     "VALUES ($1, $2, $3, 'accepted', $4, $5, $5) RETURNING id",
-                    platform,
-                    conversation,
-                    json.dumps(origin),
-                    owner,
-                    now,
+                    platform, conversation, json.dumps(origin), owner, now,
                 )
             except BaseException:
                 if not con.is_closed():
@@ -218,20 +188,15 @@ class PostgresStore:
             await transaction.commit()
         return int(request_id)
 
-    @_reports_unreachable
     async def update_request(self, request_id: int, **fields: object) -> None:
         values = check_request_fields(fields)
         assigns = ", ".join(f"{name} = ${n}" for n, name in enumerate(fields, start=1))
         at = len(values) + 1
         async with self.connection() as con:
             await con.execute(
-                f"UPDATE requests SET {assigns}, updated_at = ${at} WHERE id = ${at + 1}",
-                *values,
-                time.time(),
-                request_id,
+                f"UPDATE requests SET {assigns}, updated_at = ${at} WHERE id = ${at + 1}", *values, time.time(), request_id
             )
 
-    @_reports_unreachable
     async def open_requests(self, platform: str) -> list[RequestRecord]:
         """Requests of ``platform`` that are not final yet, oldest first."""
         sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE platform = $1 AND state = ANY($2::text[]) ORDER BY id"
@@ -239,7 +204,6 @@ class PostgresStore:
             rows = await con.fetch(sql, platform, list(OPEN_STATES))
         return [request_record(r) for r in rows]
 
-    @_reports_unreachable
     async def request(self, request_id: int) -> RequestRecord | None:
         async with self.connection() as con:
             row = await con.fetchrow(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1", request_id)
@@ -247,7 +211,6 @@ class PostgresStore:
 
     # -- conversations -----------------------------------------------------------------
 
-    @_reports_unreachable
     async def load_turns(self, key: str) -> list[Turn]:
         sql = (
             "SELECT role, text, author, message_id, turns.id FROM turns JOIN conversations c "
@@ -258,7 +221,6 @@ class PostgresStore:
         # Turns typed in the terminal have no platform id: their row id keys the count cache.
         return [Turn(role=r[0], text=r[1], author=r[2], message_id=r[3] or f"{key}#{r[4]}") for r in rows]
 
-    @_reports_unreachable
     async def add_turns(self, key: str, turns: Sequence[Turn]) -> None:
         """Append turns in one transaction: either all are stored or none."""
         now = time.time()
@@ -266,8 +228,7 @@ class PostgresStore:
             cid = await con.fetchval(
                 "INSERT INTO conversations(key, created_at) VALUES ($1, $2) "
                 "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
-                key,
-                now,
+                key, now,
             )
             await con.executemany(
                 "INSERT INTO turns(conversation_id, role, text, author, message_id, created_at) "
@@ -275,21 +236,18 @@ class PostgresStore:
                 [(cid, t.role, t.text, t.author, t.message_id, now) for t in turns],
             )
 
-    @_reports_unreachable
     async def reset_conversation(self, key: str) -> None:
         async with self.connection() as con:
             await con.execute("DELETE FROM conversations WHERE key = $1", key)
 
     # -- token counts --------------------------------------------------------------------
 
-    @_reports_unreachable
     async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         sql = "SELECT message_id, digest, tokens FROM token_counts WHERE message_id = ANY($1::text[])"
         async with self.connection() as con:
             rows = await con.fetch(sql, list(message_ids))
         return {mid: (digest, int(tokens)) for mid, digest, tokens in rows}
 
-    @_reports_unreachable
     async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None:
         if not rows:
             return
@@ -302,53 +260,36 @@ class PostgresStore:
 
     # -- per-channel settings -------------------------------------------------------------
 
-    @_reports_unreachable
     async def channel_settings(self, platform: str, channel: str) -> dict[str, str]:
         sql = "SELECT name, value FROM channel_settings WHERE platform = $1 AND channel = $2"
         async with self.connection() as con:
             return {name: value for name, value in await con.fetch(sql, platform, channel)}
 
-    @_reports_unreachable
     async def set_channel_setting(self, platform: str, channel: str, name: str, value: str | None) -> None:
         async with self.connection() as con:
             if value is None:
                 await con.execute(
                     "DELETE FROM channel_settings WHERE platform = $1 AND channel = $2 AND name = $3",
-                    platform,
-                    channel,
-                    name,
+                    platform, channel, name,
                 )
             else:
                 await con.execute(
                     "INSERT INTO channel_settings(platform, channel, name, value) VALUES ($1, $2, $3, $4) "
                     "ON CONFLICT (platform, channel, name) DO UPDATE SET value = EXCLUDED.value",
-                    platform,
-                    channel,
-                    name,
-                    value,
+                    platform, channel, name, value,
                 )
 
     # -- usage ------------------------------------------------------------------------------
 
-    @_reports_unreachable
     async def record_usage(self, record: UsageRecord) -> None:
         async with self.connection() as con:
             await con.execute(
                 "INSERT INTO usage(at, reply_id, platform, provider, model, user_id, channel, "
                 "prompt_tokens, completion_tokens, cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                time.time(),
-                record.reply_id,
-                record.platform,
-                record.provider,
-                record.model,
-                record.user_id,
-                record.channel,
-                record.prompt_tokens,
-                record.completion_tokens,
-                record.cost_usd,
+                time.time(), record.reply_id, record.platform, record.provider, record.model,
+                record.user_id, record.channel, record.prompt_tokens, record.completion_tokens, record.cost_usd,
             )
 
-    @_reports_unreachable
     async def usage_of(self, by: str, key: str, since: float) -> tuple[int, float]:
         """(tokens in + out, cost) of one user or channel since a time."""
         column = USAGE_GROUPS[by]
@@ -360,7 +301,6 @@ class PostgresStore:
             row = await con.fetchrow(sql, key, since)
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
-    @_reports_unreachable
     async def usage_totals(
         self, by: str, since: float = 0.0, *, user: str | None = None, channel: str | None = None
     ) -> list[UsageTotal]:
