@@ -163,3 +163,15 @@ async def test_a_database_that_goes_away_fails_operations_and_ping_then_comes_ba
     finally:
         await store.close()
         await proxy.cut()
+
+
+def test_without_any_postgresql_binaries_the_fixture_fails_saying_what_to_install(monkeypatch):
+    import sys
+
+    from tests import pg
+
+    monkeypatch.setattr(pg.shutil, "which", lambda name: None)  # nothing on PATH, no pg_config
+    monkeypatch.setattr(pg.glob, "glob", lambda pattern: [])  # no /usr/lib/postgresql/*
+    monkeypatch.setitem(sys.modules, "pgserver._commands", None)  # pgserver not installed
+    with pytest.raises(pg.NoPostgres, match=r"found none .*apt-get install postgresql.*pgserver"):
+        pg.find_bindir()
