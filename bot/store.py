@@ -212,8 +212,9 @@ class UsageTotal:
 class Store(Protocol):
     """What the service needs from persistent state; ``SqliteStore`` and ``PostgresStore`` implement it.
 
-    ``ping`` answers False (never raises) when the database does not answer; the other
-    methods raise ``StoreUnavailable`` when it stays locked (SQLite) or unreachable (PostgreSQL).
+    ``ping`` is one round trip: True when the database answers (PostgreSQL's says False when it
+    does not; SQLite's may raise instead: ``ops`` counts both as unreachable).  The other methods
+    raise ``StoreUnavailable`` when it stays locked (SQLite) or cannot be reached (PostgreSQL).
     """
 
     async def close(self) -> None: ...
