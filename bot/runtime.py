@@ -14,7 +14,8 @@ from .providers.registry import build_provider
 from .providers.router import Router
 from .service import RelayService
 from .settings import Settings
-from .store import Store, open_store as open_database
+from .store import Store
+from .store import open_store as open_database
 
 
 def build_router(

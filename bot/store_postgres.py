@@ -74,6 +74,10 @@ def unreachable(url: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"BOT_DATABASE: cannot reach {redact(url)}: {_reason(exc, url)}")
 
 
+def refused(url: str, exc: BaseException) -> ConfigError:
+    return ConfigError(f"BOT_DATABASE: {redact(url)}: {_reason(exc, url)}")
+
+
 class PostgresStore:
     """The PostgreSQL implementation.  Open with ``await PostgresStore.open(url)``."""
 
@@ -332,7 +336,7 @@ async def connect_pool(url: str, size: int, wait: float) -> asyncpg.Pool:
             command_timeout=wait,
         )
     except REFUSED as exc:
-        raise ConfigError(f"BOT_DATABASE: {redact(url)}: {_reason(exc, url)}") from None
+        raise refused(url, exc) from None
     except UNREACHABLE as exc:
         raise unreachable(url, exc) from None
 
@@ -358,7 +362,7 @@ async def probe(url: str, timeout: float = PING_TIMEOUT) -> str:
     try:
         con = await asyncpg.connect(url, timeout=timeout)
     except REFUSED as exc:
-        raise ConfigError(f"BOT_DATABASE: {redact(url)}: {_reason(exc, url)}") from None
+        raise refused(url, exc) from None
     except UNREACHABLE as exc:
         raise unreachable(url, exc) from None
     try:

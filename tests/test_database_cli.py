@@ -3,10 +3,21 @@ subprocesses, configured only through the environment; the password never printe
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from bot.doctor import check_database
 from bot.store import MIGRATIONS
+from tests.fakes.llm import FakeLLM
 from tests.pg import PostgresServer, TcpProxy
-from tests.test_cli import env, run  # noqa: F401  (env is a fixture)
+from tests.test_cli import run
+
+
+@pytest.fixture
+def env(tmp_path, fake_llm: FakeLLM) -> dict[str, str]:
+    """The environment of a command that uses the fake model; each test sets ``BOT_DATABASE``."""
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "OPENAI_BASE_URL": fake_llm.base_url}
 
 
 async def test_chat_and_usage_keep_their_state_in_postgresql(env, tmp_path, fake_llm, postgres_server, postgres_url):
@@ -19,8 +30,9 @@ async def test_chat_and_usage_keep_their_state_in_postgresql(env, tmp_path, fake
     assert [m["content"] for m in fake_llm.requests[-1]["messages"][1:]] == ["first", "first answer", "second"]
     code, out, _ = await run(["usage", "--by", "provider"], env, tmp_path)
     assert code == 0
-    assert [line.split() for line in out.splitlines() if line.startswith("openai")][0][:2] == ["openai", "2"]
-    assert not (tmp_path / "llama-relay.db").exists() and not list(tmp_path.glob("*.db"))
+    (row,) = [line.split() for line in out.splitlines() if line.startswith("openai")]
+    assert row[:2] == ["openai", "2"]
+    assert not list(tmp_path.glob("*.db"))  # no SQLite file was made on the side
 
 
 async def test_a_wrong_password_stops_a_command_with_one_line(env, tmp_path, fake_llm, postgres_server, postgres_url):
