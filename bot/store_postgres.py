@@ -12,13 +12,14 @@ transaction-scoped advisory lock, so processes starting together migrate once;
 Errors name the database through ``db_url.redact``: the password never shows.
 Not reaching the server is ``StoreUnavailable``; a rejected login or a missing
 database is ``ConfigError``.  ``BOT_DATABASE_WAIT`` bounds the wait for a
-connection and for one statement.
+connection (retrying while the server cannot be reached) and for one statement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,9 +44,12 @@ from .store import (
     request_record,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_WAIT = 60.0  # seconds for a connection or one statement (BOT_DATABASE_WAIT)
 CONNECT_TIMEOUT = 10.0  # seconds for one connection attempt
 PING_TIMEOUT = 3.0  # seconds /healthz and doctor give the round trip
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # backoff between two attempts to connect, seconds
 MIGRATION_LOCK = 0x6C6C616D6172656C  # pg_advisory_xact_lock key while migrating ("llamarel")
 
 #: The server is not there, went away, or cannot take us now: worth another try later.
@@ -105,13 +109,32 @@ class PostgresStore:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """One pooled connection, waited for at most ``BOT_DATABASE_WAIT``.  Not getting one, or
-        losing it during the operation, is ``StoreUnavailable`` naming the redacted URL."""
+        """One pooled connection.  Losing it during the operation is ``StoreUnavailable`` naming
+        the redacted URL (a statement that may have run is never sent again)."""
+        con = await self._acquire()
         try:
-            async with self._pool.acquire(timeout=self._wait) as con:
-                yield con
+            yield con
         except UNREACHABLE as exc:
             raise unreachable(self._url, exc) from None
+        finally:
+            await self._pool.release(con)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A connection, retried with backoff while the server cannot be reached (a restart, a
+        failover) for at most ``BOT_DATABASE_WAIT`` seconds in all; then ``StoreUnavailable``."""
+        deadline = time.monotonic() + self._wait
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return await self._pool.acquire(timeout=max(deadline - time.monotonic(), 0.001))
+            except UNREACHABLE as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise unreachable(self._url, exc) from None
+                if pause == FIRST_PAUSE:
+                    log.warning("store: cannot reach %s; retrying for up to %g s (BOT_DATABASE_WAIT)", self.name, left)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, LONGEST_PAUSE)
 
     async def ping(self, timeout: float = PING_TIMEOUT) -> bool:
         """A real round trip (``SELECT 1``) within ``timeout`` seconds; False when the server does not answer."""
