@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WAIT = 60.0  # seconds for a connection or one statement (BOT_DATABASE_WAIT)
 CONNECT_TIMEOUT = 10.0  # seconds for one connection attempt
 PING_TIMEOUT = 3.0  # seconds /healthz and doctor give the round trip
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for busy connections
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0  # backoff between two attempts to connect, seconds
 MIGRATION_LOCK = 0x6C6C616D6172656C  # pg_advisory_xact_lock key while migrating ("llamarel")
 
@@ -105,7 +106,11 @@ class PostgresStore:
         return store
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Close the pool; connections still busy after ``CLOSE_TIMEOUT`` seconds are cut."""
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._pool.terminate()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -372,16 +377,12 @@ async def _version(con: asyncpg.Connection) -> int:
 
 
 def _count(status: str) -> int:
-    """Rows an INSERT/UPDATE/DELETE touched, from its status tag (``INSERT 0 3``)."""
-    return int(status.rsplit(" ", 1)[-1])
+    return int(status.rsplit(" ", 1)[-1])  # rows an INSERT touched, from its status tag: INSERT 0 3
 
 
 async def probe(url: str, timeout: float = PING_TIMEOUT) -> str:
-    """For ``doctor``: one connection, a round trip and the schema version; changes nothing.
-
-    Returns what answered (``PostgreSQL 15.4, schema version 2 of 2``); a database that
-    does not answer raises ``StoreUnavailable`` or ``ConfigError`` naming the redacted URL.
-    """
+    """For ``doctor``, changing nothing: ``PostgreSQL 15.4, schema version 2 of 2``, or
+    ``StoreUnavailable``/``ConfigError`` naming the redacted URL."""
     try:
         con = await asyncpg.connect(url, timeout=timeout)
     except REFUSED as exc:
