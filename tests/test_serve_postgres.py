@@ -4,12 +4,23 @@ that names the database without its password."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
+import pytest
 
 from tests.discord_harness import wait_for
-from tests.fakes.discord import CHANNEL_ID
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord
 from tests.pg import PostgresServer
-from tests.test_process_lifecycle import bot_env, bot_process, connected, discord_fake, stop_with_sigterm  # noqa: F401
+from tests.test_process_lifecycle import bot_env, bot_process, connected, stop_with_sigterm
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 async def request_states(url: str) -> list[str]:
