@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 
+import asyncpg
 import pytest
 
 from bot import db_copy
@@ -137,3 +139,18 @@ async def test_the_db_copy_command(sqlite_file, postgres_server, postgres_url, t
     assert again.returncode == 2 and out == b""
     (line,) = err.decode().splitlines()
     assert line.startswith("configuration error: db copy: postgresql://relay:***@") and "already holds data" in line
+
+
+async def test_every_table_of_the_schema_is_copied(tmp_path, postgres_url):
+    """A migration that adds a table must add it to ``TABLES`` too, or ``db copy`` would leave it behind."""
+    await (await open_store(tmp_path / "s.db")).close()
+    with sqlite3.connect(tmp_path / "s.db") as raw:
+        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert names - {"sqlite_sequence"} == set(TABLES)
+    await (await open_store(postgres_url)).close()
+    con = await asyncpg.connect(postgres_url)
+    try:
+        rows = await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    finally:
+        await con.close()
+    assert {r[0] for r in rows} - {"schema_migrations"} == set(TABLES)
