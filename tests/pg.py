@@ -124,7 +124,7 @@ class PostgresServer:
     def run(self, *args: str | Path) -> None:
         command = [str(a) for a in args]
         if self.user is not None:
-            command = ["runuser", "-u", self.user, "--", *command]
+            command = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", self.user, "--", *command]
         done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=self.root)
         if done.returncode != 0:
             raise NoPostgres(
