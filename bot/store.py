@@ -288,3 +288,13 @@ def request_record(r: Sequence[Any]) -> RequestRecord:
         owner=r[9],
         created_at=float(r[10]),
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``from bot.store import SqliteStore`` still works (code written before the backends were
+    split); new code imports it from ``bot.store_sqlite``."""
+    if name == "SqliteStore":
+        from .store_sqlite import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
