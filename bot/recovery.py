@@ -1,7 +1,8 @@
 """After a restart: settle every request a crash left open, on every platform the same way.
 
 A request is open from the moment its question is accepted until its reply
-is final.  For each open request of a platform that this process does not own:
+is final.  Each open request of a platform whose owner is gone (a restart, or
+another replica that died: ``bot.leases``) is first taken over, then:
 
 * nothing was shown yet: a recent question is answered now (through the
   normal pipeline, so ordering and quotas hold); an old one, or one the
@@ -37,21 +38,22 @@ PATIENCE = 20.0
 Reanswer = Callable[[RequestRecord, Incoming], Awaitable[ReplyOutcome | None]]
 
 
-async def recover(store: Store, platform: Platform, owner: str, reanswer: Reanswer) -> int:
-    """Settle the open requests of ``platform`` not owned by ``owner``; how many were settled."""
-    records = [r for r in await store.open_requests(platform.name) if r.owner != owner]
+async def recover(
+    store: Store, platform: Platform, owner: str, reanswer: Reanswer, alive_since: float
+) -> int:
+    """Take over and settle the open requests of ``platform`` whose owner has been silent since
+    ``alive_since`` (``bot.leases``); how many were settled."""
+    records = await store.take_orphans(platform.name, owner, alive_since)
     for record in records:
         try:
-            await _settle(store, platform, owner, record, reanswer)
+            await _settle(store, platform, record, reanswer)
         except RelayError as exc:
             log.warning("could not settle request %s after a restart: %s", record.id, exc)
             await store.update_request(record.id, state="failed", error=f"not settled after a restart: {exc}")
     return len(records)
 
 
-async def _settle(
-    store: Store, platform: Platform, owner: str, record: RequestRecord, reanswer: Reanswer
-) -> None:
+async def _settle(store: Store, platform: Platform, record: RequestRecord, reanswer: Reanswer) -> None:
     if record.messages:
         await _finish_interrupted(store, platform, record)
         return
@@ -62,7 +64,7 @@ async def _settle(
         except RelayError as exc:
             log.warning("request %s could not be rebuilt: %s", record.id, exc)
     if incoming is not None:
-        await store.update_request(record.id, owner=owner, state="accepted")
+        await store.update_request(record.id, state="accepted")
         log.info("request %s: answering a question a restart left unanswered", record.id)
         await reanswer(record, incoming)
         return

@@ -69,7 +69,10 @@ async def open_service(
     warm = asyncio.create_task(tokens.warm_up(), name="tokenizer-warm-up")
     try:
         service = RelayService(settings, store, router)
-        yield service
+        try:
+            yield service
+        finally:
+            await service.leases.stop()
     finally:
         await warm
         await router.aclose()

@@ -24,7 +24,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from .channel_config import ChannelConfig, load_file
 from .conversation import Turn
 from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StoreUnavailable
 from .incoming import Incoming, Platform
+from .leases import Leases
 from .ledger import Ledger
 from .logs import REQUEST_ID
 from .metrics import Metrics
@@ -51,6 +53,10 @@ from .tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 MIN_HISTORY_BUDGET = 512
+#: Replicas (shared database): how often a queued request looks whether its turn has come, and
+#: how long at most it waits for the requests of its conversation accepted before it.
+ORDER_POLL = 0.1
+ORDER_WAIT = 300.0
 #: request state for each final reply state
 FINAL_STATES = {"complete": "done", "partial": "partial", "failed": "failed"}
 
@@ -100,6 +106,7 @@ class RelayService:
         self.sampling = sampling_of(settings)
         #: this process: requests it accepted are its own; recovery settles only others'
         self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
+        self.leases = Leases(store, self.owner, self._settle_orphans)
         #: platform name -> connected? (adapters report it; /healthz reads it)
         self.health: dict[str, bool] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -115,7 +122,9 @@ class RelayService:
         return self.tasks.spawn(work, name)
 
     async def drain(self, grace: float | None = None) -> int:
-        return await self.tasks.drain(grace)
+        cancelled = await self.tasks.drain(grace)
+        await self.leases.stop()  # heartbeats go on while answers finish, not after
+        return cancelled
 
     def report_health(self, platform: str, up: bool) -> None:
         self.health[platform] = up
@@ -134,8 +143,12 @@ class RelayService:
         return await relay_command(self, caller, text)
 
     async def recover(self, platform: Platform) -> int:
-        """Settle what a restart left open on ``platform`` (``bot.recovery``)."""
-        return await recovery.recover(self.store, platform, self.owner, self._reanswer)
+        """Settle what a restart (or a replica that died) left open on ``platform``, and with a
+        shared database keep doing so (``bot.leases``, ``bot.recovery``)."""
+        return await self.leases.start(platform)
+
+    async def _settle_orphans(self, platform: Platform, alive_since: float) -> int:
+        return await recovery.recover(self.store, platform, self.owner, self._reanswer, alive_since)
 
     def history_budget(self) -> int:
         """The most history any configured provider could take, in tokens."""
@@ -183,17 +196,45 @@ class RelayService:
         except QuotaReached as exc:
             self.metrics.refused.labels(caller.platform).inc()
             return await self._refuse(request_id, incoming, exc)
-        key = (caller.platform, incoming.conversation)
-        lock = self._locks.setdefault(key, asyncio.Lock())
         self.in_flight += 1
         try:
-            async with lock:  # one answer at a time per conversation, in arrival order
+            async with self._turn(caller.platform, incoming.conversation, request_id):
                 return await self._answer_incoming(request_id, incoming, admission)
         finally:
             admission.settle()  # after the ledger has the usage (or there was none)
             self.in_flight -= 1
+
+    @asynccontextmanager
+    async def _turn(self, platform: str, conversation: str, request_id: int) -> AsyncIterator[None]:
+        """One answer at a time per conversation, in arrival order.
+
+        In one process a lock per conversation does it.  Replicas sharing a database wait
+        instead until no request of the conversation accepted before this one is open (request
+        ids are the arrival order); a request left open by a replica that died is settled by
+        the takeover (``bot.leases``) within about ``LEASE`` seconds.  The wait is bounded by
+        ``ORDER_WAIT``: a request whose final edit never landed stays open, and must not hold
+        its conversation for ever.
+        """
+        if self.store.shared:
+            await self._wait_for_earlier(platform, conversation, request_id)
+            yield
+            return
+        key = (platform, conversation)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(key, None)
+
+    async def _wait_for_earlier(self, platform: str, conversation: str, request_id: int) -> None:
+        deadline = time.monotonic() + ORDER_WAIT
+        while await self.store.earlier_open(platform, conversation, request_id):
+            if time.monotonic() > deadline:
+                log.warning("request %s: an earlier request of its conversation is still open; going ahead", request_id)
+                return
+            await asyncio.sleep(ORDER_POLL)
 
     def _worst_cost(self) -> float:
         """The cost of the longest answer at the dearest provider (before the prompt is known)."""

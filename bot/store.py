@@ -129,6 +129,48 @@ MIGRATIONS: list[str | Dialects] = [
     );
     CREATE INDEX requests_by_state ON requests(platform, state);
     """,
+    # 3: replicas.  Each process heartbeats; the requests of one that stopped are taken over
+    # (``take_orphans``).  The edit windows, request rates and budget reservations that
+    # replicas on PostgreSQL share live here too (one SQLite process keeps them in memory).
+    """
+    CREATE TABLE replicas (
+        owner TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE INDEX requests_by_conversation ON requests(platform, conversation, id);
+    CREATE TABLE edit_grants (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX edit_grants_by_key ON edit_grants(key, at);
+    CREATE TABLE edit_streams (
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (key, owner)
+    );
+    CREATE TABLE edit_pauses (
+        key TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    );
+    CREATE TABLE rate_hits (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX rate_hits_by_key ON rate_hits(key, at);
+    CREATE TABLE reservations (
+        id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        cost REAL NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (id, key)
+    );
+    CREATE INDEX reservations_by_key ON reservations(key);
+    """,
 ]
 
 
@@ -156,6 +198,9 @@ def migration(version: int, dialect: str) -> str:
 
 #: Every table of the schema, parents before children: the order ``db copy`` fills them in.
 TABLES = ("events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests")
+#: How often a replica says it is alive, and after how long without a word it counts as gone.
+HEARTBEAT_EVERY = 5.0
+LEASE = 20.0
 
 #: Request states that are not final: a restart settles them (``bot.recovery``).
 OPEN_STATES = ("accepted", "answering")
@@ -217,6 +262,10 @@ class Store(Protocol):
     raise ``StoreUnavailable`` when it stays locked (SQLite) or cannot be reached (PostgreSQL).
     """
 
+    #: Whether other processes share this database (PostgreSQL): then conversation order, edit
+    #: windows, request rates and budget reservations are kept in it, not in process memory.
+    shared: bool
+
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
     async def schema_version(self) -> int: ...
@@ -231,6 +280,9 @@ class Store(Protocol):
     ) -> int | None: ...
     async def update_request(self, request_id: int, **fields: object) -> None: ...
     async def open_requests(self, platform: str) -> list[RequestRecord]: ...
+    async def heartbeat(self, owner: str) -> None: ...
+    async def take_orphans(self, platform: str, owner: str, alive_since: float) -> list[RequestRecord]: ...
+    async def earlier_open(self, platform: str, conversation: str, request_id: int) -> bool: ...
     async def request(self, request_id: int) -> RequestRecord | None: ...
     async def channel_settings(self, platform: str, channel: str) -> dict[str, str]: ...
     async def set_channel_setting(self, platform: str, channel: str, name: str, value: str | None) -> None: ...

@@ -86,6 +86,8 @@ def refused(url: str, exc: BaseException) -> ConfigError:
 class PostgresStore:
     """The PostgreSQL implementation.  Open with ``await PostgresStore.open(url)``."""
 
+    shared = True  # any number of replicas
+
     def __init__(self, pool: asyncpg.Pool, url: str, wait: float) -> None:
         self._pool = pool
         self._url = url
@@ -235,6 +237,41 @@ class PostgresStore:
         async with self.connection() as con:
             rows = await con.fetch(sql, platform, list(OPEN_STATES))
         return [request_record(r) for r in rows]
+
+    async def heartbeat(self, owner: str) -> None:
+        now = time.time()
+        async with self.connection() as con:
+            await con.execute(
+                "INSERT INTO replicas(owner, started_at, heartbeat_at) VALUES ($1, $2, $2) "
+                "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+                owner, now,
+            )
+
+    async def take_orphans(self, platform: str, owner: str, alive_since: float) -> list[RequestRecord]:
+        """Make ``owner`` the owner of every open request of ``platform`` whose owner has not
+        heartbeat since ``alive_since``; those requests, oldest first.
+
+        The rows are locked ``FOR UPDATE SKIP LOCKED``: two replicas taking over at once
+        split the orphans, and no request is taken (so settled) twice.
+        """
+        sql = (
+            f"UPDATE requests SET owner = $1, updated_at = $2 WHERE id IN ("
+            "SELECT r.id FROM requests r WHERE r.platform = $3 AND r.state = ANY($4::text[]) "
+            "AND r.owner <> $1 AND NOT EXISTS (SELECT 1 FROM replicas p "
+            "WHERE p.owner = r.owner AND p.heartbeat_at >= $5) "
+            f"ORDER BY r.id FOR UPDATE OF r SKIP LOCKED) RETURNING {REQUEST_COLUMNS}"
+        )
+        async with self.connection() as con:
+            rows = await con.fetch(sql, owner, time.time(), platform, list(OPEN_STATES), alive_since)
+        return sorted((request_record(r) for r in rows), key=lambda r: r.id)
+
+    async def earlier_open(self, platform: str, conversation: str, request_id: int) -> bool:
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE platform = $1 AND conversation = $2 "
+            "AND id < $3 AND state = ANY($4::text[]))"
+        )
+        async with self.connection() as con:
+            return bool(await con.fetchval(sql, platform, conversation, request_id, list(OPEN_STATES)))
 
     async def request(self, request_id: int) -> RequestRecord | None:
         async with self.connection() as con:

@@ -39,6 +39,8 @@ _T = TypeVar("_T")
 class SqliteStore:
     """The SQLite implementation.  Open with ``await SqliteStore.open(path)``."""
 
+    shared = False  # one process per file
+
     def __init__(
         self, db: aiosqlite.Connection, *, lock_wait: LockWait | None = None, process_lock: ProcessLock | None = None
     ) -> None:
@@ -259,6 +261,47 @@ class SqliteStore:
         )
         async with self._db.execute(sql, (platform, *OPEN_STATES)) as cur:
             return [request_record(r) for r in await cur.fetchall()]
+
+    @waits_for_locks
+    async def heartbeat(self, owner: str) -> None:
+        now = time.time()
+        await self._db.execute(
+            "INSERT INTO replicas(owner, started_at, heartbeat_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (owner, now, now),
+        )
+        await self._db.commit()
+
+    @waits_for_locks
+    async def take_orphans(self, platform: str, owner: str, alive_since: float) -> list[RequestRecord]:
+        """Make ``owner`` the owner of every open request of ``platform`` whose owner has not
+        heartbeat since ``alive_since``; those requests, oldest first.  (One process per file:
+        ``serve`` passes infinity, every other owner is gone.)"""
+        marks = ",".join("?" * len(OPEN_STATES))
+        sql = (
+            f"UPDATE requests SET owner = ?, updated_at = ? WHERE platform = ? AND state IN ({marks}) "
+            "AND owner <> ? AND owner NOT IN (SELECT owner FROM replicas WHERE heartbeat_at >= ?) "
+            f"RETURNING {REQUEST_COLUMNS}"
+        )
+        args = (owner, time.time(), platform, *OPEN_STATES, owner, alive_since)
+
+        def take(db: sqlite3.Connection) -> list[RequestRecord]:
+            with closing(db.execute(sql, args)) as cur:
+                rows = cur.fetchall()
+            db.commit()
+            return sorted((request_record(r) for r in rows), key=lambda r: r.id)
+
+        return await self._in_thread(take)
+
+    @waits_for_locks
+    async def earlier_open(self, platform: str, conversation: str, request_id: int) -> bool:
+        marks = ",".join("?" * len(OPEN_STATES))
+        sql = (
+            "SELECT 1 FROM requests WHERE platform = ? AND conversation = ? AND id < ? "
+            f"AND state IN ({marks}) LIMIT 1"
+        )
+        async with self._db.execute(sql, (platform, conversation, request_id, *OPEN_STATES)) as cur:
+            return await cur.fetchone() is not None
 
     @waits_for_locks
     async def request(self, request_id: int) -> RequestRecord | None:

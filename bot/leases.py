@@ -1,0 +1,77 @@
+"""Who answers what when there are several replicas: heartbeats and the takeover of orphans.
+
+Every process heartbeats into the ``replicas`` table.  A request belongs to the
+process that accepted it (its ``owner``); when that owner has not heartbeat for
+``LEASE`` seconds it is gone, and its open requests are orphans.  ``Leases``
+takes them over and hands them to ``bot.recovery``, which settles them exactly
+as after a restart (a half answer gets its note, an unshown question is
+answered or told it was not).
+
+* SQLite (one process per file): at start-up every other owner is gone, so the
+  orphans are taken once and nothing runs afterwards.
+* PostgreSQL (``store.shared``): the start-up takes only requests whose owner is
+  gone (a replica starting never touches a live one's), then every
+  ``HEARTBEAT_EVERY`` seconds each replica heartbeats and takes what a replica
+  that died left.  ``take_orphans`` locks rows ``FOR UPDATE SKIP LOCKED`` and
+  moves them to the taker in one statement, so nothing is settled twice.
+
+A replica that dies is noticed within ``LEASE`` + ``HEARTBEAT_EVERY`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+from .errors import RelayError
+from .incoming import Platform
+from .store import HEARTBEAT_EVERY, LEASE, Store
+
+log = logging.getLogger(__name__)
+
+Settle = Callable[[Platform, float], Awaitable[int]]
+
+
+class Leases:
+    def __init__(self, store: Store, owner: str, settle: Settle, every: float = HEARTBEAT_EVERY) -> None:
+        self.store = store
+        self.owner = owner
+        self.settle = settle  # settle ``platform``'s orphans (owners silent since a time): how many
+        self.every = every
+        self.platforms: dict[str, Platform] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def alive_since(self) -> float:
+        """Owners that heartbeat since this moment are alive; with SQLite no other owner is."""
+        return time.time() - LEASE if self.store.shared else math.inf
+
+    async def start(self, platform: Platform) -> int:
+        """Heartbeat, settle ``platform``'s orphans now, and (shared database) keep doing both."""
+        await self.store.heartbeat(self.owner)
+        self.platforms[platform.name] = platform
+        settled = await self.settle(platform, self.alive_since())
+        if self.store.shared and self._loop is None:
+            self._loop = asyncio.create_task(self._keep_alive(), name="leases")
+        return settled
+
+    async def stop(self) -> None:
+        """No more heartbeats (after the drain): what is still open becomes an orphan."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.store.heartbeat(self.owner)
+                for platform in list(self.platforms.values()):
+                    settled = await self.settle(platform, self.alive_since())
+                    if settled:
+                        log.info("%s: took over %d request(s) a stopped replica left open", platform.name, settled)
+            except RelayError as exc:  # the database is away: try again at the next beat
+                log.warning("replica heartbeat: %s", exc)
