@@ -36,17 +36,20 @@ Settle = Callable[[Platform, float], Awaitable[int]]
 
 
 class Leases:
-    def __init__(self, store: Store, owner: str, settle: Settle, every: float = HEARTBEAT_EVERY) -> None:
+    def __init__(
+        self, store: Store, owner: str, settle: Settle, *, every: float = HEARTBEAT_EVERY, lease: float = LEASE
+    ) -> None:
         self.store = store
         self.owner = owner
         self.settle = settle  # settle ``platform``'s orphans (owners silent since a time): how many
         self.every = every
+        self.lease = lease
         self.platforms: dict[str, Platform] = {}
         self._loop: asyncio.Task[None] | None = None
 
     def alive_since(self) -> float:
         """Owners that heartbeat since this moment are alive; with SQLite no other owner is."""
-        return time.time() - LEASE if self.store.shared else math.inf
+        return time.time() - self.lease if self.store.shared else math.inf
 
     async def start(self, platform: Platform) -> int:
         """Heartbeat, settle ``platform``'s orphans now, and (shared database) keep doing both."""
