@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from functools import partial
 
-from . import concurrency, core, e2e, startup, transport
+from . import concurrency, core, e2e, replicas, startup, transport
 from .common import Row, table
 
 Scenario = Callable[..., "list[Row] | Awaitable[list[Row]]"]
@@ -29,6 +29,7 @@ def scenarios(quick: bool, platforms: tuple[str, ...]) -> dict[str, Scenario]:
         "tokenizer": core.bench_tokenizer,
         "startup": partial(startup.bench_startup, quick=quick),
         "transport": partial(transport.bench_transport, quick=quick),
+        "replicas": partial(replicas.bench_replicas, quick=quick),
     }
 
 
