@@ -15,8 +15,15 @@ test, so the first question of the day goes through even when its worst case
 alone exceeds the budget.  With reservations that cover each answer's real
 usage, the ledger can end at most one answer beyond a budget, however many
 questions arrive at once.  The ledger stays the source of truth across
-restarts; reservations are per process (a shared version for several
-replicas belongs behind the store interface later).
+restarts.
+
+Replicas sharing a PostgreSQL database (``store.shared``) share the rates and
+the reservations too: each admission is one transaction under the advisory
+locks of its keys, which reads the rate hits of the last minute, the ledger
+and every live reservation, decides by the same rules, and records its hit and
+its reservation (``shared_limits``).  A reservation whose owner has stopped
+heartbeating for ``LEASE`` seconds stops counting.  So the property above holds
+across replicas.  On SQLite everything stays in this process's memory.
 
 The worst case is prompt + ``max_tokens``.  ``admit`` runs before the history
 is read, so the caller reserves an estimate first (the output cap plus a
@@ -28,7 +35,8 @@ reports its cost afterwards reserves 0).
 
 ``settle`` (after the usage is in the ledger) and ``release`` (on any other
 path) drop the reservation; both are idempotent, so a ``finally`` can always
-call them.  The ledger is read before the decision and the decision and the
+call them.  ``grow``, ``settle`` and ``release`` are coroutines (the shared
+variant writes to the database; the in-process one returns at once).  The ledger is read before the decision and the decision and the
 reservation happen with no ``await`` between them, so two admissions never see
 the same room.  An answer that settles while the ledger is being read is
 counted from its reservation (never missed, at worst counted twice for that
@@ -38,13 +46,16 @@ one decision).
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
+from . import shared_limits
 from .errors import Blocked, QuotaReached
 from .settings import Settings
+from .shared_limits import Ask, QuotaReading, SharedAdmission
 from .store import Store
 
 
@@ -99,11 +110,26 @@ class _Budget:
         return by_tokens or (self.max_cost > 0 and cost >= self.max_cost)
 
 
-class Admission:
+class Admission(Protocol):
     """A request let in.  It holds its worst case against its daily budgets until settled or released."""
 
+    keys: tuple[str, ...]
+
+    async def grow(self, tokens: int, cost: float = 0.0) -> None:
+        """Raise the reservation to at least ``tokens`` and ``cost``; never lowers it, never refuses."""
+
+    async def settle(self) -> None:
+        """The answer ended and its usage is in the ledger: the reservation is not needed any more."""
+
+    async def release(self) -> None:
+        """Stop holding the reservation.  Idempotent: safe on every path (error, cancellation)."""
+
+
+class LocalAdmission:
+    """An ``Admission`` held in this process's memory (SQLite: one process)."""
+
     def __init__(
-        self, held: dict[str, set[Admission]], keys: tuple[str, ...], tokens: int, cost: float
+        self, held: dict[str, set[LocalAdmission]], keys: tuple[str, ...], tokens: int, cost: float
     ) -> None:
         self._held = held
         self.keys = keys
@@ -113,18 +139,18 @@ class Admission:
         for key in keys:
             held.setdefault(key, set()).add(self)
 
-    def grow(self, tokens: int, cost: float = 0.0) -> None:
-        """Raise the reservation to at least ``tokens`` and ``cost``; never lowers it, never refuses."""
+    async def grow(self, tokens: int, cost: float = 0.0) -> None:
         if not self.done:
             self.tokens = max(self.tokens, tokens)
             self.cost = max(self.cost, cost)
 
-    def settle(self) -> None:
-        """The answer ended and its usage is in the ledger: the reservation is not needed any more."""
-        self.release()
+    async def settle(self) -> None:
+        self._drop()
 
-    def release(self) -> None:
-        """Stop holding the reservation.  Idempotent: safe on every path (error, cancellation)."""
+    async def release(self) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
         if self.done:
             return
         self.done = True
@@ -137,12 +163,16 @@ class Admission:
 
 
 class AccessPolicy:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, *, owner: str = "") -> None:
         self.settings = settings
         self.store = store
+        #: the process reservations belong to (the service's ``owner``, which heartbeats)
+        self.owner = owner or uuid.uuid4().hex
+        #: the database replicas share rates and reservations in; None: this process keeps them
+        self._shared = shared_limits.pooled(store) if store.shared else None
         self._recent: dict[str, deque[float]] = {}
         #: daily key -> the admissions holding a reservation against it
-        self._held: dict[str, set[Admission]] = {}
+        self._held: dict[str, set[LocalAdmission]] = {}
 
     def is_admin(self, caller: Caller) -> bool:
         return caller.user is not None and caller.user in self.settings.bot_admins
@@ -180,14 +210,17 @@ class AccessPolicy:
             or bool(caller.roles & set(s.bot_blocked_roles))
         )
 
-    def held(self, key: str) -> tuple[int, float]:
-        """(tokens, cost) reserved against a daily key (``"user:U1"``) by answers in flight."""
+    async def held(self, key: str) -> tuple[int, float]:
+        """(tokens, cost) reserved against a daily key (``"user:U1"``) by answers in flight (on a
+        shared database: by every replica's)."""
+        if self._shared is not None:
+            return await shared_limits.held(self._shared, key)
         holders = self._held.get(key, ())
         return sum(a.tokens for a in holders), sum(a.cost for a in holders)
 
     async def check(self, caller: Caller, now: float | None = None) -> None:
         """Raise ``Blocked`` or ``QuotaReached``; return when a request may go ahead (nothing held)."""
-        (await self.admit(caller, now=now)).release()
+        await (await self.admit(caller, now=now)).release()
 
     async def admit(
         self, caller: Caller, *, reserve_tokens: int = 0, reserve_cost: float = 0.0, now: float | None = None
@@ -201,7 +234,9 @@ class AccessPolicy:
         if self.blocked(caller):
             raise Blocked("blocked")
         if self.is_admin(caller):
-            return Admission(self._held, (), 0, 0.0)
+            return LocalAdmission(self._held, (), 0, 0.0)
+        if self._shared is not None:
+            return await self._admit_shared(caller, reserve_tokens, reserve_cost, now)
         counted = self._count_request(caller, now)
         try:
             return await self._reserve(self._budgets(caller), reserve_tokens, reserve_cost, now)
@@ -212,13 +247,17 @@ class AccessPolicy:
 
     # -- request rates ----------------------------------------------------------------------
 
-    def _count_request(self, caller: Caller, now: float) -> list[str]:
-        """Check the per-minute rates and count this request (before any await); the keys counted."""
+    def _rates(self, caller: Caller) -> list[tuple[str, int, str]]:
+        """The limited request rates ``caller`` counts against: (key, per minute, who)."""
         s = self.settings
         keys = [(f"channel:{caller.channel}", s.bot_channel_requests_per_minute, "This channel is")]
         if caller.user is not None:
             keys.insert(0, (f"user:{caller.user}", s.bot_user_requests_per_minute, "You are"))
-        keys = [k for k in keys if k[1] > 0]  # only limited keys keep timestamps
+        return [k for k in keys if k[1] > 0]  # only limited keys keep timestamps
+
+    def _count_request(self, caller: Caller, now: float) -> list[str]:
+        """Check the per-minute rates and count this request (before any await); the keys counted."""
+        keys = self._rates(caller)
         for key, per_minute, who in keys:
             self._rate(key, per_minute, now, who)
         for key, _, _ in keys:
@@ -230,11 +269,7 @@ class AccessPolicy:
         while recent and recent[0] <= now - 60:
             recent.popleft()
         if len(recent) >= per_minute:
-            wait = recent[0] + 60 - now
-            raise QuotaReached(
-                f"{who} asking faster than {per_minute} questions a minute. Try again in {_wait_text(wait)}.",
-                wait,
-            )
+            raise _too_fast(who, per_minute, recent[0] + 60 - now)
 
     # -- daily budgets ----------------------------------------------------------------------
 
@@ -262,14 +297,40 @@ class AccessPolicy:
         # No await from here on: the decision and the reservation are one step.
         for budget, (used_tokens, used_cost) in zip(budgets, used, strict=True):
             holders = before[budget.key] | self._held.get(budget.key, set())
-            self._judge(budget, used_tokens, used_cost, holders, now)
-        return Admission(self._held, tuple(b.key for b in budgets), tokens, cost)
+            held = (sum(a.tokens for a in holders), sum(a.cost for a in holders))
+            self._judge(budget, used_tokens, used_cost, held, now)
+        return LocalAdmission(self._held, tuple(b.key for b in budgets), tokens, cost)
+
+    async def _admit_shared(self, caller: Caller, tokens: int, cost: float, now: float) -> Admission:
+        """Count and reserve in the shared database: one transaction per admission (``shared_limits``)."""
+        assert self._shared is not None
+        rates, budgets = self._rates(caller), self._budgets(caller)
+        if not rates and not budgets:
+            return LocalAdmission(self._held, (), 0, 0.0)
+        ask = Ask(
+            rates=[key for key, _, _ in rates],
+            budgets=[(b.key, b.by, b.id) for b in budgets],
+            reservation=uuid.uuid4().hex,
+            tokens=max(0, tokens),
+            cost=max(0.0, cost),
+        )
+
+        def judge(reading: QuotaReading) -> None:
+            for key, per_minute, who in rates:
+                count, oldest = reading.hits.get(key, (0, now))
+                if count >= per_minute:
+                    raise _too_fast(who, per_minute, oldest + 60 - now)
+            for budget in budgets:
+                seen = reading.budgets[budget.key]
+                self._judge(budget, seen.used_tokens, seen.used_cost, (seen.held_tokens, seen.held_cost), now)
+
+        await shared_limits.admit(self._shared, self.owner, ask, since=start_of_day_utc(now), now=now, judge=judge)
+        return SharedAdmission(self._shared, ask.reservation, tuple(b.key for b in budgets), ask.tokens, ask.cost)
 
     @staticmethod
-    def _judge(
-        budget: _Budget, used_tokens: int, used_cost: float, holders: Iterable[Admission], now: float
-    ) -> None:
-        """Raise ``QuotaReached`` when the ledger, or the ledger plus what is in flight, reaches ``budget``."""
+    def _judge(budget: _Budget, used_tokens: int, used_cost: float, held: tuple[float, float], now: float) -> None:
+        """Raise ``QuotaReached`` when the ledger, or the ledger plus ``held`` (tokens and cost of
+        the answers in flight), reaches ``budget``."""
         if budget.reached(used_tokens, used_cost):
             wait = seconds_to_midnight_utc(now)
             raise QuotaReached(
@@ -277,13 +338,18 @@ class AccessPolicy:
                 f"It resets at 00:00 UTC, in {_wait_text(wait)}.",
                 wait,
             )
-        held = list(holders)
-        if budget.reached(used_tokens + sum(a.tokens for a in held), used_cost + sum(a.cost for a in held)):
+        if budget.reached(used_tokens + held[0], used_cost + held[1]):
             raise QuotaReached(
                 f"The rest of {budget.whose} daily budget is held by answers still being written. "
                 "Try again when they are done.",
                 IN_FLIGHT_RETRY,
             )
+
+
+def _too_fast(who: str, per_minute: int, wait: float) -> QuotaReached:
+    return QuotaReached(
+        f"{who} asking faster than {per_minute} questions a minute. Try again in {_wait_text(wait)}.", wait
+    )
 
 
 def _listed(value: str | None, allowlist: list[str]) -> bool:

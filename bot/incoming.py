@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from .access import Caller
 from .conversation import Turn
-from .pacing import EditBudget
+from .pacing import EditPacer
 from .reply import ReplyOutcome
 from .surface import Surface
 from .tokens import TokenCounter
@@ -42,7 +42,7 @@ class Incoming:
     #: a platform check run once the caller is known not to be blocked (e.g. "did the bot answer
     #: in this thread?"); False: stay silent, claim nothing
     relevant: Callable[[], Awaitable[bool]] | None = None
-    budget: EditBudget | None = None  # the shared edit budget of where the reply goes
+    budget: EditPacer | None = None  # the shared edit budget of where the reply goes (``Core.edit_budget``)
     interval: float | None = None  # seconds between edits (default: BOT_EDIT_INTERVAL)
     provider: str | None = None  # force one provider (``ask --provider``)
     #: the store keeps this conversation's turns (the terminal)
@@ -81,3 +81,12 @@ class Core(Protocol):
     async def recover(self, platform: Platform) -> int: ...
 
     async def drain(self, grace: float | None = None) -> int: ...
+
+    def edit_budget(
+        self, key: str, per_minute: float, *, burst: int | None = None, window: float | None = None,
+        reserve: bool = False,
+    ) -> EditPacer:
+        """The edit budget ``key`` names (``slack:T1:chat.update``), the same object on every call:
+        ``per_minute`` on average, ``burst`` at once or per sliding ``window`` seconds, with
+        ``reserve`` room kept for final edits (``bot.pacing``).  Shared by every replica on a
+        shared database."""

@@ -18,6 +18,10 @@ reply still streaming (``join``/``leave``): a first or interim edit is only
 granted if a final edit for each of them would still fit right after.  With
 30 replies sharing 50 edits a minute, that is the difference between every
 final text landing as its provider finishes and some waiting most of a minute.
+
+``EditPacer`` is what a reply stream asks of any budget: ``EditBudget`` here
+(one process), ``shared_pacing.SharedEditBudget`` when replicas share a
+PostgreSQL database.  ``window_wait`` is the sliding-window arithmetic both use.
 """
 
 from __future__ import annotations
@@ -27,8 +31,40 @@ import heapq
 import itertools
 import time
 from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
 
 FINAL, FIRST, INTERIM = 0, 1, 2
+
+
+class EditPacer(Protocol):
+    """What a reply stream needs from an edit budget."""
+
+    def join(self) -> None:
+        """A reply starts streaming: it will need a final edit."""
+
+    def leave(self) -> None:
+        """The reply has made its final edit (or given up)."""
+
+    async def acquire(self, *, urgent: bool = False, first: bool = False) -> None:
+        """Wait for one edit: final (``urgent``) before first text (``first``) before interim."""
+
+    def pause(self, seconds: float) -> None:
+        """The platform said 429: nobody edits for ``seconds``."""
+
+    async def aclose(self) -> None:
+        """Stop any background work (at shutdown)."""
+
+
+def window_wait(grants: Sequence[float], now: float, window: float, burst: int, needed: int) -> float:
+    """Seconds until ``needed`` more edits fit a sliding ``window`` holding at most ``burst``;
+    0 when they fit now.  ``grants`` are the times of the grants still in the window, oldest first."""
+    missing = needed - (burst - len(grants))
+    if missing <= 0:
+        return 0.0
+    if missing > len(grants):  # more than the whole window: never (the caller bounds needed)
+        return window
+    return max(0.0, grants[missing - 1] + window - now)
 
 
 class EditBudget:
@@ -123,6 +159,9 @@ class EditBudget:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
             raise
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background of an in-process budget."""
 
     def _give_back(self) -> None:
         self.granted -= 1

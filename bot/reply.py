@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from . import splitting
 from .errors import MessageGone, NoRoom, PlatformError, PlatformRateLimited, RelayError, StreamInterrupted
-from .pacing import EditBudget
+from .pacing import EditPacer
 from .providers.base import Delta, Usage
 from .surface import Draft, Ref, Surface, capability
 
@@ -92,7 +92,7 @@ class ReplyStream:
         surface: Surface,
         *,
         interval: float = 1.0,
-        budget: EditBudget | None = None,
+        budget: EditPacer | None = None,
         max_chars: int = 0,
         save: Save | None = None,
         patience: float = FINAL_PATIENCE,

@@ -39,12 +39,13 @@ from .leases import Leases
 from .ledger import Ledger
 from .logs import REQUEST_ID
 from .metrics import Metrics
-from .pacing import EditBudget
+from .pacing import EditPacer
 from .providers.base import Usage
 from .providers.registry import sampling_of
 from .providers.router import Routed, Router
 from .reply import ReplyOutcome, ReplyStream, Save
 from .settings import Settings
+from .shared_pacing import edit_budget
 from .store import RequestRecord, Store
 from .surface import Ref, Surface, capability
 from .tasks import Tasks
@@ -100,16 +101,17 @@ class RelayService:
         self.counter = counter or TokenCounter()
         self.metrics = metrics or Metrics(settings.replica_name())
         self.ledger = Ledger(store, self.metrics)
-        self.access = AccessPolicy(settings, store)
+        #: this process: requests it accepted are its own; recovery settles only others'
+        self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
+        self.access = AccessPolicy(settings, store, owner=self.owner)
         self.tasks = Tasks(settings.bot_shutdown_grace)
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
-        #: this process: requests it accepted are its own; recovery settles only others'
-        self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
         self.leases = Leases(store, self.owner, self._settle_orphans)
         #: platform name -> connected? (adapters report it; /healthz reads it)
         self.health: dict[str, bool] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._budgets: dict[str, EditPacer] = {}
         self.in_flight = 0
 
     # -- the port adapters see -------------------------------------------------------------
@@ -124,7 +126,21 @@ class RelayService:
     async def drain(self, grace: float | None = None) -> int:
         cancelled = await self.tasks.drain(grace)
         await self.leases.stop()  # heartbeats go on while answers finish, not after
+        for budget in self._budgets.values():
+            await budget.aclose()
         return cancelled
+
+    def edit_budget(
+        self, key: str, per_minute: float, *, burst: int | None = None, window: float | None = None,
+        reserve: bool = False,
+    ) -> EditPacer:
+        """The edit budget ``key`` names (``slack:T1:chat.update``), made on first use: shared by
+        every replica on a shared database, in this process otherwise (``bot.shared_pacing``)."""
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = edit_budget(self.store, key, self.owner, per_minute, burst=burst, window=window, reserve=reserve)
+            self._budgets[key] = budget
+        return budget
 
     def report_health(self, platform: str, up: bool) -> None:
         self.health[platform] = up
@@ -201,7 +217,7 @@ class RelayService:
             async with self._turn(caller.platform, incoming.conversation, request_id):
                 return await self._answer_incoming(request_id, incoming, admission)
         finally:
-            admission.settle()  # after the ledger has the usage (or there was none)
+            await admission.settle()  # after the ledger has the usage (or there was none)
             self.in_flight -= 1
 
     @asynccontextmanager
@@ -295,7 +311,7 @@ class RelayService:
         surface: Surface,
         *,
         interval: float | None = None,
-        budget: EditBudget | None = None,
+        budget: EditPacer | None = None,
         request_id: int | None = None,
         admission: Admission | None = None,
     ) -> ReplyOutcome:
@@ -312,7 +328,7 @@ class RelayService:
         try:
             routed = await self._route(request)
             if admission is not None:
-                admission.grow(*routed.worst_case())
+                await admission.grow(*routed.worst_case())
             await self.store.update_request(request_id, state="answering")
         except RelayError as exc:
             outcome = await stream.fail(exc)
@@ -343,7 +359,7 @@ class RelayService:
         return outcome
 
     def _stream(
-        self, surface: Surface, request_id: int, interval: float | None, budget: EditBudget | None
+        self, surface: Surface, request_id: int, interval: float | None, budget: EditPacer | None
     ) -> ReplyStream:
         return ReplyStream(
             surface,

@@ -96,15 +96,15 @@ async def spend(store, tokens: int, user: str = "U1", channel: str = "C1", cost:
 async def test_the_first_question_goes_through_even_when_its_worst_case_exceeds_the_budget(make_settings, store):
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), store)
     first = await policy.admit(caller(), reserve_tokens=1024)
-    assert policy.held("user:U1") == (1024, 0.0)
+    assert await policy.held("user:U1") == (1024, 0.0)
     with pytest.raises(QuotaReached) as info:
         await policy.admit(caller(), reserve_tokens=1024)
     assert "held by answers still being written" in info.value.user_message
     await spend(store, 48)
-    first.settle()
+    await first.settle()
     second = await policy.admit(caller(), reserve_tokens=1024)  # 48 used, nothing in flight
     await spend(store, 120)
-    second.settle()
+    await second.settle()
     with pytest.raises(QuotaReached) as info:
         await policy.admit(caller(), reserve_tokens=1024)
     assert "daily budget used up" in info.value.user_message
@@ -125,29 +125,29 @@ async def test_six_admissions_at_once_let_exactly_one_in(make_settings, store):
 async def test_settle_and_release_are_idempotent_and_forget_idle_keys(make_settings, store):
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=150, bot_channel_daily_tokens=1000), store)
     admission = await policy.admit(caller(), reserve_tokens=100, reserve_cost=0.5)
-    assert policy.held("user:U1") == (100, 0.5) and policy.held("channel:C1") == (100, 0.5)
-    admission.settle()
-    admission.settle()
-    admission.release()
-    assert policy.held("user:U1") == (0, 0.0) and policy._held == {}
-    admission.grow(10_000)  # too late: nothing is held again
-    assert policy.held("user:U1") == (0, 0.0)
+    assert await policy.held("user:U1") == (100, 0.5) and await policy.held("channel:C1") == (100, 0.5)
+    await admission.settle()
+    await admission.settle()
+    await admission.release()
+    assert await policy.held("user:U1") == (0, 0.0) and policy._held == {}
+    await admission.grow(10_000)  # too late: nothing is held again
+    assert await policy.held("user:U1") == (0, 0.0)
 
 
 async def test_grow_raises_the_reservation_others_see(make_settings, store):
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=1000), store)
     first = await policy.admit(caller(), reserve_tokens=100)
     second = await policy.admit(caller(), reserve_tokens=100)  # 200 held < 1000
-    first.grow(900)
-    first.grow(50)  # never lowers it
-    assert policy.held("user:U1") == (1000, 0.0)
+    await first.grow(900)
+    await first.grow(50)  # never lowers it
+    assert await policy.held("user:U1") == (1000, 0.0)
     with pytest.raises(QuotaReached):
         await policy.admit(caller(), reserve_tokens=1)
-    second.release()
+    await second.release()
     third = await policy.admit(caller(), reserve_tokens=1)  # 900 held < 1000: room again
-    assert policy.held("user:U1") == (901, 0.0)
-    first.release()
-    third.release()
+    assert await policy.held("user:U1") == (901, 0.0)
+    await first.release()
+    await third.release()
 
 
 async def test_the_cost_budget_counts_reservations_too(make_settings, store):
@@ -158,8 +158,8 @@ async def test_the_cost_budget_counts_reservations_too(make_settings, store):
         await policy.admit(caller("U3"), reserve_tokens=10, reserve_cost=0.01)
     assert "this channel's daily budget is held" in info.value.user_message
     await policy.check(caller("U3", channel="C2"))  # other channels are not affected
-    first.release()
-    second.release()
+    await first.release()
+    await second.release()
 
 
 async def test_admins_hold_nothing_and_are_never_refused(make_settings, store):
@@ -167,7 +167,7 @@ async def test_admins_hold_nothing_and_are_never_refused(make_settings, store):
     held = [await policy.admit(caller("UADMIN"), reserve_tokens=1000) for _ in range(3)]
     assert policy._held == {}
     for admission in held:
-        admission.settle()
+        await admission.settle()
 
 
 async def test_a_refusal_for_answers_in_flight_does_not_use_up_the_request_rate(make_settings, store):
@@ -176,12 +176,14 @@ async def test_a_refusal_for_answers_in_flight_does_not_use_up_the_request_rate(
     for _ in range(3):
         with pytest.raises(QuotaReached):
             await policy.admit(caller(), reserve_tokens=1024, now=NOON + 1)
-    first.settle()
-    (await policy.admit(caller(), reserve_tokens=1024, now=NOON + 2)).settle()  # the second of 2 a minute
+    await first.settle()
+    await (await policy.admit(caller(), reserve_tokens=1024, now=NOON + 2)).settle()  # the second of 2 a minute
 
 
 class SettlesDuringTheRead:
     """A real store whose next ledger read lets an answer record its usage and settle meanwhile."""
+
+    shared = False
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
@@ -202,11 +204,11 @@ async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_sett
     wrapped = SettlesDuringTheRead(store)
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), wrapped)  # type: ignore[arg-type]
     first = await policy.admit(caller(), reserve_tokens=200)
-    first.grow(200)
+    await first.grow(200)
 
     async def finish_first() -> None:
         await spend(store, 160)
-        first.settle()
+        await first.settle()
 
     wrapped.during_read = finish_first
     with pytest.raises(QuotaReached):  # the read missed the 160 tokens; the reservation counts them

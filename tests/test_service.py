@@ -130,7 +130,7 @@ async def test_six_questions_at_once_overshoot_a_daily_budget_by_one_answer_at_m
     async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
         outcomes = await asyncio.gather(*(service.handle(a) for a in asks))
         (total,) = await service.store.usage_totals("user")
-        assert service.access.held("user:U1") == (0, 0.0)  # every reservation was settled
+        assert await service.access.held("user:U1") == (0, 0.0)  # every reservation was settled
     answered = [s for s, o in zip(sinks, outcomes, strict=True) if o.state == "complete"]
     refused = [s for s, o in zip(sinks, outcomes, strict=True) if o.state != "complete"]
     assert total.prompt_tokens + total.completion_tokens <= 150 + one_answer
@@ -148,7 +148,7 @@ async def test_a_failed_answer_gives_its_reservation_back(make_settings, fake_ll
     fake_llm.reply("second time lucky")
     async with open_service(make_settings(bot_user_daily_tokens=150)) as service:
         failed = await service.handle(incoming([Turn("user", "hi")], RecordingSurface()))
-        assert failed is not None and failed.state == "failed" and service.access.held("user:U1") == (0, 0.0)
+        assert failed is not None and failed.state == "failed" and await service.access.held("user:U1") == (0, 0.0)
         sink = RecordingSurface()
         out = await service.handle(incoming([Turn("user", "hi again")], sink))
     assert out.state == "complete" and sink.messages == ["second time lucky"]

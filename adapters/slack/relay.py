@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.conversation import Turn
 from bot.incoming import Core, Incoming
-from bot.pacing import EditBudget
+from bot.pacing import EditPacer
 from bot.settings import Settings
 from bot.surface import Surface
 from bot.tokens import TokenCounter
@@ -45,7 +45,6 @@ class SlackRelay:
         self.settings = settings
         self.api = api
         self.conversations = Conversations(api, followups=settings.slack_thread_followups)
-        self.budgets: dict[str, EditBudget] = {}
         self.bot_user: str | None = None
         self.bot_id: str | None = None
         self.bot_name = "the bot"
@@ -63,13 +62,14 @@ class SlackRelay:
         self.bot_name = str(data.get("user") or self.bot_name)
         log.info("slack: signed in as %s (%s) in team %s", self.bot_name, self.bot_user, self.team)
 
-    def budget(self, team: str | None) -> EditBudget:
-        key = team or self.team or "-"
-        if key not in self.budgets:
-            # Tier 3 counts calls per minute: a one-minute sliding window, room kept for final edits
-            per_minute = self.settings.slack_edits_per_minute
-            self.budgets[key] = EditBudget(per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True)
-        return self.budgets[key]
+    def budget(self, team: str | None) -> EditPacer:
+        """The workspace's ``chat.update`` budget (shared by every replica on PostgreSQL)."""
+        # Tier 3 counts calls per minute: a one-minute sliding window, room kept for final edits
+        per_minute = self.settings.slack_edits_per_minute
+        return self.core.edit_budget(
+            f"slack:{team or self.team or '-'}:chat.update",
+            per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True,
+        )
 
     # -- the core's Platform ---------------------------------------------------------------
 
