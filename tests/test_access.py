@@ -1,22 +1,53 @@
-"""Block lists, admins, request rates and daily budgets, on a real ledger."""
+"""Block lists, admins, request rates and daily budgets, on a real ledger.
+
+Most tests run on both backends (``store``: SQLite, and PostgreSQL where rates
+and reservations live in the database); the "replicas" tests spread questions
+over three policies, each on a store of its own on PostgreSQL (one policy on
+SQLite: one process).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 
 from bot.access import AccessPolicy, Caller, start_of_day_utc
 from bot.errors import Blocked, QuotaReached
-from bot.store import UsageRecord
+from bot.settings import Settings
+from bot.store import LEASE, Store, UsageRecord
 from bot.store_sqlite import SqliteStore
 
 NOON = 1_800_000_000.0 - (1_800_000_000.0 % 86400) + 12 * 3600  # a UTC noon
 
 
 @pytest.fixture
-async def store(tmp_path):
+async def sqlite_store(tmp_path):
     s = await SqliteStore.open(tmp_path / "a.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+def replicas(backend, make_store):
+    """Three policies as three replicas would have them (PostgreSQL); one shared by all on SQLite."""
+
+    async def make(settings: Settings) -> list[AccessPolicy]:
+        if backend == "sqlite":
+            return [AccessPolicy(settings, await make_store())] * 3
+        return [AccessPolicy(settings, await make_store(), owner=f"replica-{n}") for n in range(3)]
+
+    return make
+
+
+async def execute(store: Store, sql: str, *args: object) -> None:
+    """Raw SQL on either backend (``$1`` placeholders), to move time in the tables."""
+    if store.shared:
+        async with store.connection() as con:  # type: ignore[attr-defined]
+            await con.execute(sql, *args)
+    else:
+        await store._db.execute(sql.replace("$1", "?").replace("$2", "?"), args)  # type: ignore[attr-defined]
 
 
 def caller(user="U1", channel="C1", **kw) -> Caller:
@@ -46,7 +77,7 @@ async def test_request_rate_per_user_says_when_to_retry(make_settings, store):
 async def test_daily_budget_from_the_ledger_resets_at_midnight(make_settings, store):
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=1000), store)
     await store.record_usage(UsageRecord("slack", "deepinfra", "m", "U1", "C1", 700, 400, 0.01))
-    await store._db.execute("UPDATE usage SET at = ?", (NOON,))
+    await execute(store, "UPDATE usage SET at = $1", NOON)
     with pytest.raises(QuotaReached) as info:
         await policy.check(caller(), now=NOON + 60)
     assert "resets at 00:00 UTC, in 11 h 59 min" in info.value.user_message
@@ -78,8 +109,6 @@ async def test_a_refusal_reaches_the_user_politely(make_settings, fake_llm):
 
 
 async def test_requests_arriving_together_cannot_slip_past_the_rate(make_settings, store):
-    import asyncio
-
     policy = AccessPolicy(make_settings(bot_user_requests_per_minute=1, bot_user_daily_tokens=100_000), store)
     results = await asyncio.gather(*(policy.check(caller(), now=NOON) for _ in range(5)), return_exceptions=True)
     assert sum(r is None for r in results) == 1
@@ -111,8 +140,6 @@ async def test_the_first_question_goes_through_even_when_its_worst_case_exceeds_
 
 
 async def test_six_admissions_at_once_let_exactly_one_in(make_settings, store):
-    import asyncio
-
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), store)
     results = await asyncio.gather(
         *(policy.admit(caller(), reserve_tokens=1024) for _ in range(6)), return_exceptions=True
@@ -129,7 +156,8 @@ async def test_settle_and_release_are_idempotent_and_forget_idle_keys(make_setti
     await admission.settle()
     await admission.settle()
     await admission.release()
-    assert await policy.held("user:U1") == (0, 0.0) and policy._held == {}
+    assert await policy.held("user:U1") == (0, 0.0)
+    assert store.shared or policy._held == {}  # in memory: idle keys are forgotten
     await admission.grow(10_000)  # too late: nothing is held again
     assert await policy.held("user:U1") == (0, 0.0)
 
@@ -165,7 +193,7 @@ async def test_the_cost_budget_counts_reservations_too(make_settings, store):
 async def test_admins_hold_nothing_and_are_never_refused(make_settings, store):
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=10, bot_admins=["UADMIN"]), store)
     held = [await policy.admit(caller("UADMIN"), reserve_tokens=1000) for _ in range(3)]
-    assert policy._held == {}
+    assert await policy.held("user:UADMIN") == (0, 0.0)
     for admission in held:
         await admission.settle()
 
@@ -200,7 +228,8 @@ class SettlesDuringTheRead:
         return result
 
 
-async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_settings, store):
+async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_settings, sqlite_store):
+    store = sqlite_store
     wrapped = SettlesDuringTheRead(store)
     policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), wrapped)  # type: ignore[arg-type]
     first = await policy.admit(caller(), reserve_tokens=200)
@@ -218,7 +247,7 @@ async def test_an_answer_settling_during_the_ledger_read_is_not_missed(make_sett
     assert "used up" in info.value.user_message
 
 
-def test_one_policy_answers_who_may_ask_on_every_platform(make_settings, store):
+def test_one_policy_answers_who_may_ask_on_every_platform(make_settings, sqlite_store):
     policy = AccessPolicy(
         make_settings(
             slack_allowed_channels=["C1"],
@@ -227,7 +256,7 @@ def test_one_policy_answers_who_may_ask_on_every_platform(make_settings, store):
             discord_allowed_roles=["R1"],
             bot_blocked_users=["U2"],
         ),
-        store,
+        sqlite_store,
     )
     assert policy.admits(Caller("slack", "U1", "C1", "T1"))
     assert not policy.admits(Caller("slack", "U1", "C2", "T1"))  # not an allowed channel
@@ -259,3 +288,77 @@ async def test_a_caller_who_may_not_ask_costs_nothing(make_settings, fake_llm):
         assert await service.handle(stranger) is None
         assert await service.store.open_requests("slack") == []  # nothing claimed or recorded
     assert read == [] and fake_llm.requests == []
+
+
+# -- replicas: rates and reservations shared through the database ---------------------------------
+
+
+async def test_nine_questions_at_once_over_three_replicas_admit_exactly_the_rate(make_settings, replicas):
+    policies = await replicas(make_settings(bot_user_requests_per_minute=3))
+    results = await asyncio.gather(
+        *(policies[n % 3].check(caller(), now=NOON) for n in range(9)), return_exceptions=True
+    )
+    assert sum(r is None for r in results) == 3
+    assert all(isinstance(r, QuotaReached) for r in results if r is not None)
+    with pytest.raises(QuotaReached) as info:
+        await policies[1].check(caller(), now=NOON + 30)
+    assert "Try again in 30 s" in info.value.user_message  # the oldest of the three leaves at NOON + 60
+    await policies[2].check(caller(), now=NOON + 61)
+
+
+async def test_six_admissions_at_once_over_three_replicas_let_exactly_one_in(make_settings, replicas):
+    policies = await replicas(make_settings(bot_user_daily_tokens=150))
+    results = await asyncio.gather(
+        *(policies[n % 3].admit(caller(), reserve_tokens=1024) for n in range(6)), return_exceptions=True
+    )
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    assert len(admitted) == 1
+    assert all(isinstance(r, QuotaReached) for r in results if isinstance(r, BaseException))
+    assert await policies[1].held("user:U1") == (1024, 0.0)  # every replica sees it
+    await admitted[0].settle()
+    assert await policies[2].held("user:U1") == (0, 0.0)
+
+
+async def test_the_ledger_ends_at_most_one_answer_beyond_the_budget_across_replicas(make_settings, replicas):
+    policies = await replicas(make_settings(bot_user_daily_tokens=1000))
+    answered: list[int] = []
+
+    async def ask(policy: AccessPolicy) -> None:
+        try:
+            admission = await policy.admit(caller(), reserve_tokens=300)
+        except QuotaReached:
+            return
+        await asyncio.sleep(0)  # answers overlap
+        await spend(policy.store, 300)
+        await admission.settle()
+        answered.append(300)
+
+    for _ in range(3):  # waves of questions, each wave at once
+        await asyncio.gather(*(ask(policies[n % 3]) for n in range(6)))
+    used, _ = await policies[0].store.usage_of("user", "U1", since=0.0)
+    assert used == sum(answered) and 1000 <= used <= 1000 + 300
+
+
+async def test_a_stopped_replica_s_reservation_stops_counting_after_the_lease(make_settings, postgres_url):
+    from bot.store import open_store
+
+    stores = [await open_store(postgres_url) for _ in range(3)]
+    try:
+        settings = make_settings(bot_user_daily_tokens=150)
+        gone, alive, other = (AccessPolicy(settings, s, owner=f"replica-{n}") for n, s in enumerate(stores))
+        await stores[1].heartbeat(alive.owner)
+        await gone.admit(caller("U1"), reserve_tokens=1024)  # never settled: its replica stops
+        await alive.admit(caller("U2"), reserve_tokens=1024)  # still being written, its replica alive
+        long_ago = time.time() - LEASE - 1
+        await execute(stores[0], "UPDATE reservations SET at = $1", long_ago)
+        with pytest.raises(QuotaReached):  # a live replica's answer holds however long it takes
+            await other.admit(caller("U2"), reserve_tokens=10)
+        await (await other.admit(caller("U1"), reserve_tokens=10)).settle()  # the stopped one's does not
+        assert await other.held("user:U1") == (0, 0.0)
+        async with stores[2].connection() as con:  # and that admission cleaned it up
+            assert await con.fetchval("SELECT count(*) FROM reservations WHERE owner = $1", gone.owner) == 0
+        await execute(stores[0], "UPDATE replicas SET heartbeat_at = $1", long_ago)  # now it stopped too
+        await (await other.admit(caller("U2"), reserve_tokens=10)).settle()
+    finally:
+        for store in stores:
+            await store.close()
