@@ -72,7 +72,7 @@ async def open_service(
         try:
             yield service
         finally:
-            await service.leases.stop()
+            await service.stop()
     finally:
         await warm
         await router.aclose()

@@ -125,10 +125,14 @@ class RelayService:
 
     async def drain(self, grace: float | None = None) -> int:
         cancelled = await self.tasks.drain(grace)
-        await self.leases.stop()  # heartbeats go on while answers finish, not after
+        await self.stop()  # heartbeats go on while answers finish, not after
+        return cancelled
+
+    async def stop(self) -> None:
+        """End the background work: heartbeats, and what shared edit budgets keep up to date."""
+        await self.leases.stop()
         for budget in self._budgets.values():
             await budget.aclose()
-        return cancelled
 
     def edit_budget(
         self, key: str, per_minute: float, *, burst: int | None = None, window: float | None = None,

@@ -176,3 +176,20 @@ async def test_a_database_away_means_local_grants_not_blocked_replies(postgres_s
         await budget.aclose()
         await store.close()
     assert budget.granted == 2
+
+
+async def test_the_core_hands_an_adapter_one_budget_per_key(make_settings, stores):
+    from bot.runtime import build_router
+    from bot.service import RelayService
+
+    settings = make_settings()
+    router = build_router(settings)
+    service = RelayService(settings, stores[0], router)
+    try:
+        budget = service.edit_budget(KEY, 50, burst=50, window=60.0, reserve=True)
+        assert isinstance(budget, SharedEditBudget) and budget.owner == service.owner
+        assert service.edit_budget(KEY, 50, burst=50, window=60.0, reserve=True) is budget
+        assert service.edit_budget("slack:T2:chat.update", 50) is not budget
+    finally:
+        await service.stop()
+        await router.aclose()
