@@ -362,3 +362,22 @@ async def test_a_stopped_replica_s_reservation_stops_counting_after_the_lease(ma
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_release_while_the_database_is_away_does_not_fail_the_answer(make_settings, postgres_server, postgres_url):
+    from bot.errors import StoreUnavailable
+    from bot.store_postgres import PostgresStore
+    from tests.pg import TcpProxy
+
+    proxy = TcpProxy(postgres_server.port)
+    await proxy.start()
+    store = await PostgresStore.open(postgres_server.url(postgres_url.rsplit("/", 1)[1], port=proxy.port), wait=5)
+    try:
+        policy = AccessPolicy(make_settings(bot_user_daily_tokens=150), store)
+        admission = await policy.admit(caller(), reserve_tokens=100)
+        await proxy.cut()
+        await admission.settle()  # logged; the row expires on its own
+        with pytest.raises(StoreUnavailable):  # a new question cannot be judged without the database
+            await policy.admit(caller(), reserve_tokens=100)
+    finally:
+        await store.close()
