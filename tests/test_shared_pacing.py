@@ -193,3 +193,22 @@ async def test_the_core_hands_an_adapter_one_budget_per_key(make_settings, store
     finally:
         await service.stop()
         await router.aclose()
+
+
+async def test_a_waiter_sleeps_until_room_is_due_instead_of_asking_again_and_again(stores, postgres_url):
+    budget, _, _ = budgets(stores, burst=2, window=60.0)
+    con = await asyncpg.connect(postgres_url)
+    commits = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+    try:
+        await budget.acquire()
+        await budget.acquire()  # the window is full for a minute
+        before = await con.fetchval(commits)
+        waiter = asyncio.create_task(budget.acquire())
+        await asyncio.sleep(2.5)
+        asked = await con.fetchval(commits) - before
+        assert not waiter.done()
+        waiter.cancel()
+    finally:
+        await con.close()
+        await budget.aclose()
+    assert asked < 50  # about one transaction a second (MAX_SLEEP), not a busy loop
