@@ -14,6 +14,8 @@ answered or told it was not).
   ``HEARTBEAT_EVERY`` seconds each replica heartbeats and takes what a replica
   that died left.  ``take_orphans`` locks rows ``FOR UPDATE SKIP LOCKED`` and
   moves them to the taker in one statement, so nothing is settled twice.
+  About once a minute a replica also sweeps the rows of shared limits that no
+  longer count (``shared_limits.sweep``).
 
 A replica that dies is noticed within ``LEASE`` + ``HEARTBEAT_EVERY`` seconds.
 """
@@ -26,6 +28,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from . import shared_limits
 from .errors import RelayError
 from .incoming import Platform
 from .store import HEARTBEAT_EVERY, LEASE, Store
@@ -34,16 +37,27 @@ log = logging.getLogger(__name__)
 
 Settle = Callable[[Platform, float], Awaitable[int]]
 
+#: Seconds between two sweeps of shared limits' rows that no longer count.
+SWEEP_EVERY = 60.0
+
 
 class Leases:
     def __init__(
-        self, store: Store, owner: str, settle: Settle, *, every: float = HEARTBEAT_EVERY, lease: float = LEASE
+        self,
+        store: Store,
+        owner: str,
+        settle: Settle,
+        *,
+        every: float = HEARTBEAT_EVERY,
+        lease: float = LEASE,
+        sweep_every: float = SWEEP_EVERY,
     ) -> None:
         self.store = store
         self.owner = owner
         self.settle = settle  # settle ``platform``'s orphans (owners silent since a time): how many
         self.every = every
         self.lease = lease
+        self.sweep_every = sweep_every
         self.platforms: dict[str, Platform] = {}
         self._loop: asyncio.Task[None] | None = None
 
@@ -68,6 +82,7 @@ class Leases:
             self._loop = None
 
     async def _keep_alive(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_every
         while True:
             await asyncio.sleep(self.every)
             try:
@@ -76,5 +91,8 @@ class Leases:
                     settled = await self.settle(platform, self.alive_since())
                     if settled:
                         log.info("%s: took over %d request(s) a stopped replica left open", platform.name, settled)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_every
+                    await shared_limits.sweep(shared_limits.pooled(self.store))
             except RelayError as exc:  # the database is away: try again at the next beat
                 log.warning("replica heartbeat: %s", exc)

@@ -26,7 +26,8 @@ caller's ``now`` for the quota calendar (as the in-process policy does) and
 A reservation counts while it is younger than ``LEASE`` or its owner has
 heartbeat within ``LEASE``, and never past ``HOLD_LIMIT`` (a release lost while
 the database was away).  Rows that stopped counting are deleted by the next
-admission of their key.  Nothing here imports asyncpg at run time: the
+admission or grant of their key, and those of keys nobody uses any more by
+``sweep``, which each replica runs about once a minute (``bot.leases``).  Nothing here imports asyncpg at run time: the
 SQLite-only process does not pay for it.
 """
 
@@ -263,6 +264,21 @@ async def admit(
             list(ask.rates), now, budget_keys, ask.reservation, owner, ask.tokens, ask.cost,
             real - LEASE, real - HOLD_LIMIT, real,
         )
+
+
+_SWEEP = f"""
+WITH hits AS (DELETE FROM rate_hits WHERE at <= $1::float8 - {RATE_WINDOW}),
+     streams AS (DELETE FROM edit_streams WHERE at < extract(epoch FROM clock_timestamp())::float8 - $4::float8)
+DELETE FROM reservations r WHERE NOT ({_alive(2, 3)})
+"""
+
+
+async def sweep(store: Pooled) -> None:
+    """Delete what no longer counts for any key: rate hits older than a minute, reservations
+    that stopped counting, streaming counts of replicas silent for twice ``LEASE``."""
+    real = time.time()
+    async with store.connection() as con:
+        await con.execute(_SWEEP, real, real - LEASE, real - HOLD_LIMIT, 2 * LEASE)
 
 
 async def grow_reservation(store: Pooled, reservation: str, tokens: int, cost: float) -> None:

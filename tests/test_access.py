@@ -381,3 +381,54 @@ async def test_a_release_while_the_database_is_away_does_not_fail_the_answer(mak
             await policy.admit(caller(), reserve_tokens=100)
     finally:
         await store.close()
+
+
+async def test_the_sweep_deletes_what_no_longer_counts_for_any_key(make_settings, postgres_url):
+    from bot.shared_limits import sweep
+    from bot.store import open_store
+
+    store = await open_store(postgres_url)
+    try:
+        policy = AccessPolicy(make_settings(bot_user_requests_per_minute=5, bot_user_daily_tokens=150), store)
+        long_ago = time.time() - 3600
+        await policy.admit(caller("U1"), reserve_tokens=10, now=long_ago)  # its replica stopped since
+        await execute(store, "UPDATE reservations SET at = $1", long_ago)
+        live = await policy.admit(caller("U2"), reserve_tokens=10)
+        await sweep(store)  # type: ignore[arg-type]
+        async with store.connection() as con:  # type: ignore[attr-defined]
+            assert await con.fetchval("SELECT count(*) FROM rate_hits WHERE key = 'user:U1'") == 0
+            assert await con.fetchval("SELECT array_agg(key) FROM reservations") == ["user:U2"]
+            assert await con.fetchval("SELECT count(*) FROM rate_hits WHERE key = 'user:U2'") == 1
+        await live.settle()
+    finally:
+        await store.close()
+
+
+async def test_replicas_sweep_as_they_heartbeat(make_settings, postgres_url):
+    from types import SimpleNamespace
+
+    from bot.leases import Leases
+    from bot.store import open_store
+
+    store = await open_store(postgres_url)
+
+    async def settle(platform, alive_since) -> int:
+        return 0
+
+    leases = Leases(store, "replica-0", settle, every=0.05, sweep_every=0.0)
+    try:
+        await execute(store, "INSERT INTO rate_hits(key, at) VALUES ('user:U1', $1)", time.time() - 3600)
+        await leases.start(SimpleNamespace(name="slack"))  # type: ignore[arg-type]
+
+        async def hits() -> int:
+            async with store.connection() as con:  # type: ignore[attr-defined]
+                return int(await con.fetchval("SELECT count(*) FROM rate_hits"))
+
+        for _ in range(200):
+            if await hits() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await hits() == 0
+    finally:
+        await leases.stop()
+        await store.close()
