@@ -198,6 +198,8 @@ def migration(version: int, dialect: str) -> str:
 
 #: Every table of the schema, parents before children: the order ``db copy`` fills them in.
 TABLES = ("events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests")
+#: What running replicas keep for each other (heartbeats, shared limits): not history, not copied.
+LIVE_TABLES = ("replicas", "edit_grants", "edit_streams", "edit_pauses", "rate_hits", "reservations")
 #: How often a replica says it is alive, and after how long without a word it counts as gone.
 HEARTBEAT_EVERY = 5.0
 LEASE = 20.0
