@@ -1,0 +1,168 @@
+"""Three ``python -m bot serve`` replicas on one PostgreSQL, seen from Slack.
+
+The fake Slack hands each of the replicas' Socket Mode connections (two per
+replica) events at random and redelivers every one of them on another
+connection, as Slack does when an ack is late.  ``chat.update`` is limited as
+on Slack (50 a minute per workspace, a 429 past that).  Mid-stream, the replica
+answering a question is SIGKILLed; a fourth replica starts late.
+
+What users must see: every question ends with exactly one reply (one message in
+its thread), and that reply is final: the whole answer, or the text shown when
+the replica died with the "interrupted" note (finished by a survivor after the
+dead replica's lease ran out), or, for a question it had not shown anything
+of, an answer from another replica.  No ``chat.update`` is ever refused with a
+429: the replicas share the workspace's edit budget.  Waits are bounded polls;
+no duration is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from tests.fakes.slack import BOT_USER, FakeSlack
+from tests.slack_helpers import mention, until
+
+QUESTIONS = 12
+CONNECTIONS = 2  # per replica
+INTERRUPTED = "interrupted — ask again"
+
+
+def answer_text(n: int) -> str:
+    return " ".join(f"answer{n}-word{i}" for i in range(30))
+
+
+def env_for(replica: str, slack: FakeSlack, llm_url: str, database: str, tmp: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp),
+        "SLACK_BOT_TOKEN": "xoxb-fake",
+        "SLACK_APP_TOKEN": "xapp-fake",
+        "SLACK_API_URL": slack.api_url,
+        "SLACK_SOCKET_CONNECTIONS": str(CONNECTIONS),
+        "OPENAI_BASE_URL": llm_url,
+        "OPENAI_API_KEY": "sk-replica-secret",
+        "BOT_DATABASE": database,
+        "BOT_REPLICA": replica,
+        "BOT_OPS_PORT": "0",
+        "BOT_EDIT_INTERVAL": "0.1",
+        "BOT_LOG_LEVEL": "INFO",
+        "BOT_PROVIDERS": "openai",
+    }
+
+
+@asynccontextmanager
+async def replica(env: dict[str, str], tmp: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    log = tmp / f"{env['BOT_REPLICA']}.log"
+    with log.open("ab") as handle:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "serve", env=env, cwd=tmp, stdout=handle, stderr=handle
+        )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def answering_owner(database: str) -> str | None:
+    """The replica name of one request that is answering with text already shown."""
+    con = await asyncpg.connect(database)
+    try:
+        owner = await con.fetchval(
+            "SELECT owner FROM requests WHERE state = 'answering' AND messages <> '[]' AND shown <> '' LIMIT 1"
+        )
+    finally:
+        await con.close()
+    return owner.split("/", 1)[0] if owner else None
+
+
+async def open_requests(database: str) -> int:
+    con = await asyncpg.connect(database)
+    try:
+        return int(await con.fetchval("SELECT count(*) FROM requests WHERE state IN ('accepted', 'answering')"))
+    finally:
+        await con.close()
+
+
+async def test_three_replicas_answer_once_survive_a_kill_and_share_the_edit_budget(
+    tmp_path, fake_llm, postgres_url
+):
+    slack = FakeSlack(names={"U1": "Ada"}, seed=7)
+    slack.limit("chat.update", 50, 60.0)  # Slack's Tier 3, per workspace
+    await slack.start()
+    answers = {answer_text(n) for n in range(QUESTIONS)}
+    for n in range(QUESTIONS):
+        fake_llm.reply(answer_text(n), delay=0.05)  # ~1.5 s each: a kill lands mid-stream
+    fake_llm.default_text = answer_text(0)  # a question answered again after the kill
+    answers.add(fake_llm.default_text)
+    rng = random.Random(7)
+    try:
+        async with AsyncExitStack() as stack:
+            procs = {}
+            for name in ("r1", "r2", "r3"):
+                env = env_for(name, slack, fake_llm.base_url, postgres_url, tmp_path)
+                procs[name] = await stack.enter_async_context(replica(env, tmp_path))
+            await slack.wait_connections(3 * CONNECTIONS, timeout=60)
+
+            roots = [mention(slack, f"<@{BOT_USER}> question {n}") for n in range(QUESTIONS)]
+            bodies = [slack.callback(root) for root in roots]
+            for body in bodies:  # each to a random connection, then Slack's retry on another one
+                await slack.deliver(body, via="random")
+            for body in rng.sample(bodies, len(bodies)):
+                await slack.redeliver(body)
+
+            victim = await until_value(lambda: answering_owner(postgres_url), "a replica answering mid-stream")
+            procs[victim].kill()
+            await procs[victim].wait()
+            late = env_for("r4", slack, fake_llm.base_url, postgres_url, tmp_path)
+            await stack.enter_async_context(replica(late, tmp_path))
+
+            def thread(root: dict) -> list[str]:
+                return [m["text"] for m in slack.bot_messages("C1") if m.get("thread_ts") == root["ts"]]
+
+            def final(text: str) -> bool:
+                return text.strip() in answers or INTERRUPTED in text
+
+            def settled() -> bool:
+                return all(len(thread(r)) == 1 and final(thread(r)[0]) for r in roots)
+
+            await until(settled, what="every question answered or noted", timeout=120)
+            await until_value(lambda: _none_open(postgres_url), "no request left open", timeout=60)
+            await asyncio.sleep(1.0)  # anything still to come would show now
+            assert settled(), {r["ts"]: thread(r) for r in roots}
+            notes = [r for r in roots if INTERRUPTED in thread(r)[0]]
+            assert notes, "the killed replica had an answer mid-stream; a survivor finished it"
+
+            limited = [c for c in slack.calls if c.method == "chat.update" and c.status == 429]
+            assert limited == []  # the workspace's edit budget was shared by every replica
+            assert len(slack.called("chat.update")) <= 50 * 3  # three minutes at most: the window held
+    finally:
+        await slack.stop()
+    for log in tmp_path.glob("r*.log"):
+        text = log.read_text()
+        assert "Traceback" not in text, log.name
+        assert "sk-replica-secret" not in text
+
+
+async def until_value(probe, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _none_open(database: str) -> bool:
+    return await open_requests(database) == 0
