@@ -51,3 +51,13 @@ async def test_the_core_scenario_surface_counts_writes_for_ours_and_the_naive_lo
     assert ours.text == naive.text == "".join(f" tok{i}" for i in range(50))
     assert naive.calls == 51 and naive.kinds[-1] == "finish"
     assert ours.calls < naive.calls and ours.kinds[-1] == "finish"
+
+
+async def test_the_replicas_scenario_answers_through_two_replicas_and_measures_the_store(postgres_url):
+    from bench.replicas import _load, _store_rows
+
+    rows = await _store_rows(postgres_url, "PostgreSQL, 2 replicas", 2, 20)
+    assert [r.metric for r in rows][-1] == "events accepted per second" and rows[-1].value > 0
+    run = await _load(postgres_url, 2, conversations=2, tokens=20)
+    assert sorted(run.seen) == ["0", "1"] and all(run.complete(tag) for tag in run.seen)
+    assert run.answers_per_second() > 0
