@@ -137,7 +137,11 @@ async def replicas_on(
         for n in range(count):
             home = workdir / f"r{n}"
             home.mkdir()
-            env = base_env(home, provider.base_url, **driver.env(), BOT_DATABASE=database, BOT_REPLICA=f"r{n}")
+            env = base_env(
+                home, provider.base_url, **driver.env(), BOT_DATABASE=database, BOT_REPLICA=f"r{n}",
+                # the bot's capacity, not the workspace's 50 edits a minute (which replicas share)
+                SLACK_EDITS_PER_MINUTE="6000",
+            )
             bots.append(await start_bot(env, home))
         for bot in bots:
             await bot.wait_healthy()

@@ -27,30 +27,42 @@ def redact(database: str) -> str:
     """The database as it may be shown: ``postgresql://user:***@host:5432/db``; a path as it is."""
     if not is_postgres(database):
         return database
-    parts = urlsplit(database)
-    netloc = parts.netloc
-    user, at, host = netloc.rpartition("@")
-    if at and ":" in user:
-        netloc = f"{user.split(':', 1)[0]}:{MASK}@{host}"
+    scheme, user, password, tail = _split(database)
+    head = f"{scheme}://" + (f"{user}:{MASK}@" if password is not None else f"{user}@" if user else "")
+    parts = urlsplit(f"{scheme}://{tail}")
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return head + urlunsplit(("", parts.netloc, parts.path, query, parts.fragment)).removeprefix("//")
 
 
 def passwords(database: str) -> list[str]:
     """Every password written in the URL (user part and query), raw and percent-decoded."""
     if not is_postgres(database):
         return []
-    parts = urlsplit(database)
-    found = []
-    raw_user = parts.netloc.rpartition("@")[0]
-    if ":" in raw_user:
-        found.append(raw_user.split(":", 1)[1])
-    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() in _SECRET_PARAMS]
+    scheme, _, password, tail = _split(database)
+    found = [password] if password else []
+    found += [
+        v for k, v in parse_qsl(urlsplit(f"{scheme}://{tail}").query, keep_blank_values=True)
+        if k.lower() in _SECRET_PARAMS
+    ]
     found += [unquote(secret) for secret in found]
     return sorted({secret for secret in found if secret}, key=len, reverse=True)
+
+
+def _split(database: str) -> tuple[str, str, str | None, str]:
+    """(scheme, user, password or None, host and the rest).
+
+    The user part ends at the *last* ``@``: a password someone forgot to percent-encode
+    (``pa/ss``, ``a#b``, ``x?y``) must still be found, so it is never shown.
+    """
+    scheme, _, rest = database.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if not at:
+        return scheme, "", None, rest
+    user, colon, password = userinfo.partition(":")
+    return scheme, user, password if colon else None, tail
 
 
 def scrub(text: str, database: str) -> str:

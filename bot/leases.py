@@ -59,7 +59,7 @@ class Leases:
         self.lease = lease
         self.sweep_every = sweep_every
         self.platforms: dict[str, Platform] = {}
-        self._loop: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
 
     def alive_since(self) -> float:
         """Owners that heartbeat since this moment are alive; with SQLite no other owner is."""
@@ -69,30 +69,46 @@ class Leases:
         """Heartbeat, settle ``platform``'s orphans now, and (shared database) keep doing both."""
         await self.store.heartbeat(self.owner)
         self.platforms[platform.name] = platform
-        settled = await self.settle(platform, self.alive_since())
-        if self.store.shared and self._loop is None:
-            self._loop = asyncio.create_task(self._keep_alive(), name="leases")
-        return settled
+        if self.store.shared and not self._loops:
+            # Heartbeats have a task of their own: settling orphans can take long (a final edit
+            # is retried for a while), and must never make this live replica look dead.
+            self._loops = [
+                asyncio.create_task(self._beat(), name="heartbeat"),
+                asyncio.create_task(self._take_over(), name="takeover"),
+            ]
+        return await self.settle(platform, self.alive_since())
 
     async def stop(self) -> None:
         """No more heartbeats (after the drain): what is still open becomes an orphan."""
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
-            self._loop = None
+        loops, self._loops = self._loops, []
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
 
-    async def _keep_alive(self) -> None:
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self._guarded("heartbeat", self.store.heartbeat(self.owner))
+
+    async def _take_over(self) -> None:
         next_sweep = time.monotonic() + self.sweep_every
         while True:
             await asyncio.sleep(self.every)
-            try:
-                await self.store.heartbeat(self.owner)
-                for platform in list(self.platforms.values()):
-                    settled = await self.settle(platform, self.alive_since())
-                    if settled:
-                        log.info("%s: took over %d request(s) a stopped replica left open", platform.name, settled)
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self.sweep_every
-                    await shared_limits.sweep(shared_limits.pooled(self.store))
-            except RelayError as exc:  # the database is away: try again at the next beat
-                log.warning("replica heartbeat: %s", exc)
+            for platform in list(self.platforms.values()):
+                settled = await self._guarded("takeover", self.settle(platform, self.alive_since()))
+                if settled:
+                    log.info("%s: took over %d request(s) a stopped replica left open", platform.name, settled)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_every
+                await self._guarded("sweep", shared_limits.sweep(shared_limits.pooled(self.store)))
+
+    @staticmethod
+    async def _guarded(what: str, work: Awaitable[int | None]) -> int | None:
+        """One round of a loop that must outlive any one failure (the next round tries again)."""
+        try:
+            return await work
+        except RelayError as exc:  # the database is away
+            log.warning("replica %s: %s", what, exc)
+        except Exception:  # logged: a dead loop would let this live replica's replies be taken over
+            log.exception("replica %s failed; trying again at the next beat", what)
+        return None

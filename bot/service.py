@@ -230,10 +230,10 @@ class RelayService:
 
         In one process a lock per conversation does it.  Replicas sharing a database wait
         instead until no request of the conversation accepted before this one is open (request
-        ids are the arrival order); a request left open by a replica that died is settled by
-        the takeover (``bot.leases``) within about ``LEASE`` seconds.  The wait is bounded by
-        ``ORDER_WAIT``: a request whose final edit never landed stays open, and must not hold
-        its conversation for ever.
+        ids are handed out as questions are accepted); a request left open by a replica that
+        died is settled by the takeover (``bot.leases``) within about ``LEASE`` seconds.  A
+        request untouched for ``ORDER_STALE`` (its final edit never landed: it stays open for
+        the next start) no longer counts, and the wait is bounded by ``ORDER_WAIT`` anyway.
         """
         if self.store.shared:
             await self._wait_for_earlier(platform, conversation, request_id)

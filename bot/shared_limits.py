@@ -268,6 +268,7 @@ async def admit(
 
 _SWEEP = f"""
 WITH hits AS (DELETE FROM rate_hits WHERE at <= $1::float8 - {RATE_WINDOW}),
+     gone AS (DELETE FROM replicas WHERE heartbeat_at < $3::float8),
      streams AS (DELETE FROM edit_streams WHERE at < extract(epoch FROM clock_timestamp())::float8 - $4::float8)
 DELETE FROM reservations r WHERE NOT ({_alive(2, 3)})
 """
@@ -275,7 +276,8 @@ DELETE FROM reservations r WHERE NOT ({_alive(2, 3)})
 
 async def sweep(store: Pooled) -> None:
     """Delete what no longer counts for any key: rate hits older than a minute, reservations
-    that stopped counting, streaming counts of replicas silent for twice ``LEASE``."""
+    that stopped counting, streaming counts of replicas silent for twice ``LEASE``, and the
+    heartbeat rows of replicas gone for longer than a reservation may live."""
     real = time.time()
     async with store.connection() as con:
         await con.execute(_SWEEP, real, real - LEASE, real - HOLD_LIMIT, 2 * LEASE)

@@ -203,6 +203,9 @@ LIVE_TABLES = ("replicas", "edit_grants", "edit_streams", "edit_pauses", "rate_h
 #: How often a replica says it is alive, and after how long without a word it counts as gone.
 HEARTBEAT_EVERY = 5.0
 LEASE = 20.0
+#: An open request untouched this long no longer holds its conversation's later answers back
+#: (one whose final edit never landed stays open for the next start; it must not block).
+ORDER_STALE = 120.0
 
 #: Request states that are not final: a restart settles them (``bot.recovery``).
 OPEN_STATES = ("accepted", "answering")

@@ -34,6 +34,7 @@ from .store import (
     DEFAULT_POOL,
     MIGRATIONS,
     OPEN_STATES,
+    ORDER_STALE,
     REQUEST_COLUMNS,
     USAGE_GROUPS,
     RequestRecord,
@@ -149,7 +150,7 @@ class PostgresStore:
             async with asyncio.timeout(timeout):
                 async with self._pool.acquire() as con:
                     return await con.fetchval("SELECT 1") == 1
-        except UNREACHABLE:
+        except (*UNREACHABLE, *REFUSED, asyncpg.PostgresError):  # a rotated password, too: not a 500
             return False
 
     async def schema_version(self) -> int:
@@ -268,10 +269,11 @@ class PostgresStore:
     async def earlier_open(self, platform: str, conversation: str, request_id: int) -> bool:
         sql = (
             "SELECT EXISTS (SELECT 1 FROM requests WHERE platform = $1 AND conversation = $2 "
-            "AND id < $3 AND state = ANY($4::text[]))"
+            "AND id < $3 AND state = ANY($4::text[]) AND updated_at >= $5)"
         )
+        fresh = time.time() - ORDER_STALE
         async with self.connection() as con:
-            return bool(await con.fetchval(sql, platform, conversation, request_id, list(OPEN_STATES)))
+            return bool(await con.fetchval(sql, platform, conversation, request_id, list(OPEN_STATES), fresh))
 
     async def request(self, request_id: int) -> RequestRecord | None:
         async with self.connection() as con:

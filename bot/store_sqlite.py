@@ -22,6 +22,7 @@ from .conversation import Turn
 from .store import (
     MIGRATIONS,
     OPEN_STATES,
+    ORDER_STALE,
     REQUEST_COLUMNS,
     USAGE_GROUPS,
     RequestRecord,
@@ -298,9 +299,10 @@ class SqliteStore:
         marks = ",".join("?" * len(OPEN_STATES))
         sql = (
             "SELECT 1 FROM requests WHERE platform = ? AND conversation = ? AND id < ? "
-            f"AND state IN ({marks}) LIMIT 1"
+            f"AND state IN ({marks}) AND updated_at >= ? LIMIT 1"
         )
-        async with self._db.execute(sql, (platform, conversation, request_id, *OPEN_STATES)) as cur:
+        args = (platform, conversation, request_id, *OPEN_STATES, time.time() - ORDER_STALE)
+        async with self._db.execute(sql, args) as cur:
             return await cur.fetchone() is not None
 
     @waits_for_locks

@@ -52,3 +52,14 @@ def test_settings_take_a_url_or_a_path_and_never_show_the_password(tmp_path):
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
     assert Settings(_env_file=None, bot_database=tmp_path / "x.db").bot_database == str(tmp_path / "x.db")
     assert Settings(_env_file=None).bot_database == "llama-relay.db"
+
+
+def test_a_password_someone_forgot_to_percent_encode_is_still_hidden():
+    for url, secret in (
+        ("postgresql://relay:pa/ss@db.internal/relay", "pa/ss"),
+        ("postgresql://relay:a#b@db.internal:5432/relay", "a#b"),
+        ("postgres://relay:x?y@db.internal/relay", "x?y"),
+    ):
+        shown = redact(url)
+        assert secret not in shown and shown.startswith("postgres") and "relay:***@db.internal" in shown
+        assert scrub(f"could not connect to {url}: invalid", url).count(secret) == 0

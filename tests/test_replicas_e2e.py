@@ -125,6 +125,7 @@ async def test_three_replicas_answer_once_survive_a_kill_and_share_the_edit_budg
             await procs[victim].wait()
             late = env_for("r4", slack, fake_llm.base_url, postgres_url, tmp_path)
             await stack.enter_async_context(replica(late, tmp_path))
+            await slack.wait_connections(3 * CONNECTIONS, timeout=60)  # the dead one's gone, r4's up
 
             def thread(root: dict) -> list[str]:
                 return [m["text"] for m in slack.bot_messages("C1") if m.get("thread_ts") == root["ts"]]
@@ -147,6 +148,8 @@ async def test_three_replicas_answer_once_survive_a_kill_and_share_the_edit_budg
             assert len(slack.called("chat.update")) <= 50 * 3  # three minutes at most: the window held
     finally:
         await slack.stop()
+    start_up = (tmp_path / "r4.log").read_text().split("connected in Socket Mode", 1)[0]
+    assert "left open" not in start_up  # starting while the others lived, it took nothing of theirs
     for log in tmp_path.glob("r*.log"):
         text = log.read_text()
         assert "Traceback" not in text, log.name
@@ -166,3 +169,56 @@ async def until_value(probe, what: str, timeout: float = 60.0):  # type: ignore[
 
 async def _none_open(database: str) -> bool:
     return await open_requests(database) == 0
+
+
+async def test_two_discord_shard_replicas_on_postgresql_finish_each_others_answers(
+    make_settings, fake_llm, tmp_path, postgres_url
+):
+    """Discord: two ``serve`` replicas on one PostgreSQL, one shard each.  The replica running
+    the first guild's shard dies mid-answer; the other one, which never received that guild's
+    events, finishes the half answer with the note once the lease runs out, and keeps answering
+    its own guild."""
+    from tests.discord_harness import wait_for
+    from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord, shard_of
+    from tests.test_process_lifecycle import bot_env, bot_process
+
+    fake = FakeDiscord(max_concurrency=2)
+    await fake.start()
+    victim_shard = shard_of(GUILD_ID, 2)
+    other_channel = fake.add_guild(1 - victim_shard, 2)
+    fake_llm.reply(" ".join(f"word{i}" for i in range(300)), delay=0.1)  # ~30 s: killed long before
+    try:
+        async with AsyncExitStack() as stack:
+            procs = {}
+            for shard in (0, 1):
+                env = bot_env(
+                    tmp_path, fake, fake_llm, DISCORD_SHARD_COUNT="2", DISCORD_SHARDS=str(shard),
+                    BOT_DATABASE=postgres_url, BOT_REPLICA=f"shard{shard}",
+                )
+                procs[shard] = await stack.enter_async_context(bot_process(env, tmp_path, tmp_path / f"d{shard}.log"))
+            await wait_for(lambda: fake.session_of(0) and fake.session_of(1), timeout=30, what="both shards")
+            await fake.say("tell me a long story", mention_bot=True, channel=CHANNEL_ID)
+            await wait_for(
+                lambda: any("word3" in m["content"] for m in fake.bot_messages(CHANNEL_ID)),
+                timeout=30, what="the half answer",
+            )
+            procs[victim_shard].kill()
+            await procs[victim_shard].wait()
+
+            fake_llm.queue.clear()
+            await fake.say("a question on the living shard", mention_bot=True, channel=other_channel)
+            await wait_for(
+                lambda: [m["content"] for m in fake.bot_messages(other_channel)] == [fake_llm.default_text],
+                timeout=30, what="the living shard's answer",
+            )
+            await wait_for(
+                lambda: INTERRUPTED in fake.bot_messages(CHANNEL_ID)[0]["content"],
+                timeout=60, what="the survivor to finish the dead replica's half answer",
+            )
+            (finished,) = fake.bot_messages(CHANNEL_ID)  # finished in place, not posted again
+            assert finished["content"].startswith("word0 word1 word2 word3")
+            assert await open_requests(postgres_url) == 0
+    finally:
+        await fake.stop()
+    for shard in (0, 1):
+        assert "Traceback" not in (tmp_path / f"d{shard}.log").read_text()

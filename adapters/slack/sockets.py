@@ -54,11 +54,12 @@ class SocketPool:
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
-        """Open every connection, one after the other; a refused app token is a ``ConfigError``."""
+        """Open every connection, one after the other; a refused app token is a ``ConfigError``.
+        If one cannot be opened, those already open are closed."""
         try:
             for _ in range(self.count):
                 await self._open_one()
-        except ConfigError:
+        except BaseException:  # none of the connections opened so far may stay open
             await self.close()
             raise
 
@@ -107,8 +108,13 @@ class SocketPool:
         return sum(states)
 
     async def disconnect(self) -> None:
-        """Stop taking events on every connection (the sockets close; resources stay for ``close``)."""
+        """Stop taking events on every connection (the sockets close; resources stay for ``close``).
+
+        Reconnecting is switched off first: a socket that came back during the drain would
+        be handed events that a stopping process acks and then drops.
+        """
         for handler in self.handlers:
+            handler.client.auto_reconnect_enabled = False
             await handler.disconnect_async()
 
     async def close(self) -> None:
