@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -170,11 +171,16 @@ class RelayService:
     async def _settle_orphans(self, platform: Platform, alive_since: float) -> int:
         return await recovery.recover(self.store, platform, self.owner, self._reanswer, alive_since)
 
-    def history_budget(self) -> int:
-        """The most history any configured provider could take, in tokens."""
+    @functools.cached_property
+    def _history_budget(self) -> int:
         s = self.settings
         windows = [s.provider(name).context_window for name in s.provider_order()]
         return max(max(windows, default=8192) - s.bot_max_tokens, MIN_HISTORY_BUDGET)
+
+    def history_budget(self) -> int:
+        """The most history any configured provider could take, in tokens (settings do not change
+        while the service runs: worked out once, off every question's path to its first call)."""
+        return self._history_budget
 
     # -- the pipeline ----------------------------------------------------------------------
 
