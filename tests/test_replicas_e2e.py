@@ -27,6 +27,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bot.store import open_store
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import mention, until
 
@@ -222,3 +223,52 @@ async def test_two_discord_shard_replicas_on_postgresql_finish_each_others_answe
         await fake.stop()
     for shard in (0, 1):
         assert "Traceback" not in (tmp_path / f"d{shard}.log").read_text()
+
+
+async def test_slack_http_mode_behind_a_load_balancer_answers_each_event_once(make_settings, fake_llm, postgres_url):
+    """Two HTTP-mode replicas on one PostgreSQL: Slack's first delivery reaches one, its retry
+    (same event id) the other, as a load balancer would spread them.  One answer per question."""
+    import json
+
+    from adapters.slack import SlackBot
+    from bot.runtime import build_router
+    from bot.service import RelayService
+    from tests.test_fuzz_slack_http import SECRET, post_signed
+
+    slack = FakeSlack(names={"U1": "Ada"})
+    await slack.start()
+    bots: list[SlackBot] = []
+    try:
+        for name in ("h1", "h2"):
+            settings = make_settings(
+                slack_bot_token="xoxb-fake", slack_app_token=None, slack_signing_secret=SECRET,
+                slack_api_url=slack.api_url, slack_port=0, bot_database=postgres_url, bot_replica=name,
+            )
+            service = RelayService(settings, await open_store(postgres_url), build_router(settings))
+            bot = SlackBot(service, settings, host="127.0.0.1")
+            await bot.start()
+            bots.append(bot)
+        fake_llm.reply("first answer")
+        fake_llm.reply("second answer")
+        questions = [mention(slack, f"<@{BOT_USER}> question {n}") for n in range(2)]
+        for n, event in enumerate(questions):
+            body = json.dumps(slack.callback(event, event_id=f"EvLb{n}"))
+            assert await post_signed(bots[n % 2].port, body) == 200  # first delivery
+            assert await post_signed(bots[(n + 1) % 2].port, body) == 200  # the retry, elsewhere
+
+        def thread(event: dict) -> list[str]:
+            return [m["text"] for m in slack.bot_messages("C1") if m.get("thread_ts") == event["ts"]]
+
+        await until(
+            lambda: sorted(t for e in questions for t in thread(e)) == ["first answer", "second answer"],
+            what="one answer per question", timeout=30,
+        )
+        await asyncio.sleep(0.5)
+        assert [len(thread(e)) for e in questions] == [1, 1] and len(fake_llm.requests) == 2
+    finally:
+        for bot in bots:
+            await bot.stop(grace=5)
+            await bot.service.router.aclose()
+            await bot.service.store.close()
+        await slack.stop()
+
