@@ -255,12 +255,15 @@ class PostgresStore:
         The rows are locked ``FOR UPDATE SKIP LOCKED``: two replicas taking over at once
         split the orphans, and no request is taken (so settled) twice.
         """
+        # The owner each orphan had when it was picked is checked again when it is moved (a
+        # compare-and-swap): a taker whose pick raced another's finds the row moved, not free.
         sql = (
-            f"UPDATE requests SET owner = $1, updated_at = $2 WHERE id IN ("
-            "SELECT r.id FROM requests r WHERE r.platform = $3 AND r.state = ANY($4::text[]) "
-            "AND r.owner <> $1 AND NOT EXISTS (SELECT 1 FROM replicas p "
-            "WHERE p.owner = r.owner AND p.heartbeat_at >= $5) "
-            f"ORDER BY r.id FOR UPDATE OF r SKIP LOCKED) RETURNING {REQUEST_COLUMNS}"
+            "WITH picked AS (SELECT r.id, r.owner FROM requests r WHERE r.platform = $3 "
+            "AND r.state = ANY($4::text[]) AND r.owner <> $1 AND NOT EXISTS (SELECT 1 FROM replicas p "
+            "WHERE p.owner = r.owner AND p.heartbeat_at >= $5) ORDER BY r.id FOR UPDATE OF r SKIP LOCKED) "
+            "UPDATE requests SET owner = $1, updated_at = $2 FROM picked "
+            "WHERE requests.id = picked.id AND requests.owner = picked.owner "
+            f"AND requests.state = ANY($4::text[]) RETURNING {_qualified(REQUEST_COLUMNS)}"
         )
         async with self.connection() as con:
             rows = await con.fetch(sql, owner, time.time(), platform, list(OPEN_STATES), alive_since)
@@ -406,6 +409,11 @@ async def connect_pool(url: str, size: int, wait: float) -> asyncpg.Pool:
         raise refused(url, exc) from None
     except UNREACHABLE as exc:
         raise unreachable(url, exc) from None
+
+
+def _qualified(columns: str) -> str:
+    """``REQUEST_COLUMNS`` as ``requests.<column>`` (an ``UPDATE … FROM`` names two tables)."""
+    return ", ".join(f"requests.{name.strip()}" for name in columns.split(","))
 
 
 async def _version(con: asyncpg.Connection) -> int:
