@@ -159,6 +159,7 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
+    slack_host: str = "0.0.0.0"  # HTTP mode: the address /slack/events listens on
     slack_native_streaming: bool = False
     slack_thread_followups: bool = True
     slack_allowed_channels: CommaList = Field(default_factory=list)
@@ -202,6 +203,11 @@ class Settings(BaseSettings):
     @classmethod
     def _database_path_or_url(cls, value: object) -> object:
         return str(value) if isinstance(value, PathLike) else value
+
+    @field_validator("bot_log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value  # "debug" is DEBUG
 
     @field_validator("bot_providers")
     @classmethod

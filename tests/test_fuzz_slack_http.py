@@ -18,7 +18,7 @@ import aiohttp
 from tests.fakes.slack import BOT_USER
 from tests.fuzz_support import LogWatch
 from tests.slack_fuzz_support import settled
-from tests.slack_helpers import mention, reply_text
+from tests.slack_helpers import mention, reply_text, until
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -103,3 +103,52 @@ async def test_unreadable_request_timestamp_is_401_not_a_crash(slack, start_bot,
     assert bad == [], [r.getMessage() for r in bad]
     assert "Traceback" not in caplog.text
     assert fake_llm.requests == []
+
+
+async def test_slack_host_chooses_the_address_the_events_endpoint_listens_on(slack, make_settings, fake_llm):
+    """``SLACK_HOST=127.0.0.1``: ``serve``'s Slack adapter listens there (and only there)."""
+    import asyncio
+
+    from adapters.slack import run
+    from bot.runtime import open_service
+
+    settings = make_settings(
+        slack_bot_token="xoxb-fake", slack_app_token=None, slack_signing_secret=SECRET,
+        slack_api_url=slack.api_url, slack_port=0, slack_host="127.0.0.1",
+    )
+    async with open_service(settings) as service:
+        before = set(slack_listeners())
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(service, settings, stop))
+        try:
+            await until(lambda: service.health.get("slack"), what="the Slack adapter", timeout=15)
+            opened = set(slack_listeners()) - before  # the Events API endpoint
+            assert opened and {host for host, _ in opened} == {"127.0.0.1"}  # not 0.0.0.0, the default
+        finally:
+            stop.set()
+            await task
+
+
+def slack_listeners() -> list[tuple[str, int]]:
+    """Addresses this process listens on (TCP, from /proc/net/tcp)."""
+    import os
+    import socket
+    import struct
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                address, port = fields[1].split(":")
+                host = socket.inet_ntoa(struct.pack("<I", int(address, 16)))
+                found.append((host, int(port, 16)))
+    return found

@@ -47,7 +47,10 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("BOT_MAX_TOKENS", "lots"), ("OPENAI_CONTEXT_WINDOW", "-5"), ("BOT_PROVIDERS", "openai,chatgpt")],
+    [
+        ("BOT_MAX_TOKENS", "lots"), ("OPENAI_CONTEXT_WINDOW", "-5"), ("BOT_PROVIDERS", "openai,chatgpt"),
+        ("BOT_LOG_LEVEL", "verbose"),
+    ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -75,3 +78,9 @@ def test_readme_table_lists_every_setting():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize(("written", "level"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("INFO", "INFO")])
+def test_the_log_level_is_read_in_any_case(monkeypatch, written, level):
+    monkeypatch.setenv("BOT_LOG_LEVEL", written)
+    assert load_settings(_env_file=None).bot_log_level == level

@@ -19,7 +19,7 @@ __all__ = ["SlackBot", "run"]
 
 
 async def run(service: Core, settings: Settings, stop: asyncio.Event) -> None:
-    bot = SlackBot(service, settings)
+    bot = SlackBot(service, settings, host=settings.slack_host)
     await bot.start()
     try:
         await stop.wait()
