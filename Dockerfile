@@ -16,7 +16,9 @@ USER relay
 WORKDIR /home/relay
 VOLUME ["/data"]
 EXPOSE 3000 8080
+# Liveness, not readiness: a platform reconnecting must not mark the container unhealthy
+# (orchestrators that route traffic use /healthz as their readiness probe).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"BOT_OPS_PORT\", \"8080\")}/healthz', timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"BOT_OPS_PORT\", \"8080\")}/livez', timeout=4)"
 ENTRYPOINT ["llama-relay"]
 CMD ["serve"]
