@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import ConfigError, RelayError, StoreUnavailable
 from .settings import PROVIDER_NAMES, Settings, load_settings
@@ -117,8 +118,14 @@ async def copy_database(settings: Settings, source: str | None, target: str) -> 
 
 
 async def usage(settings: Settings, by: str, days: float) -> int:
+    from .db_url import is_postgres
     from .runtime import open_store
 
+    database = str(settings.bot_database)
+    path = Path(database)
+    if not is_postgres(database) and path.parent.is_dir() and not path.exists():  # a report creates none
+        print(f"no usage yet: {database} does not exist (the bot creates it when it first answers)")
+        return 0
     store = await open_store(settings)
     try:
         totals = await store.usage_totals(by, since=time.time() - days * 86400)

@@ -163,3 +163,10 @@ async def test_usage_report_reads_the_ledger(env, tmp_path, fake_llm):
 async def test_usage_with_an_unusable_database_is_one_line(env, tmp_path):
     code, _, err = await run(["usage"], {**env, "BOT_DATABASE": "/proc/nope/relay.db"}, tmp_path)
     assert code == 2 and err.startswith("configuration error: BOT_DATABASE") and "Traceback" not in err
+
+
+async def test_usage_without_a_database_reports_nothing_and_creates_none(env, tmp_path):
+    database = tmp_path / "never-used.db"
+    code, out, err = await run(["usage"], {**env, "BOT_DATABASE": str(database)}, tmp_path)
+    assert code == 0 and "no usage yet" in out and err == ""
+    assert not database.exists() and not list(tmp_path.glob("*.db*"))
