@@ -20,12 +20,12 @@ import httpx
 
 from .conversation import Turn
 from .db_url import is_postgres, redact
-from .errors import ConfigError, ProviderTimeout, RelayError, StoreUnavailable
+from .errors import ConfigError, NoProviderConfigured, ProviderTimeout, RelayError, StoreUnavailable
 from .providers import params
 from .providers.base import ChatRequest, Provider
 from .providers.registry import build_provider, sampling_of
 from .runtime import missing_setting
-from .settings import PROVIDER_NAMES, Settings
+from .settings import Settings
 
 PROBE = "Reply with the single word OK."
 PROBE_TOKENS = 8
@@ -51,10 +51,7 @@ class Row:
 def names_to_check(settings: Settings) -> list[str]:
     names = settings.provider_order()
     if not names:
-        raise ConfigError(
-            "no provider is configured: set BOT_PROVIDERS and the key of at least one provider "
-            f"({', '.join(PROVIDER_NAMES)})"
-        )
+        raise NoProviderConfigured()
     return names
 
 

@@ -169,10 +169,13 @@ class StreamInterrupted(ProviderError):
 
 
 class NoProviderConfigured(ConfigError):
+    """The one wording for "no provider": the key of one is enough; BOT_PROVIDERS only orders them."""
+
     def __init__(self) -> None:
         super().__init__(
-            "No provider is configured: set BOT_PROVIDERS and the key of at least one "
-            "provider (see config/.env.example)"
+            "no provider is configured: set the key of at least one provider (AIGATEWAY_API_KEY, "
+            "DEEPINFRA_TOKEN, DATAOORTS_API_KEY, CLOUDFLARE_ACCOUNT_ID + CLOUDFLARE_AUTH_TOKEN, or "
+            "OPENAI_BASE_URL); BOT_PROVIDERS optionally orders them (see config/.env.example)"
         )
 
 

@@ -112,7 +112,7 @@ async def test_bad_setting_stops_with_one_line(env, tmp_path):
 async def test_missing_provider_is_a_clear_error(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     code, _, err = await run(["ask", "hi"], env, tmp_path)
-    assert code == 2 and "No provider is configured" in err
+    assert code == 2 and "no provider is configured: set the key of at least one provider" in err
 
 
 async def test_chat_is_scriptable_persisted_and_resumable(env, tmp_path, fake_llm):
