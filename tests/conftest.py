@@ -81,6 +81,15 @@ async def postgres_url(postgres_server: pg.PostgresServer) -> str:
     return await postgres_server.new_database()
 
 
+@pytest.fixture
+async def stores(postgres_url: str) -> AsyncIterator[list[Store]]:
+    """Three stores on one PostgreSQL database, as three replicas would open it."""
+    opened = [await open_store(postgres_url, pool_size=3) for _ in range(3)]
+    yield opened
+    for store in opened:
+        await store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -47,28 +47,23 @@ async def test_only_requests_of_silent_owners_are_taken_over_once(store):
     assert await store.take_orphans("discord", "me", alive_since=float("inf")) == []  # other platform
 
 
-async def test_two_replicas_taking_over_at_once_split_the_orphans(postgres_url):
+async def test_two_replicas_taking_over_at_once_split_the_orphans(stores):
     """Raced ten times (a pick that raced the other taker's once took rows twice, 3 runs in 25)."""
-    stores = [await open_store(postgres_url) for _ in range(3)]
-    try:
-        await stores[1].heartbeat("a")  # both takers are alive (``Leases`` heartbeats before it takes)
-        await stores[2].heartbeat("b")
-        for round_ in range(10):
-            dead = [
-                await _answering(stores[0], f"dead{round_}", f"E{round_}-{n}", conversation=f"C{n}")
-                for n in range(40)
-            ]
-            a, b = await asyncio.gather(
-                stores[1].take_orphans("slack", "a", alive_since=time.time() - 60),
-                stores[2].take_orphans("slack", "b", alive_since=time.time() - 60),
-            )
-            assert sorted(r.id for r in a + b) == dead  # every orphan taken, none twice
-            owners = {r.id: r.owner for r in a + b}
-            for rid in dead:
-                assert (await stores[0].request(rid)).owner == owners[rid]  # type: ignore[union-attr]
-    finally:
-        for store in stores:
-            await store.close()
+    await stores[1].heartbeat("a")  # both takers are alive (``Leases`` heartbeats before it takes)
+    await stores[2].heartbeat("b")
+    for round_ in range(10):
+        dead = [
+            await _answering(stores[0], f"dead{round_}", f"E{round_}-{n}", conversation=f"C{n}")
+            for n in range(40)
+        ]
+        a, b = await asyncio.gather(
+            stores[1].take_orphans("slack", "a", alive_since=time.time() - 60),
+            stores[2].take_orphans("slack", "b", alive_since=time.time() - 60),
+        )
+        assert sorted(r.id for r in a + b) == dead  # every orphan taken, none twice
+        owners = {r.id: r.owner for r in a + b}
+        for rid in dead:
+            assert (await stores[0].request(rid)).owner == owners[rid]  # type: ignore[union-attr]
 
 
 class Platform:

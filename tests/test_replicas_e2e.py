@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +28,7 @@ import asyncpg
 from bot.store import open_store
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import mention, until
+from tests.test_process_lifecycle import bot_process
 
 QUESTIONS = 12
 CONNECTIONS = 2  # per replica
@@ -57,21 +56,6 @@ def env_for(replica: str, slack: FakeSlack, llm_url: str, database: str, tmp: Pa
         "BOT_LOG_LEVEL": "INFO",
         "BOT_PROVIDERS": "openai",
     }
-
-
-@asynccontextmanager
-async def replica(env: dict[str, str], tmp: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    log = tmp / f"{env['BOT_REPLICA']}.log"
-    with log.open("ab") as handle:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", env=env, cwd=tmp, stdout=handle, stderr=handle
-        )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def answering_owner(database: str) -> str | None:
@@ -111,7 +95,7 @@ async def test_three_replicas_answer_once_survive_a_kill_and_share_the_edit_budg
             procs = {}
             for name in ("r1", "r2", "r3"):
                 env = env_for(name, slack, fake_llm.base_url, postgres_url, tmp_path)
-                procs[name] = await stack.enter_async_context(replica(env, tmp_path))
+                procs[name] = await stack.enter_async_context(bot_process(env, tmp_path, tmp_path / f"{name}.log"))
             await slack.wait_connections(3 * CONNECTIONS, timeout=60)
 
             roots = [mention(slack, f"<@{BOT_USER}> question {n}") for n in range(QUESTIONS)]
@@ -125,7 +109,7 @@ async def test_three_replicas_answer_once_survive_a_kill_and_share_the_edit_budg
             procs[victim].kill()
             await procs[victim].wait()
             late = env_for("r4", slack, fake_llm.base_url, postgres_url, tmp_path)
-            await stack.enter_async_context(replica(late, tmp_path))
+            await stack.enter_async_context(bot_process(late, tmp_path, tmp_path / "r4.log"))
             await slack.wait_connections(3 * CONNECTIONS, timeout=60)  # the dead one's gone, r4's up
 
             def thread(root: dict) -> list[str]:
@@ -181,7 +165,7 @@ async def test_two_discord_shard_replicas_on_postgresql_finish_each_others_answe
     its own guild."""
     from tests.discord_harness import wait_for
     from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord, shard_of
-    from tests.test_process_lifecycle import bot_env, bot_process
+    from tests.test_process_lifecycle import bot_env
 
     fake = FakeDiscord(max_concurrency=2)
     await fake.start()

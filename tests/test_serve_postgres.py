@@ -4,23 +4,18 @@ that names the database without its password."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 
 from tests.discord_harness import wait_for
-from tests.fakes.discord import CHANNEL_ID, FakeDiscord
+from tests.fakes.discord import CHANNEL_ID
 from tests.pg import PostgresServer
-from tests.test_process_lifecycle import bot_env, bot_process, connected, stop_with_sigterm
-
-
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
+from tests.test_process_lifecycle import (  # noqa: F401  (discord_fake: a fixture)
+    bot_env,
+    bot_process,
+    connected,
+    discord_fake,
+    stop_with_sigterm,
+)
 
 
 async def request_states(url: str) -> list[str]:
@@ -32,7 +27,7 @@ async def request_states(url: str) -> list[str]:
 
 
 async def test_serve_on_postgresql_survives_a_sigkill_mid_stream(
-    tmp_path, discord_fake, fake_llm, postgres_server: PostgresServer, postgres_url
+    tmp_path, discord_fake, fake_llm, postgres_server: PostgresServer, postgres_url  # noqa: F811
 ):
     fake, log = discord_fake, tmp_path / "bot.log"
     env = bot_env(tmp_path, fake, fake_llm, BOT_DATABASE=postgres_url)

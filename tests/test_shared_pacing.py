@@ -15,20 +15,10 @@ import pytest
 
 from bot.pacing import EditBudget
 from bot.shared_pacing import SharedEditBudget, edit_budget
-from bot.store import open_store
 from bot.store_postgres import PostgresStore
 from tests.pg import PostgresServer, TcpProxy
 
 KEY = "slack:T1:chat.update"
-
-
-@pytest.fixture
-async def stores(postgres_url):
-    """Three stores on one database, as three replicas would open it."""
-    opened = [await open_store(postgres_url, pool_size=3) for _ in range(3)]
-    yield opened
-    for store in opened:
-        await store.close()
 
 
 @pytest.fixture

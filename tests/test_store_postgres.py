@@ -20,15 +20,6 @@ from bot.store_postgres import PostgresStore
 from tests.pg import PostgresServer, TcpProxy
 
 
-@pytest.fixture
-async def stores(postgres_url):
-    """Three stores on one database, as three replicas would open it."""
-    opened = [await open_store(postgres_url, pool_size=5) for _ in range(3)]
-    yield opened
-    for store in opened:
-        await store.close()
-
-
 async def test_of_fifty_accepts_of_one_event_across_three_replicas_exactly_one_wins(stores):
     results = await asyncio.gather(
         *(stores[n % 3].accept(["slack:event:Ev1"], "slack", "C1:1.0", {"n": n}, f"replica-{n % 3}") for n in range(50))

@@ -84,7 +84,8 @@ class SlashCommands:
         """Defer within Discord's 3 s, then stream the answer into the original response."""
         if not self.open() or not self.core.accepting:
             return
-        if not self.core.may_ask(interaction_caller(interaction)):
+        caller = interaction_caller(interaction)
+        if not self.core.may_ask(caller):
             await _reply(interaction, NOT_ALLOWED, "/ask refusal")
             return
         try:  # first: the 3 s window is Discord's, whatever else is slow
@@ -92,10 +93,10 @@ class SlashCommands:
         except MAPPED as exc:
             log.warning("discord /ask %s: could not defer: %s", interaction.id, map_error(exc))
             return
-        if self.core.spawn(self._answer(interaction, question), name=f"discord-ask-{interaction.id}") is None:
+        if self.core.spawn(self._answer(interaction, question, caller), name=f"discord-ask-{interaction.id}") is None:
             log.info("discord: shutting down, /ask %s not answered", interaction.id)
 
-    async def _answer(self, interaction: discord.Interaction, question: str) -> None:
+    async def _answer(self, interaction: discord.Interaction, question: str, caller: Caller) -> None:
         past_block_list = False
 
         async def relevant() -> bool:  # the core asks only once the caller is known not to be blocked
@@ -103,7 +104,6 @@ class SlashCommands:
             past_block_list = True
             return True
 
-        caller = interaction_caller(interaction)
         outcome = await self.core.handle(self.incoming(interaction, question, caller, relevant=relevant))
         if outcome is None and not past_block_list:
             # A blocked caller: the core stays silent, so the deferred "thinking…" goes.
