@@ -339,14 +339,27 @@ class ReplyStream:
             self._outcome.messages += 1
             await self._save(draft.text)
         elif rendered != self._rendered:  # the same text again would be a wasted call
-            # Saved before the edit, not after: a crash right after the edit lands must not leave
-            # a saved text shorter than what the message shows (a longer one is harmless).
-            await self._save(draft.text)
-            await self.surface.edit(self._current, draft)
+            await self._edit_saving(self._current, draft)
         self._rendered = rendered
         if not draft.pending:
             self._stop_pending()
         self._shown = draft.text
+
+    async def _edit_saving(self, ref: Ref, draft: Draft) -> None:
+        """Edit ``ref`` to ``draft`` while its text is saved.
+
+        The save is handed to the store before the edit is sent (a crash after the edit lands
+        should find a saved text at least as long as the one shown; a longer one is harmless),
+        but the edit does not wait for it: a platform round trip is far longer than a local
+        write, and the first and final texts are what users wait for.  Both are done before the
+        next write.
+        """
+        saving = asyncio.ensure_future(self._save(draft.text))
+        await asyncio.sleep(0)  # let the save reach the store first
+        try:
+            await self.surface.edit(ref, draft)
+        finally:
+            await saving
 
     async def _save(self, shown: str) -> None:
         if self._save_to is None:

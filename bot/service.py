@@ -333,9 +333,10 @@ class RelayService:
         REQUEST_ID.set(request.request_id)
         stream = self._stream(surface, request_id, interval, budget)
         # The first platform call (typing, status, placeholder) is what the user sees first:
-        # it goes out while the store and the router do their part.
+        # it goes out while the store and the router do their part, and is sent before them.
         stream.start()
         try:
+            await asyncio.sleep(0)
             routed = await self._route(request)
             if admission is not None:
                 await admission.grow(*routed.worst_case())

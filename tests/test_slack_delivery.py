@@ -198,7 +198,7 @@ async def test_a_reply_cut_by_a_crash_is_finalised_from_the_saved_text(
     ((state, saved),) = requests_of(database)
     (message,) = slack.bot_messages("C1")
     assert state == "answering" and SLOW.startswith(saved) and saved.endswith(" ")
-    # the text is saved before each edit goes out: what the message shows is never more than that
+    # the save is under way before each edit goes out: what the message shows is never more than that
     assert message["text"] == PLACEHOLDER or saved.startswith(message["text"])
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
