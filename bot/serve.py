@@ -41,7 +41,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_service(settings, exclusive=True) as service:  # one serve per SQLite file
+    async with open_service(settings, exclusive=True, serving=True) as service:  # one serve per SQLite file
         ops = None
         if settings.bot_ops_port:
             ops = await start_ops(service, settings.bot_ops_host, settings.bot_ops_port)
