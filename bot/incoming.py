@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .access import Caller
+from .controls import Press
 from .conversation import Turn
 from .pacing import EditPacer
 from .reply import ReplyOutcome
-from .surface import Surface
+from .surface import Ref, Surface
 from .tokens import TokenCounter
 
 #: Reads the conversation (oldest first, ending with the question) within a token budget;
@@ -49,6 +50,8 @@ class Incoming:
     conversation_key: str | None = None
     #: run after the answer (e.g. Slack /ask: say so privately when nothing could be posted)
     after: Callable[[ReplyOutcome], Awaitable[None]] | None = None
+    #: write the answer into this message posted before (a regenerated answer, ``bot.controls``)
+    replaces: Ref | None = None
 
 
 class Platform(Protocol):
@@ -73,6 +76,9 @@ class Core(Protocol):
     def may_ask(self, caller: Caller) -> bool: ...
 
     async def relay_command(self, caller: Caller, text: str) -> str: ...
+
+    async def press(self, platform: Platform, press: Press) -> str | None:
+        """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
 
     def report_health(self, platform: str, up: bool) -> None: ...
 

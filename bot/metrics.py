@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -36,6 +36,10 @@ class Metrics:
         self.edits = Counter("relay_platform_edits", "Platform posts and edits", ["platform"], registry=r)
         self.rate_limited = Counter("relay_platform_rate_limited", "Platform 429s", ["platform"], registry=r)
         self.refused = Counter("relay_refused", "Requests refused by quota", ["platform"], registry=r)
+        self.feedback = Gauge(
+            "relay_feedback_votes", "Feedback votes on answers by provider (stored totals)", ["provider", "vote"],
+            registry=r,
+        )
 
     def observe(
         self,

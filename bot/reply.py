@@ -16,6 +16,10 @@
   (bounded in time, not tries), and posted as a new message when its message
   cannot be edited any more.  The placeholder is only an optimisation: if it
   cannot be posted, the first text is.
+* with ``controls`` (a key naming the reply) and a surface that shows buttons,
+  every interim message carries Stop and the final one Regenerate and feedback
+  (``bot.controls``); ``stop`` ends the answer early: the provider's stream is
+  closed, the partial text stays with a "stopped by …" note, state ``stopped``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import splitting
@@ -45,7 +49,10 @@ PLACEHOLDER_TRIES = 3
 MAX_INTERVAL = 8.0
 INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
 
-State = Literal["complete", "partial", "failed"]
+State = Literal["complete", "partial", "failed", "stopped"]
+#: the buttons of a message still streaming, and of the reply's final message (``bot.controls``)
+STREAMING_CONTROLS = ("stop",)
+FINAL_CONTROLS = ("regenerate", "up", "down")
 #: ``save(messages, shown, part)``: every message posted so far, the text shown in the last one, its part.
 Save = Callable[[list[Ref], str, int], Awaitable[None]]
 
@@ -96,8 +103,14 @@ class ReplyStream:
         max_chars: int = 0,
         save: Save | None = None,
         patience: float = FINAL_PATIENCE,
+        controls: str | None = None,
     ) -> None:
         self.surface = surface
+        #: the reply's key in its buttons' values; None: no buttons (or the surface shows none)
+        self._key = controls if capability(surface, "controls", False) else None
+        self._stopped_by: str | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._buttons: tuple[str, ...] = ()  # the buttons the current message shows
         self.patience = patience  # how long a final text keeps being retried before it is posted anew
         #: per-message limit: the surface's, or a smaller configured one (BOT_MESSAGE_LIMIT)
         self.max_chars = min(surface.max_chars, max_chars) if max_chars > 0 else surface.max_chars
@@ -196,6 +209,28 @@ class ReplyStream:
             if self.budget is not None:
                 self.budget.leave()
 
+    @property
+    def stopped_by(self) -> str | None:
+        return self._stopped_by
+
+    def stop(self, by: str) -> bool:
+        """End the answer early (a Stop press by ``by``): the provider's stream is cancelled (its
+        HTTP response closed) and the reply ends ``stopped``.  False when it has ended already."""
+        if self._stopped_by is not None or self._outcome.final_at is not None:
+            return False
+        if self._reader is not None and self._reader.done():
+            return False
+        self._stopped_by = by
+        if self._reader is not None:
+            self._reader.cancel()
+        return True
+
+    def resume(self, ref: Ref) -> None:
+        """Write into a message posted before (a regenerated answer replaces the old one's text)."""
+        self._current = ref
+        self.refs.append(ref)
+        self._opened_at = time.monotonic()
+
     async def finish_message(self, ref: Ref, draft: Draft) -> None:
         """Land the final ``draft`` in a message posted before (recovery after a restart)."""
         self._current = ref
@@ -211,7 +246,8 @@ class ReplyStream:
     ) -> ReplyOutcome:
         out = self._outcome
         self._notes = notes
-        reader = asyncio.ensure_future(self._read(deltas))
+        reader = asyncio.ensure_future(self._read(deltas if self._stopped_by is None else _nothing()))
+        self._reader = reader
         error: RelayError | None = None
         try:
             await self._pump(reader)
@@ -220,12 +256,13 @@ class ReplyStream:
             error = exc
         except asyncio.CancelledError:
             reader.cancel()
-            await self._interrupted()
-            raise
+            if self._stopped_by is None or _cancelling():  # shutdown, not a Stop press
+                await self._interrupted()
+                raise
         finally:
             if not reader.done():
                 reader.cancel()
-        if error is None and self._src.finish_reason is None:
+        if error is None and self._src.finish_reason is None and self._stopped_by is None:
             error = StreamInterrupted("The provider", hint="the stream ended early")
         try:
             await self._finalise(error)
@@ -330,6 +367,7 @@ class ReplyStream:
 
     async def _write(self, draft: Draft) -> None:
         """Show ``draft`` in the current message, posting one if there is none; save where it is."""
+        draft = self._buttoned(draft)
         rendered = self.surface.render(draft)
         if self._current is None:
             ref = await self.surface.post(draft)
@@ -338,9 +376,9 @@ class ReplyStream:
             self._opened_at = time.monotonic()
             self._outcome.messages += 1
             await self._save(draft.text)
-        elif rendered != self._rendered:  # the same text again would be a wasted call
+        elif rendered != self._rendered or draft.controls != self._buttons:  # else a wasted call
             await self._edit_saving(self._current, draft)
-        self._rendered = rendered
+        self._rendered, self._buttons = rendered, draft.controls
         if not draft.pending:
             self._stop_pending()
         self._shown = draft.text
@@ -360,6 +398,15 @@ class ReplyStream:
             await self.surface.edit(ref, draft)
         finally:
             await saving
+
+    def _buttoned(self, draft: Draft) -> Draft:
+        """``draft`` with its buttons: Stop while the answer streams; a finished part has none, the
+        final message those ``_finalise`` chose."""
+        if self._key is None:
+            return draft
+        if not draft.final and self._stopped_by is None:
+            return replace(draft, controls=STREAMING_CONTROLS, key=self._key)
+        return replace(draft, key=self._key)
 
     async def _save(self, shown: str) -> None:
         if self._save_to is None:
@@ -420,7 +467,10 @@ class ReplyStream:
         out, src = self._outcome, self._src
         # Notes are read at the end: a failover may have trimmed the history differently.
         notes = list(self._notes() if callable(self._notes) else self._notes)
-        if error is not None:
+        if self._stopped_by is not None:
+            out.state = "stopped"
+            notes.append(f"stopped by {self._stopped_by}")
+        elif error is not None:
             out.error = error
             out.state = "partial" if out.text else "failed"
             notes.append(error.user_message)
@@ -447,7 +497,8 @@ class ReplyStream:
                 text = await self._roll_over(self._current_text(), room=room, quick=quick)
             except NoRoom:
                 text = ""  # show at least the notes: never leave a placeholder behind
-            await self._land(Draft(text, self._part, tuple(notes), failed, final=True), quick=quick)
+            buttons = FINAL_CONTROLS if out.state != "failed" and not quick else ()
+            await self._land(Draft(text, self._part, tuple(notes), failed, final=True, controls=buttons), quick=quick)
         except RelayError as exc:
             # Not shown: final_at stays None, the request stays open for recovery.
             level = logging.WARNING if isinstance(exc, MessageGone) else logging.ERROR
@@ -504,6 +555,18 @@ class ReplyStream:
             log.info("final edit failed (%s); trying again in %.1f s", error, wait)
             await asyncio.sleep(min(wait, MAX_FINAL_WAIT))
             attempt += 1
+
+
+async def _nothing() -> AsyncIterator[Delta]:
+    """The answer stream of a reply stopped before it started."""
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (shutdown), not only a task it awaited."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def failing(error: RelayError) -> AsyncIterator[Delta]:

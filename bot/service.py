@@ -33,6 +33,8 @@ from typing import Any
 from . import recovery, tokens
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
+from .controls import Controls, Press
+from .controls import key as control_key
 from .conversation import Turn
 from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StoreUnavailable
 from .incoming import Incoming, Platform
@@ -60,7 +62,7 @@ MIN_HISTORY_BUDGET = 512
 ORDER_POLL = 0.1
 ORDER_WAIT = 300.0
 #: request state for each final reply state
-FINAL_STATES = {"complete": "done", "partial": "partial", "failed": "failed"}
+FINAL_STATES = {"complete": "done", "partial": "partial", "failed": "failed", "stopped": "stopped"}
 
 
 @dataclass(slots=True)
@@ -109,6 +111,7 @@ class RelayService:
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
         self.leases = Leases(store, self.owner, self._settle_orphans)
+        self.controls = Controls(store, self.access, self.metrics, self.owner)
         #: platform name -> connected? (adapters report it; /healthz reads it)
         self.health: dict[str, bool] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -132,6 +135,7 @@ class RelayService:
     async def stop(self) -> None:
         """End the background work: heartbeats, and what shared edit budgets keep up to date."""
         await self.leases.stop()
+        await self.controls.close()
         for budget in self._budgets.values():
             await budget.aclose()
 
@@ -162,6 +166,13 @@ class RelayService:
         from .commands import relay_command  # commands reads the service: imported when used
 
         return await relay_command(self, caller, text)
+
+    async def press(self, platform: Platform, press: Press) -> str | None:
+        """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
+        return await self.controls.press(platform, press, self._answer_again)
+
+    async def _answer_again(self, request_id: int, incoming: Incoming) -> None:
+        self.spawn(self._process(request_id, incoming), name=f"again-{request_id}")
 
     async def recover(self, platform: Platform) -> int:
         """Settle what a restart (or a replica that died) left open on ``platform``, and with a
@@ -299,6 +310,7 @@ class RelayService:
             budget=incoming.budget,
             request_id=request_id,
             admission=admission,
+            replaces=incoming.replaces,
         )
         if incoming.after is not None:
             await incoming.after(outcome)
@@ -306,7 +318,7 @@ class RelayService:
 
     async def _refuse(self, request_id: int, incoming: Incoming, error: RelayError) -> ReplyOutcome:
         surface = await incoming.open([])
-        stream = self._stream(surface, request_id, incoming.interval, incoming.budget)
+        stream = self._stream(surface, request_id, incoming.interval, incoming.budget, controls=False)
         outcome = await stream.fail(error)
         await self._settle(request_id, outcome)
         if incoming.after is not None:
@@ -324,14 +336,24 @@ class RelayService:
         budget: EditPacer | None = None,
         request_id: int | None = None,
         admission: Admission | None = None,
+        replaces: Ref | None = None,
     ) -> ReplyOutcome:
-        """Answer ``request`` into ``surface``.  Never raises a ``RelayError``: the reply shows it."""
+        """Answer ``request`` into ``surface`` (into the message ``replaces`` names, when given).
+        Never raises a ``RelayError``: the reply shows it."""
         if request_id is None:
             conversation = request.thread or request.channel
             request_id = await self.store.accept((), request.platform, conversation, {}, self.owner)
             assert request_id is not None  # no keys: nothing to collide with
         REQUEST_ID.set(request.request_id)
-        stream = self._stream(surface, request_id, interval, budget)
+        stream = self._stream(surface, request_id, interval, budget, asker=request.user_id)
+        if replaces is not None:
+            stream.resume(replaces)
+        with self.controls.live(request_id, request.user_id, stream):
+            return await self._answer(request, stream, request_id, admission)
+
+    async def _answer(
+        self, request: Request, stream: ReplyStream, request_id: int, admission: Admission | None
+    ) -> ReplyOutcome:
         # The first platform call (typing, status, placeholder) is what the user sees first:
         # it goes out while the store and the router do their part, and is sent before them.
         stream.start()
@@ -370,7 +392,8 @@ class RelayService:
         return outcome
 
     def _stream(
-        self, surface: Surface, request_id: int, interval: float | None, budget: EditPacer | None
+        self, surface: Surface, request_id: int, interval: float | None, budget: EditPacer | None,
+        *, asker: str | None = None, controls: bool = True,
     ) -> ReplyStream:
         return ReplyStream(
             surface,
@@ -378,6 +401,7 @@ class RelayService:
             budget=budget,
             max_chars=self.settings.bot_message_limit,
             save=self._saver(request_id, surface),
+            controls=control_key(request_id, asker) if controls else None,
         )
 
     def _saver(self, request_id: int, surface: Surface) -> Save:

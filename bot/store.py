@@ -171,6 +171,24 @@ MIGRATIONS: list[str | Dialects] = [
     );
     CREATE INDEX reservations_by_key ON reservations(key);
     """,
+    # 4: controls on an answer (``bot.controls``): a Stop press another replica took, the answer a
+    # regenerated one replaces, and feedback votes (one per person per answer) with the answer's
+    # provider and model.
+    """
+    ALTER TABLE requests ADD COLUMN stop_by TEXT;
+    ALTER TABLE requests ADD COLUMN regenerates INTEGER;
+    CREATE TABLE votes (
+        request_id INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        vote INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (request_id, user_id)
+    );
+    CREATE INDEX votes_by_provider ON votes(provider, at);
+    """,
 ]
 
 
@@ -197,7 +215,9 @@ def migration(version: int, dialect: str) -> str:
 
 
 #: Every table of the schema, parents before children: the order ``db copy`` fills them in.
-TABLES = ("events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests")
+TABLES = (
+    "events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests", "votes"
+)
 #: What running replicas keep for each other (heartbeats, shared limits): not history, not copied.
 LIVE_TABLES = ("replicas", "edit_grants", "edit_streams", "edit_pauses", "rate_hits", "reservations")
 #: How often a replica says it is alive, and after how long without a word it counts as gone.
@@ -211,7 +231,9 @@ ORDER_STALE = 120.0
 OPEN_STATES = ("accepted", "answering")
 
 #: Fields of a request record ``update_request`` may change; those stored as JSON text.
-REQUEST_FIELDS = frozenset({"state", "place", "messages", "shown", "part", "owner", "provider", "model", "error"})
+REQUEST_FIELDS = frozenset(
+    {"state", "place", "messages", "shown", "part", "owner", "provider", "model", "error", "regenerates"}
+)
 JSON_FIELDS = frozenset({"place", "messages"})
 REQUEST_COLUMNS = "id, platform, conversation, origin, place, messages, shown, part, state, owner, created_at"
 #: ``usage_of`` / ``usage_totals`` groups and their columns.
@@ -296,6 +318,16 @@ class Store(Protocol):
     async def usage_totals(
         self, by: str, since: float = 0.0, *, user: str | None = None, channel: str | None = None
     ) -> list[UsageTotal]: ...
+    # controls on an answer (``bot.controls``)
+    async def request_stop(self, request_id: int, by: str) -> bool:
+        """Mark an open request to be stopped (by another replica); False when it is not open."""
+    async def stops(self, request_ids: Sequence[int]) -> dict[int, str]:
+        """Who asked to stop which of ``request_ids`` (only those marked)."""
+    async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
+        """Record (or change) ``user``'s vote (+1/-1) on an answer; its provider, or None when the
+        request is unknown or was never answered by a provider."""
+    async def vote_totals(self, by: str, since: float = 0.0) -> dict[str, tuple[int, int]]:
+        """(up, down) votes grouped ``by`` provider or model."""
 
 
 async def open_store(

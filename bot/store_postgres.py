@@ -395,6 +395,49 @@ class PostgresStore:
         return [UsageTotal(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
 
+    # -- controls on an answer (``bot.controls``) ----------------------------------------------
+
+    async def request_stop(self, request_id: int, by: str) -> bool:
+        async with self.connection() as con:
+            status = await con.execute(
+                "UPDATE requests SET stop_by = $1, updated_at = $2 WHERE id = $3 AND stop_by IS NULL "
+                "AND state IN ('accepted', 'answering')",
+                by, time.time(), request_id,
+            )
+        return _count(status) == 1
+
+    async def stops(self, request_ids: Sequence[int]) -> dict[int, str]:
+        if not request_ids:
+            return {}
+        sql = "SELECT id, stop_by FROM requests WHERE id = ANY($1::bigint[]) AND stop_by IS NOT NULL"
+        async with self.connection() as con:
+            rows = await con.fetch(sql, list(request_ids))
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
+        sql = (
+            "INSERT INTO votes(request_id, platform, user_id, vote, provider, model, at) "
+            "SELECT id, $1, $2, $3, provider, COALESCE(model, ''), $4 FROM requests "
+            "WHERE id = $5 AND provider IS NOT NULL "
+            "ON CONFLICT (request_id, user_id) DO UPDATE SET vote = EXCLUDED.vote, at = EXCLUDED.at "
+            "RETURNING provider"
+        )
+        async with self.connection() as con:
+            provider = await con.fetchval(sql, platform, user, vote, time.time(), request_id)
+        return str(provider) if provider is not None else None
+
+    async def vote_totals(self, by: str, since: float = 0.0) -> dict[str, tuple[int, int]]:
+        column = {"provider": "provider", "model": "model"}.get(by)
+        if column is None:
+            return {}
+        sql = (
+            f"SELECT {column}, COUNT(*) FILTER (WHERE vote > 0), COUNT(*) FILTER (WHERE vote < 0) "
+            f"FROM votes WHERE at >= $1 GROUP BY {column}"
+        )
+        async with self.connection() as con:
+            rows = await con.fetch(sql, since)
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
 async def connect_pool(url: str, size: int, wait: float) -> asyncpg.Pool:
     """A pool of at most ``size`` connections (one opened now, to fail early); errors redacted."""
     try:

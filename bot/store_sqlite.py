@@ -389,6 +389,50 @@ class SqliteStore:
         return [UsageTotal(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
 
+    # -- controls on an answer (``bot.controls``) ----------------------------------------------
+
+    @waits_for_locks
+    async def request_stop(self, request_id: int, by: str) -> bool:
+        cur = await self._db.execute(
+            "UPDATE requests SET stop_by = ?, updated_at = ? WHERE id = ? AND stop_by IS NULL "
+            "AND state IN ('accepted', 'answering')",
+            (by, time.time(), request_id),
+        )
+        return cur.rowcount == 1
+
+    @waits_for_locks
+    async def stops(self, request_ids: Sequence[int]) -> dict[int, str]:
+        if not request_ids:
+            return {}
+        marks = ", ".join("?" * len(request_ids))
+        sql = f"SELECT id, stop_by FROM requests WHERE id IN ({marks}) AND stop_by IS NOT NULL"
+        async with self._db.execute(sql, list(request_ids)) as cur:
+            return {int(r[0]): str(r[1]) for r in await cur.fetchall()}
+
+    @waits_for_locks
+    async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
+        sql = (
+            "INSERT INTO votes(request_id, platform, user_id, vote, provider, model, at) "
+            "SELECT id, ?, ?, ?, provider, COALESCE(model, ''), ? FROM requests WHERE id = ? AND provider IS NOT NULL "
+            "ON CONFLICT (request_id, user_id) DO UPDATE SET vote = excluded.vote, at = excluded.at "
+            "RETURNING provider"
+        )
+        async with self._db.execute(sql, (platform, user, vote, time.time(), request_id)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row is not None else None
+
+    @waits_for_locks
+    async def vote_totals(self, by: str, since: float = 0.0) -> dict[str, tuple[int, int]]:
+        column = {"provider": "provider", "model": "model"}.get(by)
+        if column is None:
+            return {}
+        sql = (
+            f"SELECT {column}, SUM(CASE WHEN vote > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN vote < 0 THEN 1 ELSE 0 END) "
+            f"FROM votes WHERE at >= ? GROUP BY {column}"
+        )
+        async with self._db.execute(sql, (since,)) as cur:
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in await cur.fetchall()}
+
 async def probe(path: str) -> str:
     """For ``doctor``: read the file's schema version without creating or changing anything."""
     if path != ":memory:" and not Path(path).exists():

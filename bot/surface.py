@@ -30,6 +30,9 @@ Optional capabilities, each with what the core does without it
   the answer continues in a new one (Slack's native streams expire); without
   it, messages roll over by length only.
 
+* ``controls: bool`` - buttons under a reply (``Draft.controls``, ``bot.controls``): Stop
+  while it streams, Regenerate and feedback once it is final; without it, none.
+
 A platform whose library is about to wait on a rate limit raises
 ``PlatformRateLimited`` for an interim write: the core then slows that reply
 down and pauses the shared edit budget.
@@ -57,6 +60,10 @@ class Draft:
     failed: bool = False  # the last note says what went wrong
     final: bool = False  # no more edits will follow
     pending: bool = False  # a placeholder: the answer has not started yet
+    #: buttons under the message (``bot.controls``: "stop", "regenerate", "up", "down"), shown by
+    #: a surface with the ``controls`` capability; ``key`` names the reply in their values
+    controls: tuple[str, ...] = ()
+    key: str = ""
 
 
 class Surface(Protocol):

@@ -142,3 +142,35 @@ async def test_concurrent_accepts_and_updates_do_not_interleave_transactions(sto
     assert len(await store.open_requests("discord")) == 10
     record = await store.request(first)
     assert record is not None and record.shown.startswith("text ")
+
+
+async def test_a_stop_press_marks_only_an_open_request_once(store):
+    open_id = await store.accept(["k:1"], "slack", "C1:1", {}, "me")
+    done_id = await store.accept(["k:2"], "slack", "C1:2", {}, "me")
+    await store.update_request(done_id, state="done")
+    assert await store.request_stop(open_id, "Ada") is True
+    assert await store.request_stop(open_id, "Grace") is False  # the first press stands
+    assert await store.request_stop(done_id, "Ada") is False  # ended already
+    assert await store.request_stop(999, "Ada") is False
+    assert await store.stops([open_id, done_id, 999]) == {open_id: "Ada"}
+    assert await store.stops([]) == {}
+
+
+async def test_votes_one_per_person_per_answer_changeable_with_provider_and_model(store):
+    first = await store.accept(["k:1"], "slack", "C1:1", {}, "me")
+    second = await store.accept(["k:2"], "discord", "C2", {}, "me")
+    unanswered = await store.accept(["k:3"], "slack", "C1:3", {}, "me")
+    await store.update_request(first, state="done", provider="openai", model="llama")
+    await store.update_request(second, state="stopped", provider="deepinfra", model="llama-di")
+    await store.update_request(unanswered, state="failed")
+    assert await store.vote(first, "slack", "U1", 1) == "openai"
+    assert await store.vote(first, "slack", "U1", 1) == "openai"  # pressed twice: one vote
+    assert await store.vote(first, "slack", "U2", 1) == "openai"
+    assert await store.vote(second, "discord", "U1", 1) == "deepinfra"
+    assert await store.vote(second, "discord", "U1", -1) == "deepinfra"  # changed its mind
+    assert await store.vote(unanswered, "slack", "U1", 1) is None  # no provider answered it
+    assert await store.vote(404, "slack", "U1", 1) is None
+    assert await store.vote_totals("provider") == {"openai": (2, 0), "deepinfra": (0, 1)}
+    assert await store.vote_totals("model") == {"llama": (2, 0), "llama-di": (0, 1)}
+    assert await store.vote_totals("user") == {}
+

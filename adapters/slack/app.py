@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -75,6 +76,15 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
         await relay.on_message(body, event)
+
+    @app.action(re.compile(r"^relay_"))
+    async def on_control(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()  # first: Slack's 3 s are for the ack; the press is handled after it
+        relay.controls.on_action(body, respond)
+
+    @app.event("reaction_added")
+    async def on_reaction(event: dict[str, Any]) -> None:
+        relay.controls.on_reaction(event)
 
     @app.command("/relay")
     async def on_relay(ack: Any, command: dict[str, Any], respond: Any) -> None:

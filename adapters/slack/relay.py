@@ -28,6 +28,7 @@ from . import assistant as assistant_threads
 from . import events
 from .api import SlackApi
 from .commands import SlashCommands, caller_of
+from .controls import SlackControls
 from .conversations import Conversations
 from .events import Trigger
 from .surface import STREAM_LIFETIME, Place, surface_for
@@ -52,6 +53,7 @@ class SlackRelay:
         #: seconds before a native stream continues in a new one (Slack ends streams after ~5 minutes)
         self.stream_lifetime = STREAM_LIFETIME
         self.commands = SlashCommands(self)
+        self.controls = SlackControls(self)
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""

@@ -16,6 +16,7 @@ from bot.errors import PlatformError, StreamClosed
 from bot.surface import Draft, Ref
 
 from .api import SlackApi
+from .controls import blocks
 from .events import PLACEHOLDER, REPLY_EVENT
 from .format import footer, markdown_footer, to_markdown, to_mrkdwn, utf8_len
 
@@ -119,7 +120,10 @@ class _Messages:
 
 
 class UpdateSurface(_Messages):
-    """Post a message, edit it with ``chat.update`` (mrkdwn ``text``)."""
+    """Post a message, edit it with ``chat.update`` (mrkdwn ``text``; with controls, the same
+    text in blocks above the buttons, ``controls.blocks``)."""
+
+    controls = True
 
     def __init__(self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT) -> None:
         super().__init__(api, place)
@@ -146,6 +150,7 @@ class UpdateSurface(_Messages):
             channel=self.where.channel,
             thread_ts=self.thread(draft.part),
             text=body + foot,
+            blocks=_blocks(body + foot, draft),
             metadata=self.meta(draft, len(foot)),
             unfurl_links=False,
             unfurl_media=False,
@@ -161,6 +166,7 @@ class UpdateSurface(_Messages):
             channel=self.where.channel,
             ts=ref["ts"],
             text=body + foot,
+            blocks=_blocks(body + foot, draft),
             metadata=self.meta(draft, len(foot)),
         )
 
@@ -269,6 +275,11 @@ class StreamSurface(_Messages):
             self._sent.pop(ts, None)
             return
         await self._replace(ts, body + foot, meta)
+
+
+def _blocks(text: str, draft: Draft) -> list[dict[str, Any]] | None:
+    """Blocks for a reply with controls (None: plain ``text``, as without)."""
+    return blocks(text, draft.controls, draft.key) if draft.key else None
 
 
 def _stable(text: str) -> str:

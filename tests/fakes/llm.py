@@ -2,7 +2,9 @@
 
 It speaks ``POST /v1/chat/completions`` with real SSE over real HTTP.  Queue
 behaviours with ``reply``, ``fail``, ``cut`` ...; when the queue is empty it
-answers ``default_text``.  Every request body is kept in ``requests``.
+answers ``default_text``.  Every request body is kept in ``requests``; ``sent`` counts the
+content chunks each streamed request got, and ``hung_up`` the streams the client closed before
+their end (a stopped answer).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class FakeLLM:
         self.queue: deque[Behaviour] = deque()
         self.requests: list[dict[str, object]] = []
         self.headers: list[dict[str, str]] = []
+        self.sent: list[int] = []  # content chunks sent, per streamed request
+        self.hung_up = 0  # streams the client closed before their end
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -100,6 +104,7 @@ class FakeLLM:
         try:
             return await self._stream(request, b)
         except ConnectionResetError:  # the client hung up mid-stream (cancelled on purpose)
+            self.hung_up += 1
             return web.Response(status=499)
 
     async def _stream(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
@@ -113,6 +118,8 @@ class FakeLLM:
         if b.ttft:
             await asyncio.sleep(b.ttft)
         await send(json.dumps(_chunk({"role": "assistant", "content": ""})))
+        index = len(self.sent)
+        self.sent.append(0)
         for n, piece in enumerate(chunks_of(b.text)):
             if b.cut_after is not None and n >= b.cut_after:
                 return response  # clean EOF: no finish_reason, no [DONE]
@@ -126,6 +133,7 @@ class FakeLLM:
             if b.keepalive:
                 await response.write(f": keep-alive{end}{end}".encode())
             await send(json.dumps(_chunk({"content": piece})))
+            self.sent[index] += 1
         await send(json.dumps(_chunk({}, b.finish_reason)))
         usage = b.usage or {"prompt_tokens": 10, "completion_tokens": len(chunks_of(b.text))}
         await send(json.dumps({"choices": [], "usage": usage}))

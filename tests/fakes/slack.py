@@ -18,6 +18,10 @@
   a given one) and waits for the ack; ``redeliver`` retries it on another; past
   ``max_connections`` a websocket is refused with ``too_many_websockets``.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
+* Controls: messages keep their ``blocks``; ``press`` builds the ``block_actions`` payload of a
+  click on one of a message's buttons (deliver it with ``kind="interactive"``), ``react`` the
+  ``reaction_added`` event and ``edit`` the ``message_changed`` event of a person's edit.
+  ``response_url`` calls land as the method ``respond``.
 """
 
 from __future__ import annotations
@@ -183,6 +187,78 @@ class FakeSlack(SocketMode):
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }
 
+    def buttons(self, channel: str, ts: str) -> list[str]:
+        """The action ids of the buttons a message shows now."""
+        message = self.messages[channel][ts]
+        return [
+            e["action_id"] for b in message.get("blocks") or [] if b.get("type") == "actions" for e in b["elements"]
+        ]
+
+    def press(self, channel: str, ts: str, action_id: str, *, user: str = "U1") -> dict[str, Any]:
+        """The ``block_actions`` payload of ``user`` clicking ``action_id`` on the message at ``ts``."""
+        message = self.messages[channel][ts]
+        element = next(
+            e for b in message.get("blocks") or [] if b.get("type") == "actions" for e in b["elements"]
+            if e["action_id"] == action_id
+        )
+        container = {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False}
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": self.names.get(user, user).lower(), "name": user.lower(), "team_id": TEAM},
+            "api_app_id": "A1",
+            "token": "verification-token",
+            "container": container,
+            "trigger_id": f"trig-{next(self._ids)}",
+            "team": {"id": TEAM, "domain": "test"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": "general"},
+            "message": dict(message),
+            "state": {"values": {}},
+            "response_url": f"{self.api_url}respond",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "relay_controls",
+                    "text": element["text"],
+                    "value": element["value"],
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def react(self, channel: str, ts: str, reaction: str = "octagonal_sign", *, user: str = "U1") -> dict[str, Any]:
+        """The ``reaction_added`` event of ``user`` adding ``reaction`` to the message at ``ts``."""
+        item_user = self.messages[channel].get(ts, {}).get("user")
+        return {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": reaction,
+            "item_user": item_user,
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": self.next_ts(),
+        }
+
+    def edit(self, channel: str, ts: str, text: str) -> dict[str, Any]:
+        """A person edits their message at ``ts``: stored, and its ``message_changed`` event returned."""
+        message = self.messages[channel][ts]
+        previous = dict(message)
+        message["text"] = text
+        message["edited"] = {"user": message.get("user"), "ts": self.next_ts()}
+        kind = "im" if channel.startswith("D") else "channel"
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": channel,
+            "channel_type": kind,
+            "ts": message["edited"]["ts"],
+            "event_ts": message["edited"]["ts"],
+            "message": dict(message),
+            "previous_message": previous,
+        }
+
     def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """Messages of a thread, parent first."""
         msgs = [
@@ -288,6 +364,8 @@ class FakeSlack(SocketMode):
             message["thread_ts"] = params["thread_ts"]
         if params.get("metadata"):
             message["metadata"] = _json(params["metadata"])
+        if params.get("blocks"):
+            message["blocks"] = _json(params["blocks"])
         self._store(params["channel"], message)
         return message
 
@@ -315,6 +393,10 @@ class FakeSlack(SocketMode):
         message["text"] = params.get("text") or params.get("markdown_text") or ""
         if params.get("metadata"):
             message["metadata"] = _json(params["metadata"])
+        if params.get("blocks"):
+            message["blocks"] = _json(params["blocks"])
+        else:
+            message.pop("blocks", None)
         self._streams.pop((params["channel"], params["ts"]), None)
         return {"ok": True, "channel": params["channel"], "ts": params["ts"], "text": message["text"]}
 

@@ -1,0 +1,180 @@
+"""Controls on a Slack reply: Block Kit buttons out, button presses and 🛑 reactions in.
+
+Out (``blocks``): a reply with controls is written as blocks (Slack then shows the
+blocks, the ``text`` stays the notification and history fallback): its mrkdwn in
+``section`` blocks of at most ``SECTION_LIMIT`` characters (a code fence cut between two is
+closed and reopened), then one ``actions`` block with the buttons the core chose (Stop while
+it streams; Regenerate, 👍, 👎 once final).  Each button's ``value`` is the reply's key.
+
+In: a ``block_actions`` payload (``press_of``) or a ``reaction_added`` of ``octagonal_sign``
+on one of the bot's messages (``reaction_target``) becomes a ``bot.controls.Press``; both are
+validated like any other input: anything malformed is ignored.  A reaction carries no key, so
+the message is read back (``conversations.replies``) for its Stop button's value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackClientError
+
+from bot import splitting
+from bot.controls import ACTIONS, Press
+from bot.errors import PlatformError, RelayError
+
+from .api import SlackApi
+from .events import slack_id
+
+log = logging.getLogger(__name__)
+
+#: a ``section`` block's text takes 3,000 characters
+SECTION_LIMIT = 3000
+BLOCK_ID = "relay_controls"
+ACTION_PREFIX = "relay_"
+STOP_REACTION = "octagonal_sign"
+LABELS = {"stop": "Stop", "regenerate": "Regenerate", "up": "👍", "down": "👎"}
+
+
+def blocks(text: str, controls: tuple[str, ...], key: str) -> list[dict[str, Any]]:
+    """The blocks of a message showing ``text`` (mrkdwn) with ``controls`` under it."""
+    out: list[dict[str, Any]] = []
+    rest = text
+    while rest:
+        if len(rest) <= SECTION_LIMIT:
+            piece, rest = rest, ""
+        else:
+            cut = splitting.cut(rest, SECTION_LIMIT)
+            piece, rest = cut.head, cut.reopen + rest[cut.consumed :]
+        if piece.strip():
+            out.append({"type": "section", "text": {"type": "mrkdwn", "text": piece}})
+    if controls:
+        out.append({"type": "actions", "block_id": BLOCK_ID, "elements": [_button(a, key) for a in controls]})
+    return out
+
+
+def _button(action: str, key: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": ACTION_PREFIX + action,
+        "text": {"type": "plain_text", "text": LABELS[action], "emoji": True},
+        "value": key,
+    }
+    if action == "stop":
+        button["style"] = "danger"
+    return button
+
+
+def press_of(body: Mapping[str, Any]) -> Press | None:
+    """The press a ``block_actions`` payload carries; None when it is not one of ours or malformed."""
+    user = body.get("user")
+    actions = body.get("actions")
+    if not isinstance(user, Mapping) or not isinstance(actions, list) or not actions:
+        return None
+    action = actions[0]
+    user_id = slack_id(user.get("id"))
+    if not isinstance(action, Mapping) or user_id is None:
+        return None
+    action_id, value = action.get("action_id"), action.get("value")
+    if not isinstance(action_id, str) or not action_id.startswith(ACTION_PREFIX) or not isinstance(value, str):
+        return None
+    name = action_id.removeprefix(ACTION_PREFIX)
+    if name not in ACTIONS:
+        return None
+    return Press("slack", name, value, user_id, _name(user))
+
+
+def _name(user: Mapping[str, Any]) -> str:
+    for field in ("username", "name"):
+        value = user.get(field)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:80]
+    return str(user.get("id"))
+
+
+def reaction_target(event: Mapping[str, Any], bot_user: str | None) -> tuple[str, str, str] | None:
+    """(channel, ts, user) of a 🛑 reaction on one of the bot's messages; None otherwise."""
+    if event.get("reaction") != STOP_REACTION or (bot_user and event.get("item_user") not in (None, bot_user)):
+        return None
+    item = event.get("item")
+    if not isinstance(item, Mapping) or item.get("type") != "message":
+        return None
+    channel, ts, user = slack_id(item.get("channel")), slack_id(item.get("ts")), slack_id(event.get("user"))
+    if channel is None or ts is None or user is None:
+        return None
+    return channel, ts, user
+
+
+def stop_key(message: Mapping[str, Any]) -> str | None:
+    """The key on a message's Stop button, if it shows one."""
+    for block in message.get("blocks") or []:
+        if not isinstance(block, Mapping) or block.get("block_id") != BLOCK_ID:
+            continue
+        for element in block.get("elements") or []:
+            if isinstance(element, Mapping) and element.get("action_id") == ACTION_PREFIX + "stop":
+                value = element.get("value")
+                return value if isinstance(value, str) else None
+    return None
+
+
+async def read_stop_key(api: SlackApi, channel: str, ts: str) -> str | None:
+    """The Stop button's key on the message at ``channel``/``ts`` (read back from Slack)."""
+    try:  # a thread reply or a top-level message alike
+        data = await api.call("conversations.replies", channel=channel, ts=ts, oldest=ts, inclusive=True, limit=20)
+    except PlatformError as exc:
+        log.info("slack: could not read the message a 🛑 was added to: %s", exc)
+        return None
+    messages = [m for m in data.get("messages") or [] if isinstance(m, Mapping) and m.get("ts") == ts]
+    return stop_key(messages[0]) if messages else None
+
+
+class SlackControls:
+    """The I/O around a press: hand it to the core after the ack, show its answer privately."""
+
+    def __init__(self, relay: Any) -> None:
+        self.relay = relay  # the ``SlackRelay``: the core's Platform for Slack
+
+    def on_action(self, body: Mapping[str, Any], respond: Any) -> None:
+        """A ``block_actions`` payload, acked already: handled in the background."""
+        press = press_of(body)
+        if press is None:
+            log.info("slack: ignored an action that is not one of our controls")
+            return
+        self.relay.core.spawn(self._press(press, respond), name=f"slack-{press.action}-{press.key}")
+
+    async def _press(self, press: Press, respond: Any) -> None:
+        text = await self._decide(press)
+        if text is None or respond is None:
+            return
+        try:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            log.info("slack: could not answer a %s press privately: %s", press.action, type(exc).__name__)
+
+    async def _decide(self, press: Press) -> str | None:
+        try:
+            return await self.relay.core.press(self.relay, press)
+        except RelayError as exc:
+            log.warning("slack: a %s press failed: %s", press.action, exc)
+            return exc.user_message
+
+    def on_reaction(self, event: Mapping[str, Any]) -> None:
+        """A ``reaction_added`` event: a 🛑 on one of the bot's messages is a Stop press."""
+        target = reaction_target(event, self.relay.bot_user)
+        if target is not None:
+            self.relay.core.spawn(self._reaction(*target), name=f"slack-reaction-{target[0]}-{target[1]}")
+
+    async def _reaction(self, channel: str, ts: str, user: str) -> None:
+        key = await read_stop_key(self.relay.api, channel, ts)
+        if key is None:
+            return  # not a reply still streaming (or not ours)
+        names = await self.relay.conversations.history.names({user})
+        text = await self._decide(Press("slack", "stop", key, user, names.get(user, user)))
+        if text is None:
+            return
+        try:
+            await self.relay.api.call("chat.postEphemeral", channel=channel, user=user, text=text)
+        except PlatformError as exc:
+            log.info("slack: could not answer a 🛑 privately: %s", exc)

@@ -1,0 +1,198 @@
+"""Controls on an answer: Stop, Regenerate and 👍/👎, the same for every platform.
+
+An adapter turns a button press (or a 🛑 reaction) into a ``Press`` and hands it to
+``Controls.press``; the core decides, and answers with a short sentence the adapter shows
+only to the person who pressed (or None: nothing to say, the reply itself shows it).
+
+* Every button carries the reply's key, ``"<request id>:<asker>"`` (``key``): the platform
+  hands it back unchanged with the press, so the asker is known without a store round trip
+  and the buttons need none before the first text either.
+* **Stop** (the asker or a ``BOT_ADMINS`` user): an answer streaming in this process is
+  stopped at once (``ReplyStream.stop``: the provider's stream is closed).  With replicas on
+  a shared database a press may land on another replica: it marks the request
+  (``Store.request_stop``) and the replica streaming it notices within ``STOP_POLL``
+  seconds.  A reply that has ended already (or was cut short by a restart) says so.
+* **Regenerate** (the asker or an admin): the same question again, read afresh from the
+  platform up to the question (so without the old answer), written into the old answer's
+  first message; the new request record names the one it replaces (``regenerates``).  One
+  regeneration per answer: a second press of the same button is dropped by its dedupe key.
+* **Feedback**: one vote per person per answer, changeable (``Store.vote``, with the
+  answer's provider and model); the ``relay_feedback`` gauge follows the stored totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .access import AccessPolicy, Caller
+from .errors import RelayError
+from .metrics import Metrics
+from .store import OPEN_STATES, Store
+
+if TYPE_CHECKING:
+    from .incoming import Incoming, Platform
+    from .reply import ReplyStream
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("stop", "regenerate", "up", "down")
+#: Replicas: how often the replica streaming answers looks for Stop presses another one took.
+STOP_POLL = 0.5
+
+ONLY_ASKER_STOP = "Only the person who asked (or an admin) can stop this answer."
+ONLY_ASKER_REGENERATE = "Only the person who asked (or an admin) can regenerate this answer."
+ENDED = "This answer has already ended."
+STILL_WRITING = "This answer is still being written; stop it first."
+GONE = "This answer can no longer be regenerated; ask again."
+UNKNOWN = "This button no longer works; ask again."
+THANKS = {"up": "Thanks for the feedback: 👍 noted.", "down": "Thanks for the feedback: 👎 noted."}
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """A control pressed on a platform: which, on which reply (its key), by whom."""
+
+    platform: str
+    action: str  # one of ``ACTIONS``
+    key: str  # the reply's key, as the button carried it
+    user: str
+    name: str  # how the "stopped by …" note names the person
+
+
+def key(request_id: int, asker: str | None) -> str:
+    """The key a reply's buttons carry."""
+    return f"{request_id}:{asker or ''}"
+
+
+def parse_key(value: object) -> tuple[int, str] | None:
+    """(request id, asker) from a button's key; None when it is not one of ours."""
+    if not isinstance(value, str) or len(value) > 100:
+        return None
+    head, sep, asker = value.partition(":")
+    if not sep or not head.isascii() or not head.isdigit() or len(head) > 18:
+        return None
+    return int(head), asker
+
+
+@dataclass(slots=True)
+class _Live:
+    stream: ReplyStream
+    asker: str | None
+
+
+Answer = Callable[[int, "Incoming"], Awaitable[Any]]
+
+
+class Controls:
+    """The answers this process is streaming, and what a press on any reply does."""
+
+    def __init__(self, store: Store, access: AccessPolicy, metrics: Metrics, owner: str) -> None:
+        self.store = store
+        self.access = access
+        self.metrics = metrics
+        self.owner = owner
+        self._live: dict[int, _Live] = {}
+        self._poll: asyncio.Task[None] | None = None
+
+    # -- answers streaming here -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def live(self, request_id: int, asker: str | None, stream: ReplyStream) -> Iterator[None]:
+        """While an answer streams: a Stop press (here, or on a replica) reaches ``stream``."""
+        self._live[request_id] = _Live(stream, asker)
+        if self.store.shared and (self._poll is None or self._poll.done()):
+            self._poll = asyncio.ensure_future(self._watch_stops())
+        try:
+            yield
+        finally:
+            self._live.pop(request_id, None)
+
+    async def _watch_stops(self) -> None:
+        """Replicas: Stop presses another replica recorded for answers streaming here."""
+        while self._live:
+            await asyncio.sleep(STOP_POLL)
+            try:
+                stops = await self.store.stops(list(self._live))
+            except RelayError as exc:
+                log.warning("could not look for Stop presses: %s", exc)
+                continue
+            for request_id, by in stops.items():
+                live = self._live.get(request_id)
+                if live is not None and live.stream.stop(by):
+                    log.info("request %s: stopped by %s (pressed on another replica)", request_id, by)
+
+    async def close(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            await asyncio.gather(self._poll, return_exceptions=True)
+
+    # -- presses ----------------------------------------------------------------------------
+
+    async def press(self, platform: Platform, press: Press, answer: Answer) -> str | None:
+        """What ``press`` does; the sentence to show the presser privately, or None."""
+        parsed = parse_key(press.key)
+        if parsed is None or press.action not in ACTIONS:
+            return UNKNOWN
+        request_id, asker = parsed
+        if press.action == "stop":
+            return await self._stop(request_id, asker, press)
+        if press.action == "regenerate":
+            return await self._regenerate(platform, request_id, asker, press, answer)
+        return await self._vote(request_id, press)
+
+    def _may_control(self, asker: str, press: Press) -> bool:
+        return press.user == asker or self.access.is_admin(Caller(press.platform, press.user, ""))
+
+    async def _stop(self, request_id: int, asker: str, press: Press) -> str | None:
+        if not self._may_control(asker, press):
+            return ONLY_ASKER_STOP
+        live = self._live.get(request_id)
+        if live is not None:
+            return None if live.stream.stop(press.name) else ENDED
+        if self.store.shared and await self.store.request_stop(request_id, press.name):
+            return None  # the replica streaming it notices within STOP_POLL
+        return ENDED
+
+    async def _regenerate(
+        self, platform: Platform, request_id: int, asker: str, press: Press, answer: Answer
+    ) -> str | None:
+        if not self._may_control(asker, press):
+            return ONLY_ASKER_REGENERATE
+        record = await self.store.request(request_id)
+        if record is None or not record.messages:
+            return GONE
+        if record.state in OPEN_STATES:
+            return STILL_WRITING
+        incoming = await platform.revive(record.origin)
+        if incoming is None:
+            return GONE
+        keys = [f"{record.platform}:regenerate:{request_id}"]
+        origin = {**record.origin, "regenerates": request_id, "replaces": record.messages[0]}
+        new_id = await self.store.accept(keys, record.platform, record.conversation, origin, self.owner)
+        if new_id is None:
+            return None  # pressed twice: the first press is regenerating it
+        await self.store.update_request(new_id, regenerates=request_id)
+        place = record.place
+
+        async def open_(turns: Any) -> Any:
+            return platform.surface(place)
+
+        again = replace(incoming, open=open_, keys=(), origin=origin, replaces=record.messages[0], relevant=None)
+        await answer(new_id, again)
+        return None
+
+    async def _vote(self, request_id: int, press: Press) -> str | None:
+        vote = 1 if press.action == "up" else -1
+        provider = await self.store.vote(request_id, press.platform, press.user, vote)
+        if provider is None:
+            return UNKNOWN
+        totals = await self.store.vote_totals("provider")
+        up, down = totals.get(provider, (0, 0))
+        self.metrics.feedback.labels(provider, "up").set(up)
+        self.metrics.feedback.labels(provider, "down").set(down)
+        return THANKS[press.action]

@@ -1,0 +1,110 @@
+"""Controls on a Slack answer, end to end: the real Bolt app over Socket Mode against the fake
+Slack (buttons in blocks, ``block_actions`` presses, 🛑 reactions) and the fake model."""
+
+from __future__ import annotations
+
+from adapters.slack.events import PLACEHOLDER
+from tests.fakes.slack import BOT_USER
+from tests.slack_helpers import mention, reply_text, until
+
+pytest_plugins = ("tests.slack_env",)
+
+LONG = " ".join(f"word{n}" for n in range(400))
+FINAL_BUTTONS = ["relay_regenerate", "relay_up", "relay_down"]
+
+
+def answer_ts(slack, channel="C1"):
+    messages = slack.bot_messages(channel)
+    return messages[0]["ts"] if messages else None
+
+
+def respond_texts(slack):
+    return [c.params.get("text") for c in slack.called("respond")]
+
+
+async def streaming_reply(slack, fake_llm, text="tell me a long story"):
+    """Ask, and wait until the answer shows some text and its Stop button: (question event, answer ts)."""
+    fake_llm.reply(LONG, delay=0.02)
+    event = mention(slack, f"<@{BOT_USER}> {text}")
+    await slack.deliver(slack.callback(event))
+
+    def streaming():
+        ts = answer_ts(slack)
+        message = slack.messages["C1"].get(ts) if ts else None
+        shown = message is not None and message["text"] not in ("", PLACEHOLDER) and "word5" in message["text"]
+        return ts if shown and slack.buttons("C1", ts) == ["relay_stop"] else None
+
+    ts = await until(streaming, what="the answer to stream with a Stop button")
+    return event, ts
+
+
+async def test_stop_keeps_the_partial_text_closes_the_provider_stream_and_records_it(slack, start_bot, fake_llm):
+    bot = await start_bot()
+    event, ts = await streaming_reply(slack, fake_llm)
+
+    await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive")
+
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    text = slack.messages["C1"][ts]["text"]
+    assert text.endswith("\n\n_stopped by ada_")
+    shown = text.split("\n")[0].split()
+    assert 5 < len(shown) < 400  # the partial text stays, cut short
+    await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+    assert fake_llm.sent[0] < 400
+    await bot.service.tasks.wait_idle()
+    record = await bot.service.store.request(1)
+    assert record is not None and record.state == "stopped"
+    [usage] = await bot.service.store.usage_totals("provider")
+    assert 0 < usage.completion_tokens < 400  # the tokens actually generated
+    assert respond_texts(slack) == []  # the asker's press needs no words
+
+
+async def test_only_the_asker_or_an_admin_can_stop(slack, start_bot, fake_llm):
+    await start_bot(bot_admins="U3")
+    event, ts = await streaming_reply(slack, fake_llm)
+
+    await slack.deliver(slack.press("C1", ts, "relay_stop", user="U2"), kind="interactive")
+    await until(lambda: respond_texts(slack), what="the private refusal")
+    assert respond_texts(slack) == ["Only the person who asked (or an admin) can stop this answer."]
+    assert slack.called("respond")[0].params["response_type"] == "ephemeral"
+    assert slack.buttons("C1", ts) == ["relay_stop"]  # still streaming
+
+    await slack.deliver(slack.press("C1", ts, "relay_stop", user="U3"), kind="interactive")
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the admin's stop")
+    assert slack.messages["C1"][ts]["text"].endswith("_stopped by u3_")
+
+
+async def test_a_stop_reaction_by_the_asker_stops_the_answer(slack, start_bot, fake_llm):
+    await start_bot()
+    event, ts = await streaming_reply(slack, fake_llm)
+
+    await slack.deliver(slack.callback(slack.react("C1", ts, "thumbsup", user="U1")))  # not a stop
+    await slack.deliver(slack.callback(slack.react("C1", ts, user="U2")))  # not the asker
+    await until(lambda: slack.called("chat.postEphemeral"), what="the private refusal")
+    assert slack.called("chat.postEphemeral")[0].params["user"] == "U2"
+    assert slack.buttons("C1", ts) == ["relay_stop"]
+
+    await slack.deliver(slack.callback(slack.react("C1", ts, user="U1")))
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the stop")
+    assert slack.messages["C1"][ts]["text"].endswith("_stopped by Ada_")
+    await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+
+
+async def test_a_finished_answer_has_no_stop_and_a_late_stop_is_answered_politely(slack, start_bot, fake_llm):
+    fake_llm.reply("Short answer.")
+    await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> quick one")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "Short answer.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    message = slack.messages["C1"][ts]
+    assert message["blocks"][0] == {"type": "section", "text": {"type": "mrkdwn", "text": "Short answer."}}
+
+    # a Stop press that arrives after the end (a stale client, a second click)
+    late = slack.press("C1", ts, "relay_regenerate", user="U1")
+    late["actions"][0]["action_id"] = "relay_stop"
+    await slack.deliver(late, kind="interactive")
+    await until(lambda: respond_texts(slack), what="the polite answer")
+    assert respond_texts(slack) == ["This answer has already ended."]
+    assert slack.messages["C1"][ts]["text"] == "Short answer."
