@@ -21,6 +21,7 @@ from bot.surface import Surface
 
 from . import interactions
 from .commands import SlashCommands
+from .controls import DiscordControls
 from .conversations import Conversations
 from .events import Policy, Trigger, decide, facts_of
 from .pacing import Budgets, RateMonitor, Watch
@@ -62,6 +63,7 @@ class RelayClient(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.commands = SlashCommands(self, core, settings.discord_edits_per_minute, self.monitor, self.taking_work)
         self.commands.install(self.tree)
+        self.controls = DiscordControls(self)
         self.accepting = True
         self._warned_empty = False
         core.report_health("discord", False)  # until on_ready: /healthz says "not yet"
@@ -149,6 +151,14 @@ class RelayClient(discord.Client):
             self._check_content(message)
             incoming = self.requests.incoming(message, trigger, keys=(("message", str(message.id)),))
             self._handle(incoming, f"discord-message-{message.id}")
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A button of ours pressed (slash commands go to the command tree)."""
+        await self.controls.on_interaction(interaction)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.accepting and self.core.accepting:
+            await self.controls.on_reaction(payload)
 
     def _check_content(self, message: discord.Message) -> None:
         if message.content or message.attachments or message.embeds or message.stickers:

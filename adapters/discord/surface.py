@@ -27,6 +27,7 @@ from bot.surface import Draft, Ref
 
 from . import format as fmt
 from . import interactions
+from .buttons import view_of
 from .pacing import Watch
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,11 @@ class ChannelSurface(_Surface):
     """Answer in a channel, thread or DM, the first message replying to ``reply_to`` when given.
 
     Continuation messages reply to the previous part, so a reply to the last
-    part still walks back through the whole answer.
+    part still walks back through the whole answer.  A reply with controls carries
+    them as buttons (``buttons``); a message of it without any is sent ``view=None``.
     """
+
+    controls = True
 
     def __init__(
         self,
@@ -164,7 +168,9 @@ class ChannelSurface(_Surface):
             reference = self.channel.get_partial_message(target).to_reference(fail_if_not_exists=False)
             mentions = REPLY_MENTIONS if target == self.reply_to else NO_MENTIONS
         content = self._content(draft)
-        message = await self._call(self.channel.send(content, reference=reference, allowed_mentions=mentions))
+        message = await self._call(
+            self.channel.send(content, reference=reference, allowed_mentions=mentions, **_view(draft))
+        )
         self._previous = message.id
         return {"message": str(message.id)}
 
@@ -172,7 +178,12 @@ class ChannelSurface(_Surface):
         self._held(draft)
         message = self.channel.get_partial_message(int(ref["message"]))
         content = self._content(draft)
-        await self._call(message.edit(content=content, allowed_mentions=NO_MENTIONS))
+        await self._call(message.edit(content=content, allowed_mentions=NO_MENTIONS, **_view(draft)))
+
+
+def _view(draft: Draft) -> dict[str, Any]:
+    """The ``view`` argument of a write: the reply's buttons, none for a reply without controls."""
+    return {"view": view_of(draft.controls, draft.key)} if draft.key else {}
 
 
 class InteractionSurface(_Surface):

@@ -18,6 +18,10 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
   the shard's guilds, then whatever the test injects (``say``, ``interact``), each
   event on the session of its guild's shard (DMs on shard 0), as Discord does.
   ``add_guild`` adds a guild (with one text channel) on a chosen shard.
+* Controls: messages keep their ``components``; ``press`` clicks one of a message's buttons
+  (a component INTERACTION_CREATE; ephemeral followups land in ``interaction_messages``),
+  ``react`` adds a reaction (MESSAGE_REACTION_ADD), ``edit`` edits a person's message
+  (MESSAGE_UPDATE).
   ``reject_privileged`` closes with 4014 when the message-content intent is asked for.
 """
 
@@ -48,10 +52,12 @@ from tests.fakes.discord_payloads import (
     USERS,
     application,
     bot_user,
+    component_interaction,
     dm_channel,
     interaction,
     message,
     now_iso,
+    reaction_add,
     shard_of,
     snowflake,
     text_channel,
@@ -230,6 +236,31 @@ class FakeDiscord(Gateway):
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
+    def buttons(self, channel: int, mid: int) -> list[str]:
+        """The ``custom_id``s of the buttons a message shows now."""
+        msg = self.messages[channel][mid]
+        return [c["custom_id"] for row in msg.get("components") or [] for c in row.get("components", [])]
+
+    async def press(self, channel: int, mid: int, action: str, *, author: int = ALICE) -> dict[str, Any]:
+        """``author`` clicks the button whose ``custom_id`` starts ``relay:<action>:`` on a message."""
+        msg = self.messages[channel][mid]
+        cid = next(c for c in self.buttons(channel, mid) if c.startswith(f"relay:{action}:"))
+        payload = component_interaction(msg, cid, self.channels[channel], author, self.roles.get(author))
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def react(self, channel: int, mid: int, emoji: str = "🛑", *, author: int = ALICE) -> None:
+        msg = self.messages[channel][mid]
+        await self.dispatch("MESSAGE_REACTION_ADD", reaction_add(msg, emoji, author, self.roles.get(author)))
+
+    async def edit(self, channel: int, mid: int, content: str) -> dict[str, Any]:
+        """The author edits their message: stored, then dispatched as MESSAGE_UPDATE."""
+        msg = self.messages[channel][mid]
+        msg["content"] = content
+        msg["edited_timestamp"] = now_iso()
+        await self.dispatch("MESSAGE_UPDATE", msg)
+        return msg
+
     # -- queries for assertions ---------------------------------------------------------
 
     def find(self, method: str, pattern: str) -> list[Call]:
@@ -397,6 +428,7 @@ class FakeDiscord(Gateway):
                     reply_to = None
             msg = self._message(cid, BOT_ID, body.get("content") or "", reply_to=reply_to)
             msg["allowed_mentions"] = body.get("allowed_mentions")
+            msg["components"] = body.get("components") or []
             return 200, msg, ("MESSAGE_CREATE", msg)
         if rest == ["messages"] and method == "GET":
             limit = int(query.get("limit", 50))
@@ -413,6 +445,8 @@ class FakeDiscord(Gateway):
             if method == "PATCH":
                 if "content" in body:
                     msg["content"] = body["content"]
+                if "components" in body:
+                    msg["components"] = body["components"] or []
                 msg["edited_timestamp"] = now_iso()
                 return 200, msg, ("MESSAGE_UPDATE", msg)
             if method == "DELETE":
@@ -441,6 +475,7 @@ class FakeDiscord(Gateway):
         if len(parts) == 2 and method == "POST":
             msg = self._message(key, BOT_ID, body.get("content") or "")
             msg["channel_id"] = str(CHANNEL_ID)
+            msg["flags"] = body.get("flags", 0)
             return 200, msg, None
         if len(parts) == 4 and parts[2] == "messages" and method == "PATCH":
             if parts[3] == "@original":

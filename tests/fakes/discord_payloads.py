@@ -288,3 +288,36 @@ def interaction(
             "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
         },
     }
+
+
+def component_interaction(
+    msg: dict[str, Any], custom_id: str, channel: dict[str, Any], author: int, roles: list[int] | None
+) -> dict[str, Any]:
+    """INTERACTION_CREATE for a click on the button ``custom_id`` of the message ``msg``."""
+    payload = interaction("", {}, channel, author, roles)
+    if not channel.get("guild_id"):
+        for key in ("guild_id", "member", "guild_locale"):
+            payload.pop(key, None)
+        payload["user"] = USERS[author]
+        payload["context"] = 1
+        payload["authorizing_integration_owners"] = {"1": str(author)}
+    payload.update(type=3, message=msg, data={"custom_id": custom_id, "component_type": 2})
+    return payload
+
+
+def reaction_add(msg: dict[str, Any], emoji: str, user_id: int, roles: list[int] | None) -> dict[str, Any]:
+    """MESSAGE_REACTION_ADD: ``user_id`` adds the unicode ``emoji`` to ``msg``."""
+    payload: dict[str, Any] = {
+        "user_id": str(user_id),
+        "channel_id": msg["channel_id"],
+        "message_id": msg["id"],
+        "message_author_id": msg["author"]["id"],
+        "emoji": {"id": None, "name": emoji},
+        "burst": False,
+        "burst_colors": [],
+        "type": 0,
+    }
+    if msg.get("guild_id"):
+        payload["guild_id"] = msg["guild_id"]
+        payload["member"] = member(user_id, roles)
+    return payload

@@ -1,0 +1,70 @@
+"""Controls on a Discord answer, end to end: the real discord.py client against the fake Discord
+(button components, component interactions, 🛑 reactions) and the fake model."""
+
+from __future__ import annotations
+
+from tests.discord_harness import running_bot, wait_for
+from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
+
+LONG = " ".join(f"word{n}" for n in range(400))
+
+
+def answer(fake: FakeDiscord) -> dict | None:
+    messages = fake.bot_messages(CHANNEL_ID)
+    return messages[0] if messages else None
+
+
+def actions(fake: FakeDiscord) -> list[str]:
+    msg = answer(fake)
+    return [c.split(":")[1] for c in fake.buttons(CHANNEL_ID, int(msg["id"]))] if msg else []
+
+
+def followups(fake: FakeDiscord, payload: dict) -> list[dict]:
+    """The ephemeral followups a press got."""
+    key = -abs(hash(payload["token"]))
+    return [m for m in fake.messages.get(key, {}).values() if m.get("flags") == 64]
+
+
+async def streaming(bot, fake_llm) -> int:
+    """Ask, and wait until the answer streams with its Stop button: the answer's id."""
+    fake_llm.reply(LONG, delay=0.02)
+    await bot.fake.say("tell me a long story", mention_bot=True)
+    await wait_for(lambda: actions(bot.fake) == ["stop"] and "word5" in answer(bot.fake)["content"],
+                   what="the answer to stream with a Stop button")
+    return int(answer(bot.fake)["id"])
+
+
+async def test_stop_button_keeps_the_partial_text_and_closes_the_provider_stream(make_settings, fake_llm):
+    async with running_bot(make_settings) as bot:
+        mid = await streaming(bot, fake_llm)
+
+        refused = await bot.fake.press(CHANNEL_ID, mid, "stop", author=BOB)
+        await wait_for(lambda: followups(bot.fake, refused), what="the private refusal")
+        [note] = followups(bot.fake, refused)
+        assert note["content"] == "Only the person who asked (or an admin) can stop this answer."
+        callback = bot.fake.find("POST", rf"/interactions/{refused['id']}/.*/callback")
+        assert callback[0].body["type"] == 6  # acknowledged as a deferred update, before the core decided
+        assert actions(bot.fake) == ["stop"]
+
+        await bot.fake.press(CHANNEL_ID, mid, "stop", author=ALICE)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the final buttons")
+        text = answer(bot.fake)["content"]
+        assert text.endswith("\n-# stopped by Alice A.")
+        assert 5 < len(text.split("\n")[0].split()) < 400
+        await wait_for(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+        record = await bot.service.store.request(1)
+        assert record.state == "stopped"
+        [usage] = await bot.service.store.usage_totals("provider")
+        assert 0 < usage.completion_tokens < 400
+
+
+async def test_a_stop_reaction_by_the_asker_stops_the_answer(make_settings, fake_llm):
+    async with running_bot(make_settings) as bot:
+        mid = await streaming(bot, fake_llm)
+        await bot.fake.react(CHANNEL_ID, mid, "👍", author=ALICE)  # not a stop
+        await bot.fake.react(CHANNEL_ID, mid, author=BOB)  # not the asker
+        await bot.fake.react(CHANNEL_ID, mid, author=ALICE)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the stop")
+        assert answer(bot.fake)["content"].endswith("\n-# stopped by Alice A.")
+        await wait_for(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
