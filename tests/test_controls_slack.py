@@ -108,3 +108,52 @@ async def test_a_finished_answer_has_no_stop_and_a_late_stop_is_answered_politel
     await until(lambda: respond_texts(slack), what="the polite answer")
     assert respond_texts(slack) == ["This answer has already ended."]
     assert slack.messages["C1"][ts]["text"] == "Short answer."
+
+
+async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_settings, fake_llm, postgres_url):
+    """Two replicas on one PostgreSQL: the question reaches one, the Stop press the other."""
+    from adapters.slack import SlackBot
+    from bot.runtime import build_router
+    from bot.service import RelayService
+    from bot.store import open_store
+
+    bots, opened = [], []
+    try:
+        for n in range(2):
+            settings = make_settings(
+                slack_bot_token="xoxb-fake", slack_app_token="xapp-fake", slack_api_url=slack.api_url,
+                bot_database=postgres_url, bot_replica=f"r{n}",
+            )
+            store = await open_store(postgres_url, pool_size=3)
+            router = build_router(settings)
+            opened.append((store, router))
+            bot = SlackBot(RelayService(settings, store, router), settings, host="127.0.0.1")
+            await bot.start()
+            bots.append(bot)
+            await slack.wait_connections(n + 1)
+        streaming_replica, other = slack.connections  # oldest first: the first bot's, then the second's
+
+        fake_llm.reply(LONG, delay=0.02)
+        event = mention(slack, f"<@{BOT_USER}> tell me a long story")
+        await slack.deliver(slack.callback(event), via=streaming_replica)
+        ts = await until(
+            lambda: (t := answer_ts(slack)) and slack.buttons("C1", t) == ["relay_stop"]
+            and "word5" in slack.messages["C1"][t]["text"] and t,
+            what="the answer to stream",
+        )
+        await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive", via=other)
+
+        await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the stop, noticed through the store")
+        assert slack.messages["C1"][ts]["text"].endswith("_stopped by ada_")
+        await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+        assert fake_llm.sent[0] < 400
+        assert respond_texts(slack) == []
+        await bots[0].service.tasks.wait_idle()
+        record = await bots[1].service.store.request(1)
+        assert record is not None and record.owner.startswith("r0/") and record.state == "stopped"
+    finally:
+        for bot in bots:
+            await bot.stop(grace=10)
+        for store, router in opened:
+            await router.aclose()
+            await store.close()
