@@ -68,3 +68,28 @@ async def test_a_stop_reaction_by_the_asker_stops_the_answer(make_settings, fake
         await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the stop")
         assert answer(bot.fake)["content"].endswith("\n-# stopped by Alice A.")
         await wait_for(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+
+
+async def test_regenerate_asks_again_without_the_old_answer_and_replaces_its_text(make_settings, fake_llm):
+    fake_llm.reply("First answer.")
+    fake_llm.reply("Second answer.", delay=0.01)
+    async with running_bot(make_settings) as bot:
+        await bot.fake.say("What is the capital of France?", mention_bot=True)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the final buttons")
+        mid = int(answer(bot.fake)["id"])
+        assert answer(bot.fake)["content"] == "First answer."
+
+        refused = await bot.fake.press(CHANNEL_ID, mid, "regenerate", author=BOB)
+        await wait_for(lambda: followups(bot.fake, refused), what="the refusal")
+        assert followups(bot.fake, refused)[0]["content"].startswith("Only the person who asked")
+
+        await bot.fake.press(CHANNEL_ID, mid, "regenerate", author=ALICE)
+        await bot.fake.press(CHANNEL_ID, mid, "regenerate", author=ALICE)  # pressed twice: once
+        await wait_for(lambda: answer(bot.fake)["content"] == "Second answer.", what="the replaced text")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        assert len(bot.fake.bot_messages(CHANNEL_ID)) == 1
+        assert actions(bot.fake) == ["regenerate", "up", "down"]
+        assert len(fake_llm.requests) == 2
+        assert fake_llm.requests[1]["messages"] == fake_llm.requests[0]["messages"]  # same question, no old answer
+        new = await bot.service.store.request(2)
+        assert new is not None and new.state == "done" and new.origin["regenerates"] == 1

@@ -157,3 +157,60 @@ async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_se
         for store, router in opened:
             await router.aclose()
             await store.close()
+
+
+async def test_regenerate_asks_again_without_the_old_answer_and_replaces_its_text(slack, start_bot, fake_llm):
+    fake_llm.reply("Rome.")
+    fake_llm.reply("First answer about its people.")
+    fake_llm.reply("Second answer about its people.", delay=0.01)
+    bot = await start_bot()
+    root = mention(slack, f"<@{BOT_USER}> capital of Italy?")
+    await slack.deliver(slack.callback(root))
+    await reply_text(slack, "C1", root["ts"], "Rome.")
+    follow = slack.say("and how many people live there?", user="U1", thread_ts=root["ts"])
+    await slack.deliver(slack.callback(follow))
+    await reply_text(slack, "C1", root["ts"], "First answer about its people.")
+    ts = slack.bot_messages("C1")[-1]["ts"]
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+
+    press = slack.press("C1", ts, "relay_regenerate", user="U1")
+    await slack.deliver(press, kind="interactive")
+    await slack.deliver(press, kind="interactive")  # pressed twice: one regeneration
+    await reply_text(slack, "C1", root["ts"], "Second answer about its people.")
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the new answer's buttons")
+    await bot.service.tasks.wait_idle()
+
+    assert len(fake_llm.requests) == 3
+    assert fake_llm.requests[2]["messages"][1:] == fake_llm.requests[1]["messages"][1:] == [
+        {"role": "user", "content": "Ada: capital of Italy?"},
+        {"role": "assistant", "content": "Rome."},
+        {"role": "user", "content": "Ada: and how many people live there?"},
+    ]
+    assert len(slack.called("chat.postMessage")) == 2  # the new answer went into the old message
+    new_key = slack.messages["C1"][ts]["blocks"][-1]["elements"][0]["value"]
+    assert new_key == "3:U1"
+    assert await linked(bot, 3) == 2  # the ledger links the new answer to the one it replaced
+    assert respond_texts(slack) == []
+
+
+async def test_only_the_asker_can_regenerate_and_a_press_while_it_streams_is_refused(slack, start_bot, fake_llm):
+    fake_llm.reply("Done.")
+    await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> hello")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "Done.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U2"), kind="interactive")
+    await until(lambda: respond_texts(slack), what="the refusal")
+    assert respond_texts(slack) == ["Only the person who asked (or an admin) can regenerate this answer."]
+    assert len(fake_llm.requests) == 1
+
+
+async def linked(bot, request_id: int) -> int | None:
+    """The request a regenerated one replaces, as the database says."""
+    import sqlite3
+
+    with sqlite3.connect(bot.settings.bot_database) as db:
+        row = db.execute("SELECT regenerates FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return row[0] if row else None
