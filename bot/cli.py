@@ -127,14 +127,23 @@ async def usage(settings: Settings, by: str, days: float) -> int:
         print(f"no usage yet: {database} does not exist (the bot creates it when it first answers)")
         return 0
     store = await open_store(settings)
+    since = time.time() - days * 86400
     try:
-        totals = await store.usage_totals(by, since=time.time() - days * 86400)
+        totals = await store.usage_totals(by, since=since)
+        votes = await store.vote_totals(by, since=since)  # feedback: by provider or model only
     finally:
         await store.close()
-    rows = [(by, "requests", "tokens in", "tokens out", "cost (USD)")]
-    rows += [(t.key, str(t.requests), str(t.prompt_tokens), str(t.completion_tokens), f"{t.cost_usd:.6f}") for t in totals]
+    rows = [(by, "requests", "tokens in", "tokens out", "cost (USD)", *(("👍", "👎") if by in FEEDBACK_BY else ()))]
+    for t in totals:
+        up, down = votes.get(t.key, (0, 0))
+        row = (t.key, str(t.requests), str(t.prompt_tokens), str(t.completion_tokens), f"{t.cost_usd:.6f}")
+        rows.append((*row, str(up), str(down)) if by in FEEDBACK_BY else row)
     _print_table(rows)
     return 0
+
+
+#: ``usage --by`` groups that show feedback votes beside tokens and cost
+FEEDBACK_BY = ("provider", "model")
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

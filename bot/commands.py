@@ -91,7 +91,8 @@ async def _usage(service: RelayService, caller: Caller) -> str:
     parts = ["**Usage, last 30 days**"]
     for by, title in (("provider", "per provider"), ("channel", "per channel"), ("user", "per user")):
         totals = await store.usage_totals(by, since)
-        parts.append(f"*{title}*\n" + (_lines(totals[:15]) if totals else "• none"))
+        votes = await store.vote_totals(by, since) if by == "provider" else None
+        parts.append(f"*{title}*\n" + (_lines(totals[:15], votes) if totals else "• none"))
     return "\n".join(parts)
 
 
@@ -100,8 +101,17 @@ def _temperature(channel: float | None, default: float | None) -> str:
     return "provider default" if value is None else f"{value:g}"
 
 
-def _lines(totals) -> str:  # type: ignore[no-untyped-def]
+def _lines(totals, votes: dict[str, tuple[int, int]] | None = None) -> str:  # type: ignore[no-untyped-def]
+    """One line per total; with ``votes``, the feedback beside tokens and cost."""
+
+    def feedback(key: str) -> str:
+        if votes is None:
+            return ""
+        up, down = votes.get(key, (0, 0))
+        return f", {up} 👍 / {down} 👎"
+
     return "\n".join(
-        f"• {t.key}: {t.requests} requests, {t.prompt_tokens:,} in / {t.completion_tokens:,} out, ${t.cost_usd:.4f}"
+        f"• {t.key}: {t.requests} requests, {t.prompt_tokens:,} in / {t.completion_tokens:,} out, "
+        f"${t.cost_usd:.4f}{feedback(t.key)}"
         for t in totals
     )

@@ -157,7 +157,7 @@ async def test_usage_report_reads_the_ledger(env, tmp_path, fake_llm):
     code, out, _ = await run(["usage", "--by", "provider"], env, tmp_path)
     assert code == 0
     row = [line.split() for line in out.splitlines() if line.startswith("openai")]
-    assert row == [["openai", "1", "400000", "100000", "0.500000"]]
+    assert row == [["openai", "1", "400000", "100000", "0.500000", "0", "0"]]  # no votes yet
 
 
 async def test_usage_with_an_unusable_database_is_one_line(env, tmp_path):

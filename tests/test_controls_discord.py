@@ -93,3 +93,23 @@ async def test_regenerate_asks_again_without_the_old_answer_and_replaces_its_tex
         assert fake_llm.requests[1]["messages"] == fake_llm.requests[0]["messages"]  # same question, no old answer
         new = await bot.service.store.request(2)
         assert new is not None and new.state == "done" and new.origin["regenerates"] == 1
+
+
+async def test_feedback_one_vote_per_person_changeable(make_settings, fake_llm):
+    fake_llm.reply("An answer worth a vote.")
+    async with running_bot(make_settings) as bot:
+        await bot.fake.say("hello", mention_bot=True)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the final buttons")
+        mid = int(answer(bot.fake)["id"])
+        presses = []
+        for author, action in ((ALICE, "up"), (ALICE, "up"), (BOB, "up"), (ALICE, "down")):
+            presses.append(await bot.fake.press(CHANNEL_ID, mid, action, author=author))
+            await wait_for(lambda: followups(bot.fake, presses[-1]), what="the vote's thanks")
+        assert [followups(bot.fake, p)[0]["content"] for p in presses] == [
+            "Thanks for the feedback: 👍 noted.",
+            "Thanks for the feedback: 👍 noted.",
+            "Thanks for the feedback: 👍 noted.",
+            "Thanks for the feedback: 👎 noted.",
+        ]
+        assert await bot.service.store.vote_totals("provider") == {"openai": (1, 1)}
+        assert answer(bot.fake)["content"] == "An answer worth a vote."

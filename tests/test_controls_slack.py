@@ -214,3 +214,58 @@ async def linked(bot, request_id: int) -> int | None:
     with sqlite3.connect(bot.settings.bot_database) as db:
         row = db.execute("SELECT regenerates FROM requests WHERE id = ?", (request_id,)).fetchone()
     return row[0] if row else None
+
+
+async def test_feedback_one_vote_per_person_changeable_shown_in_usage_relay_and_metrics(
+    slack, start_bot, fake_llm, tmp_path
+):
+    import socket
+
+    import httpx
+
+    from bot.ops import start_ops
+    from tests.test_cli import run
+
+    fake_llm.reply("An answer worth a vote.")
+    bot = await start_bot(bot_admins="U1")
+    event = mention(slack, f"<@{BOT_USER}> hello")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "An answer worth a vote.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+
+    for user, action in (("U1", "relay_up"), ("U1", "relay_up"), ("U2", "relay_down"), ("U1", "relay_down")):
+        count = len(respond_texts(slack))
+        await slack.deliver(slack.press("C1", ts, action, user=user), kind="interactive")
+        await until(lambda: len(respond_texts(slack)) > count, what=f"{user}'s vote")
+    assert respond_texts(slack) == [
+        "Thanks for the feedback: 👍 noted.",
+        "Thanks for the feedback: 👍 noted.",
+        "Thanks for the feedback: 👎 noted.",
+        "Thanks for the feedback: 👎 noted.",
+    ]
+    assert await bot.service.store.vote_totals("provider") == {"openai": (0, 2)}
+    assert slack.messages["C1"][ts]["text"] == "An answer worth a vote."  # votes leave the answer alone
+
+    command = {"command": "/relay", "text": "usage", "user_id": "U1", "channel_id": "C1", "team_id": "T1",
+               "trigger_id": "t9", "response_url": f"{slack.api_url}respond"}
+    await slack.deliver(command, kind="slash_commands")
+    await until(lambda: len(respond_texts(slack)) == 5, what="/relay usage")
+    assert "openai: 1 requests" in respond_texts(slack)[-1] and "0 👍 / 2 👎" in respond_texts(slack)[-1]
+
+    runner = await start_ops(bot.service, "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+            metrics = (await client.get("/metrics")).text
+    finally:
+        await runner.cleanup()
+    replica = f'replica="{socket.gethostname()}"'
+    assert f'relay_feedback_votes{{provider="openai",{replica},vote="down"}} 2.0' in metrics
+    assert f'relay_feedback_votes{{provider="openai",{replica},vote="up"}} 0.0' in metrics
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BOT_DATABASE": str(bot.settings.bot_database),
+           "OPENAI_API_KEY": "sk-unused", "OPENAI_BASE_URL": fake_llm.base_url}
+    code, out, _ = await run(["usage", "--by", "provider"], env, tmp_path)
+    assert code == 0
+    assert out.splitlines()[0].split()[-2:] == ["👍", "👎"]
+    assert [line.split()[-2:] for line in out.splitlines() if line.startswith("openai")] == [["0", "2"]]
