@@ -16,6 +16,9 @@ only to the person who pressed (or None: nothing to say, the reply itself shows 
   platform up to the question (so without the old answer), written into the old answer's
   first message; the new request record names the one it replaces (``regenerates``).  One
   regeneration per answer: a second press of the same button is dropped by its dedupe key.
+* **An edited question** (``reanswer``): the adapter checks the edit is recent and the
+  answer is still the conversation's latest message; the core answers the edited question
+  into that answer's message the same way, once per edit.
 * **Feedback**: one vote per person per answer, changeable (``Store.vote``, with the
   answer's provider and model); the ``relay_feedback`` gauge follows the stored totals.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .access import AccessPolicy, Caller
 from .errors import RelayError
 from .metrics import Metrics
-from .store import OPEN_STATES, Store
+from .store import OPEN_STATES, RequestRecord, Store
 
 if TYPE_CHECKING:
     from .incoming import Incoming, Platform
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 ACTIONS = ("stop", "regenerate", "up", "down")
 #: Replicas: how often the replica streaming answers looks for Stop presses another one took.
 STOP_POLL = 0.5
+#: An edited question is answered again only this long after it was asked (seconds).
+EDIT_WINDOW = 600.0
 
 ONLY_ASKER_STOP = "Only the person who asked (or an admin) can stop this answer."
 ONLY_ASKER_REGENERATE = "Only the person who asked (or an admin) can regenerate this answer."
@@ -171,20 +177,44 @@ class Controls:
         incoming = await platform.revive(record.origin)
         if incoming is None:
             return GONE
-        keys = [f"{record.platform}:regenerate:{request_id}"]
-        origin = {**record.origin, "regenerates": request_id, "replaces": record.messages[0]}
+        await self._again(platform, record, incoming, f"regenerate:{request_id}", answer)
+        return None
+
+    async def reanswer(
+        self, platform: Platform, reply_key: str, incoming: Incoming, edit: str, asked_at: float, answer: Answer
+    ) -> bool:
+        """The asker edited the question (asked at ``asked_at``, epoch seconds) that the reply
+        ``reply_key`` answers: answer ``incoming`` (the edited question) into that reply's message.
+        ``edit`` names the edit on its platform (a redelivery of it answers nothing).  False when the question is
+        older than ``EDIT_WINDOW``, the editor is not the asker, or the answer is not over yet."""
+        parsed = parse_key(reply_key)
+        if parsed is None or parsed[1] != incoming.caller.user or time.time() - asked_at > EDIT_WINDOW:
+            return False
+        record = await self.store.request(parsed[0])
+        if record is None or not record.messages or record.state in OPEN_STATES:
+            return False
+        return await self._again(platform, record, incoming, f"edit:{edit}", answer)
+
+    async def _again(
+        self, platform: Platform, record: RequestRecord, incoming: Incoming, claim: str, answer: Answer
+    ) -> bool:
+        """Answer ``incoming`` into the first message of ``record``'s answer, as a new request that
+        names the one it replaces; False when ``claim`` was claimed before (pressed twice)."""
+        replaces = record.messages[0]
+        origin = {**record.origin, "regenerates": record.id, "replaces": replaces}
+        keys = [f"{record.platform}:{claim}"]
         new_id = await self.store.accept(keys, record.platform, record.conversation, origin, self.owner)
         if new_id is None:
-            return None  # pressed twice: the first press is regenerating it
-        await self.store.update_request(new_id, regenerates=request_id)
+            return False
+        await self.store.update_request(new_id, regenerates=record.id)
         place = record.place
 
         async def open_(turns: Any) -> Any:
             return platform.surface(place)
 
-        again = replace(incoming, open=open_, keys=(), origin=origin, replaces=record.messages[0], relevant=None)
+        again = replace(incoming, open=open_, keys=(), origin=origin, replaces=replaces, relevant=None)
         await answer(new_id, again)
-        return None
+        return True
 
     async def _vote(self, request_id: int, press: Press) -> str | None:
         vote = 1 if press.action == "up" else -1

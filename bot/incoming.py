@@ -80,6 +80,12 @@ class Core(Protocol):
     async def press(self, platform: Platform, press: Press) -> str | None:
         """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
 
+    async def reanswer(
+        self, platform: Platform, reply_key: str, incoming: Incoming, edit: str, asked_at: float
+    ) -> bool:
+        """The asker edited the question (asked at ``asked_at``) the reply ``reply_key`` answers:
+        answer it again in place (``bot.controls``)."""
+
     def report_health(self, platform: str, up: bool) -> None: ...
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str | None = None) -> Any: ...

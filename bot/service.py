@@ -171,6 +171,12 @@ class RelayService:
         """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
         return await self.controls.press(platform, press, self._answer_again)
 
+    async def reanswer(
+        self, platform: Platform, reply_key: str, incoming: Incoming, edit: str, asked_at: float
+    ) -> bool:
+        """The asker edited a question: answer it again into its answer (``bot.controls``)."""
+        return await self.controls.reanswer(platform, reply_key, incoming, edit, asked_at, self._answer_again)
+
     async def _answer_again(self, request_id: int, incoming: Incoming) -> None:
         self.spawn(self._process(request_id, incoming), name=f"again-{request_id}")
 

@@ -3,9 +3,11 @@ Slack (buttons in blocks, ``block_actions`` presses, 🛑 reactions) and the fak
 
 from __future__ import annotations
 
+import time
+
 from adapters.slack.events import PLACEHOLDER
 from tests.fakes.slack import BOT_USER
-from tests.slack_helpers import mention, reply_text, until
+from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -269,3 +271,61 @@ async def test_feedback_one_vote_per_person_changeable_shown_in_usage_relay_and_
     assert code == 0
     assert out.splitlines()[0].split()[-2:] == ["👍", "👎"]
     assert [line.split()[-2:] for line in out.splitlines() if line.startswith("openai")] == [["0", "2"]]
+
+
+async def test_an_edited_question_is_answered_again_in_place(slack, start_bot, fake_llm):
+    slack.ts_base = int(time.time()) - 120  # asked two minutes ago
+    fake_llm.reply("Paris.")
+    fake_llm.reply("Rome.", delay=0.01)
+    bot = await start_bot()
+    question = mention(slack, f"<@{BOT_USER}> capital of France?")
+    await slack.deliver(slack.callback(question))
+    await reply_text(slack, "C1", question["ts"], "Paris.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+
+    changed = slack.callback(slack.edit("C1", question["ts"], f"<@{BOT_USER}> capital of Italy?"))
+    await slack.deliver(changed)
+    await slack.deliver(changed, retry_attempt=1)  # Slack's retry of the same event: answered once
+    await reply_text(slack, "C1", question["ts"], "Rome.")
+    await bot.service.tasks.wait_idle()
+    assert len(fake_llm.requests) == 2
+    assert fake_llm.requests[1]["messages"][1:] == [{"role": "user", "content": "Ada: capital of Italy?"}]
+    assert len(slack.called("chat.postMessage")) == 1
+    assert await linked(bot, 2) == 1
+
+
+async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest_or_the_question_is_old(
+    slack, start_bot, fake_llm
+):
+    slack.ts_base = int(time.time()) - 60
+    fake_llm.reply("Paris.")
+    fake_llm.reply("About 2 million.")
+    bot = await start_bot()
+    question = mention(slack, f"<@{BOT_USER}> capital of France?")
+    await slack.deliver(slack.callback(question))
+    await reply_text(slack, "C1", question["ts"], "Paris.")
+    follow = slack.say("how many people live there?", thread_ts=question["ts"])
+    await slack.deliver(slack.callback(follow))
+    await reply_text(slack, "C1", question["ts"], "About 2 million.")
+    # the first answer is no longer the latest message of the thread
+    replies = len(slack.called("conversations.replies"))
+    await slack.deliver(slack.callback(slack.edit("C1", question["ts"], f"<@{BOT_USER}> capital of Spain?")))
+    await until(lambda: len(slack.called("conversations.replies")) > replies, what="the edit to be read")
+    await bot.service.tasks.wait_idle()
+
+    slack.ts_base -= 3600  # a question asked an hour ago
+    old = mention(slack, f"<@{BOT_USER}> capital of Peru?", channel="C2")
+    old_answer = slack.say("Lima.", channel="C2", thread_ts=old["ts"])  # stands for an old answer
+    replies = len(slack.called("conversations.replies"))
+    await slack.deliver(slack.callback(slack.edit("C2", old["ts"], f"<@{BOT_USER}> capital of Chile?")))
+    # a barrier: a later question is answered, so the edits before it have been handled
+    fake_llm.reply("Pong.")
+    probe = mention(slack, f"<@{BOT_USER}> ping", channel="C3")
+    await slack.deliver(slack.callback(probe))
+    await reply_text(slack, "C3", probe["ts"], "Pong.")
+    await bot.service.tasks.wait_idle()
+    assert len(fake_llm.requests) == 3
+    assert thread_texts(slack, "C1", question["ts"]) == ["Paris.", "About 2 million."]
+    assert len(slack.called("conversations.replies")) == replies  # too old: not even read
+    assert old_answer["text"] == "Lima."

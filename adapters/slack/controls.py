@@ -109,11 +109,17 @@ def reaction_target(event: Mapping[str, Any], bot_user: str | None) -> tuple[str
 
 def stop_key(message: Mapping[str, Any]) -> str | None:
     """The key on a message's Stop button, if it shows one."""
+    return button_key(message, ("stop",))
+
+
+def button_key(message: Mapping[str, Any], actions: tuple[str, ...] = ACTIONS) -> str | None:
+    """The reply key on the first of a message's buttons for ``actions``, if it shows one."""
+    wanted = {ACTION_PREFIX + action for action in actions}
     for block in message.get("blocks") or []:
         if not isinstance(block, Mapping) or block.get("block_id") != BLOCK_ID:
             continue
         for element in block.get("elements") or []:
-            if isinstance(element, Mapping) and element.get("action_id") == ACTION_PREFIX + "stop":
+            if isinstance(element, Mapping) and element.get("action_id") in wanted:
                 value = element.get("value")
                 return value if isinstance(value, str) else None
     return None

@@ -55,7 +55,7 @@ class Conversations:
             except PlatformError as exc:
                 log.warning("slack: cannot read thread %s in %s: %s", trig.thread_ts, trig.channel, exc)
                 return False
-            known = any(self._is_own(m) for m in data.get("messages") or [])
+            known = any(self.is_own(m) for m in data.get("messages") or [])
             self.remember(key, known)
         return known
 
@@ -65,7 +65,7 @@ class Conversations:
         if len(self._threads) > KNOWN_THREADS:
             self._threads.popitem(last=False)
 
-    def _is_own(self, message: Mapping[str, Any]) -> bool:
+    def is_own(self, message: Mapping[str, Any]) -> bool:
         return bool(
             (self.bot_id and message.get("bot_id") == self.bot_id)
             or (self.bot_user and message.get("user") == self.bot_user)

@@ -30,6 +30,7 @@ from .api import SlackApi
 from .commands import SlashCommands, caller_of
 from .controls import SlackControls
 from .conversations import Conversations
+from .edits import SlackEdits
 from .events import Trigger
 from .surface import STREAM_LIFETIME, Place, surface_for
 
@@ -54,6 +55,7 @@ class SlackRelay:
         self.stream_lifetime = STREAM_LIFETIME
         self.commands = SlashCommands(self)
         self.controls = SlackControls(self)
+        self.edits = SlackEdits(self)
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""
@@ -93,6 +95,9 @@ class SlackRelay:
     ) -> None:
         """An ``app_mention`` or ``message`` event (Bolt acked it already)."""
         team = str(body.get("team_id") or event.get("team") or self.team or "")
+        if event.get("subtype") == "message_changed":  # an edited question may be answered again
+            self.edits.on_changed(team, event)
+            return
         trig = events.trigger(event, team, self.bot_user, self.bot_id)
         if trig is None:
             return
@@ -102,6 +107,10 @@ class SlackRelay:
             keys.insert(0, ("event", event_id))
         incoming = self._message(trig, keys=tuple(keys), assistant=assistant)
         self.core.spawn(self.core.handle(incoming), name=f"reply-{trig.channel}-{trig.ts}")
+
+    def message_incoming(self, trig: Trigger) -> Incoming:
+        """The request a message makes, without dedupe keys (an edited question asked again)."""
+        return self._message(trig, keys=(), assistant=False)
 
     def _message(self, trig: Trigger, *, keys: Keys, assistant: bool) -> Incoming:
         thread = trig.reply_thread

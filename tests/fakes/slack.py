@@ -92,6 +92,9 @@ class FakeSlack(SocketMode):
     seed: int = 0  # of ``rng``: which connection a random delivery takes
     max_connections: int = 10  # Slack's limit of Socket Mode connections per app
     stream_lifetime: float = 300.0
+    #: epoch seconds of the first ``ts`` handed out (one second more for each); fixed by default,
+    #: ``time.time()`` when a test needs messages that are recent (an edit window)
+    ts_base: int = 1_700_000_000
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     #: method -> errors to return next, each an error code or a whole error body
@@ -160,7 +163,7 @@ class FakeSlack(SocketMode):
 
     def next_ts(self) -> str:
         n = next(self._ts)
-        return f"{1_700_000_000 + n}.{n:06d}"
+        return f"{self.ts_base + n}.{n:06d}"
 
     def say(
         self, text: str, *, channel: str = "C1", user: str = "U1", thread_ts: str | None = None, **extra: Any
