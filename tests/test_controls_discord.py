@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tests.discord_harness import running_bot, wait_for
-from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
+from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, FakeDiscord
 
 LONG = " ".join(f"word{n}" for n in range(400))
 
@@ -113,3 +113,36 @@ async def test_feedback_one_vote_per_person_changeable(make_settings, fake_llm):
         ]
         assert await bot.service.store.vote_totals("provider") == {"openai": (1, 1)}
         assert answer(bot.fake)["content"] == "An answer worth a vote."
+
+
+async def test_an_edited_question_is_answered_again_in_place(make_settings, fake_llm):
+    fake_llm.reply("Paris.")
+    fake_llm.reply("Rome.", delay=0.01)
+    async with running_bot(make_settings) as bot:
+        question = await bot.fake.say("capital of France?", mention_bot=True)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the final buttons")
+        await bot.fake.edit(CHANNEL_ID, int(question["id"]), f"<@{BOT_ID}> capital of Italy?")
+        await wait_for(lambda: answer(bot.fake)["content"] == "Rome.", what="the answer in place")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        assert len(bot.fake.bot_messages(CHANNEL_ID)) == 1
+        assert len(fake_llm.requests) == 2
+        assert fake_llm.requests[1]["messages"][-1] == {"role": "user", "content": "Alice A.: capital of Italy?"}
+        assert (await bot.service.store.request(2)).origin["regenerates"] == 1
+
+
+async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest(make_settings, fake_llm):
+    fake_llm.reply("Paris.")
+    async with running_bot(make_settings) as bot:
+        question = await bot.fake.say("capital of France?", mention_bot=True)
+        await wait_for(lambda: actions(bot.fake) == ["regenerate", "up", "down"], what="the final buttons")
+        await bot.fake.say("thanks!", author=BOB)  # the conversation moved on
+        await bot.fake.edit(CHANNEL_ID, int(question["id"]), f"<@{BOT_ID}> capital of Italy?")
+        await wait_for(
+            lambda: bot.fake.find("GET", rf"/channels/{CHANNEL_ID}/messages"), what="the edit to be looked at"
+        )
+        fake_llm.reply("Pong.")  # a barrier: a later question is answered after the edit was handled
+        await bot.fake.say("ping", mention_bot=True)
+        await wait_for(lambda: bot.fake.bot_messages(CHANNEL_ID)[-1]["content"] == "Pong.", what="the barrier")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        assert len(fake_llm.requests) == 2
+        assert answer(bot.fake)["content"] == "Paris."

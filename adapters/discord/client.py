@@ -22,6 +22,7 @@ from bot.surface import Surface
 from . import interactions
 from .commands import SlashCommands
 from .controls import DiscordControls
+from .edits import DiscordEdits
 from .conversations import Conversations
 from .events import Policy, Trigger, decide, facts_of
 from .pacing import Budgets, RateMonitor, Watch
@@ -64,6 +65,7 @@ class RelayClient(discord.Client):
         self.commands = SlashCommands(self, core, settings.discord_edits_per_minute, self.monitor, self.taking_work)
         self.commands.install(self.tree)
         self.controls = DiscordControls(self)
+        self.edits = DiscordEdits(self)
         self.accepting = True
         self._warned_empty = False
         core.report_health("discord", False)  # until on_ready: /healthz says "not yet"
@@ -159,6 +161,11 @@ class RelayClient(discord.Client):
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         if self.accepting and self.core.accepting:
             await self.controls.on_reaction(payload)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edited question may be answered again (``edits``)."""
+        if self.accepting and self.core.accepting:
+            await self.edits.on_edit(payload)
 
     def _check_content(self, message: discord.Message) -> None:
         if message.content or message.attachments or message.embeds or message.stickers:

@@ -433,6 +433,9 @@ class FakeDiscord(Gateway):
         if rest == ["messages"] and method == "GET":
             limit = int(query.get("limit", 50))
             before = int(query["before"]) if "before" in query else None
+            if "after" in query:  # the oldest ``limit`` after it, newest first (as Discord answers)
+                after = [m for m in self.channel_messages(cid) if int(m["id"]) > int(query["after"])]
+                return 200, list(reversed(after[:limit])), None
             msgs = [
                 m for m in reversed(self.channel_messages(cid)) if before is None or int(m["id"]) < before
             ]
