@@ -37,7 +37,7 @@ from tests.fakes.discord import (
     GUILD_ID,
     OTHER_BOT,
 )
-from tests.fakes.discord_payloads import interaction, message, snowflake
+from tests.fakes.discord_payloads import component_interaction, interaction, message, now_iso, reaction_add, snowflake
 from tests.fuzz_support import NASTY_TEXT, SPECIAL_TOKENS, WRONG, LogWatch, check_store
 
 MAX_CALLS_PER_EVENT = 20  # typing, post, edits, a history read, the barrier's own calls
@@ -311,3 +311,71 @@ async def test_the_bot_survives_hostile_messages_and_its_store_is_intact(make_se
             )
             assert not bot.task.done()
     await check_store(make_settings().bot_database, "discord", 6)
+
+
+# -- controls: button presses, reactions, edits -----------------------------------------------------
+
+CUSTOM_IDS = [
+    "relay:stop:1:{alice}", "relay:regenerate:1:{alice}", "relay:up:1:{bob}", "relay:down:1:{alice}",
+    "relay:regenerate:1:{bob}", "relay:stop:999:{alice}", "relay:nope:1:{alice}", "relay:up:", "relay:",
+    "relay:up:x:{alice}", "other:custom", "",
+]
+
+
+@st.composite
+def control_dispatch(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A component interaction on the answer, a reaction to it or an edit of its question: some
+    hostile, some malformed.  ``<answer>``/``<question>`` stand for their ids."""
+    kind = draw(st.sampled_from(["press", "press", "react", "edit"]))
+    author = draw(st.sampled_from([ALICE, ALICE, BOB]))
+    channel = {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID)}
+    if kind == "press":
+        custom = draw(st.one_of(st.sampled_from(CUSTOM_IDS), NASTY_TEXT)).format(alice=ALICE, bob=BOB)
+        target = message(channel, BOT_ID, "An answer to press on.")
+        target["id"] = "<answer>"
+        payload = component_interaction(target, custom, channel, author, None)
+        if draw(st.booleans()):
+            payload["data"] = draw(st.one_of(WRONG, st.just({"custom_id": custom, "component_type": 3})))
+        return "INTERACTION_CREATE", payload
+    if kind == "react":
+        target = message(channel, BOT_ID, "x")
+        target["id"] = "<answer>"
+        payload = reaction_add(target, draw(st.sampled_from(["🛑", "🛑", "👍", "stop"])), author, None)
+        return "MESSAGE_REACTION_ADD", payload
+    payload = message(channel, author, f"<@{BOT_ID}> " + draw(NASTY_TEXT))
+    payload["id"], payload["edited_timestamp"] = "<question>", draw(st.sampled_from([None, "2026-01-01T00:00:00+00:00"]))
+    for field in draw(st.lists(st.sampled_from(["content", "author", "edited_timestamp"]), max_size=1)):
+        payload[field] = draw(WRONG)
+    return "MESSAGE_UPDATE", payload
+
+
+@given(dispatch=control_dispatch(), twice=st.booleans())
+@FUZZ
+async def test_hostile_presses_reactions_and_edits_through_the_gateway(fuzz_bot, fake_llm, dispatch, twice):
+    bot, watch = fuzz_bot
+    if not getattr(bot, "answered", None):  # one answer for every example to press on
+        fake_llm.reply("An answer to press on.")
+        question = await bot.fake.say("something to press on", mention_bot=True)
+        await barrier(bot)
+        answer = next(m for cid in bot.fake.messages for m in bot.fake.bot_messages(cid)
+                      if m["content"] == "An answer to press on.")
+        bot.answered = {"<answer>": answer["id"], "<question>": question["id"]}  # type: ignore[attr-defined]
+    name, payload = copy.deepcopy(dispatch)
+    for part in (payload, payload.get("message")):
+        if isinstance(part, dict):
+            for k in ("id", "message_id"):
+                if part.get(k) in bot.answered:
+                    part[k] = bot.answered[part[k]]
+    if payload.get("edited_timestamp"):
+        payload["edited_timestamp"] = now_iso()
+    mark, calls, asked = len(watch.bad), len(bot.fake.calls), len(fake_llm.requests)
+    await bot.fake.dispatch(name, payload)
+    if twice:
+        await bot.fake.dispatch(name, payload)
+    await barrier(bot)
+    assert watch.ours(mark) == []
+    assert not bot.task.done()
+    assert len(fake_llm.requests) - asked - 1 <= 1  # the barrier asked once; a regeneration at most
+    event(name)
+    assert len(bot.fake.calls) - calls <= MAX_CALLS_PER_EVENT
+    assert leftovers(bot) == []

@@ -351,3 +351,137 @@ async def test_hostile_slash_commands(fuzz_bot, slack, fake_llm, command, twice)
     event("answered" if len(fake_llm.requests) > asked else "not asked")
     assert len(slack.calls) - calls <= MAX_CALLS_PER_EVENT
     assert placeholders_left(slack) == []
+
+
+# -- controls: button presses, reactions, edits -----------------------------------------------------
+
+KEYS = ["1:U1", "1:U2", "2:U1", "999:U1", "1:", ":U1", "abc", "1", "-1:U1", "1" * 30 + ":U1", "1:U1\ud800"]
+
+
+@st.composite
+def block_actions(draw: st.DrawFn) -> dict[str, Any]:
+    """A ``block_actions`` payload: one of our buttons (or another), hostile values, fields dropped."""
+    action: dict[str, Any] = {
+        "action_id": draw(st.sampled_from(["relay_stop", "relay_regenerate", "relay_up", "relay_down",
+                                           "relay_", "relay_nope", "other"])),
+        "block_id": "relay_controls",
+        "type": "button",
+        "value": draw(st.one_of(st.sampled_from(KEYS), NASTY_TEXT)),
+        "action_ts": "1700000000.000001",
+    }
+    body: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": draw(st.sampled_from(["U1", "U1", "U2", BOT_USER])), "username": draw(NASTY_TEXT)},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C1"},
+        "channel": {"id": "C1"},
+        "trigger_id": "<id>",
+        "actions": [action],
+    }
+    for field in draw(st.lists(st.sampled_from(["action_id", "value", "user_id", "username"]), max_size=2)):
+        target, name = (body["user"], field.removeprefix("user_")) if field.startswith("user") else (action, field)
+        if draw(st.booleans()):
+            target.pop(name, None)
+        else:
+            target[name] = draw(WRONG)
+    if draw(st.integers(0, 9)) == 0:
+        body["actions"] = draw(st.one_of(WRONG, st.just([])))
+    return body
+
+
+@given(block_actions())
+@settings(max_examples=300, deadline=None)
+def test_press_of_never_raises_and_yields_clean_fields(body):
+    from adapters.slack.controls import press_of
+    from bot.controls import ACTIONS, parse_key
+
+    press = press_of(body)
+    if press is None:
+        return
+    assert press.action in ACTIONS and isinstance(press.key, str) and isinstance(press.name, str)
+    assert press.user.isascii() and press.user.isprintable()
+    parsed = parse_key(press.key)
+    assert parsed is None or (parsed[0] >= 0 and isinstance(parsed[1], str))
+
+
+@st.composite
+def control_event(draw: st.DrawFn) -> dict[str, Any]:
+    """A ``reaction_added`` or ``message_changed`` event, hostile or malformed."""
+    if draw(st.booleans()):
+        event: dict[str, Any] = {
+            "type": "reaction_added",
+            "user": draw(st.sampled_from(["U1", "U2", BOT_USER])),
+            "reaction": draw(st.sampled_from(["octagonal_sign", "octagonal_sign", "thumbsup", ""])),
+            "item_user": draw(st.sampled_from([BOT_USER, "U1", None])),
+            "item": {"type": "message", "channel": "C1", "ts": draw(st.sampled_from(["<answer>", "<ts>", "x"]))},
+        }
+        fields = ["user", "reaction", "item", "item_user"]
+    else:
+        inner = {"type": "message", "user": draw(st.sampled_from(["U1", "U2", BOT_USER])),
+                 "text": f"<@{BOT_USER}> " + draw(NASTY_TEXT), "ts": draw(st.sampled_from(["<question>", "<ts>"]))}
+        event = {"type": "message", "subtype": "message_changed", "channel": "C1", "channel_type": "channel",
+                 "message": inner, "previous_message": {**inner, "text": "before"}, "event_ts": "<ts>"}
+        fields = ["message", "previous_message", "channel"]
+    for field in draw(st.lists(st.sampled_from(fields), max_size=2, unique=True)):
+        if draw(st.booleans()):
+            event.pop(field, None)
+        else:
+            event[field] = draw(WRONG)
+    return event
+
+
+@pytest.fixture
+async def answered(slack, fuzz_bot, fake_llm) -> dict[str, str]:
+    """A finished answer (with its buttons) for the presses to land on: its question's and its own ts."""
+    slack.ts_base = int(__import__("time").time()) - 60  # recent: edits of it are within the window
+    fake_llm.reply("An answer to press on.")
+    question = mention(slack, f"<@{BOT_USER}> something to press on")
+    await slack.deliver(slack.callback(question))
+    await reply_text(slack, "C1", question["ts"], "An answer to press on.")
+    bot, _ = fuzz_bot
+    await settled(bot, slack)
+    return {"question": question["ts"], "answer": slack.bot_messages("C1")[-1]["ts"]}
+
+
+@given(body=block_actions(), twice=st.booleans())
+@FUZZ
+async def test_hostile_button_presses_through_bolt(fuzz_bot, answered, slack, fake_llm, body, twice):
+    bot, watch = fuzz_bot
+    body = copy.deepcopy(body)
+    body["response_url"] = f"{slack.api_url}respond"
+    body["trigger_id"] = f"trig-{len(slack.calls)}"
+    mark, calls, asked = len(watch.bad), len(slack.calls), len(fake_llm.requests)
+    await slack.deliver(body, kind="interactive", wait=False)
+    if twice:
+        await slack.deliver(body, kind="interactive", wait=False)
+    await settled(bot, slack)
+    assert watch.ours(mark) == []
+    assert len(fake_llm.requests) - asked <= 1  # a regeneration at most, however often pressed
+    event("asked again" if len(fake_llm.requests) > asked else "no model call")
+    assert len(slack.calls) - calls <= MAX_CALLS_PER_EVENT
+    assert placeholders_left(slack) == []
+
+
+@given(event_=control_event(), twice=st.booleans())
+@FUZZ
+async def test_hostile_reactions_and_edits_through_bolt(fuzz_bot, answered, slack, fake_llm, event_, twice):
+    bot, watch = fuzz_bot
+    event_ = copy.deepcopy(event_)
+    fresh = slack.next_ts()
+    values = {"<answer>": answered["answer"], "<question>": answered["question"], "<ts>": fresh}
+    for part in (event_, event_.get("item"), event_.get("message"), event_.get("previous_message")):
+        if isinstance(part, dict):
+            for k, v in part.items():
+                if isinstance(v, str) and v in values:
+                    part[k] = values[v]
+    body = slack.callback(event_)
+    mark, calls, asked = len(watch.bad), len(slack.calls), len(fake_llm.requests)
+    await slack.deliver(body, wait=False)
+    if twice:
+        await slack.deliver(body, retry_attempt=1, wait=False)
+    await settled(bot, slack)
+    assert watch.ours(mark) == []
+    assert len(fake_llm.requests) - asked <= 1  # an edit is answered again once at most
+    assert len(slack.calls) - calls <= MAX_CALLS_PER_EVENT
+    assert placeholders_left(slack) == []
