@@ -146,3 +146,33 @@ async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest(make_sett
         await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
         assert len(fake_llm.requests) == 2
         assert answer(bot.fake)["content"] == "Paris."
+
+
+async def test_controls_pressed_after_a_restart_work(make_settings, fake_llm):
+    from tests.discord_harness import settle, start_bot, stop_bot
+
+    fake = FakeDiscord()
+    await fake.start()
+    try:
+        fake_llm.reply("Before the restart.")
+        first = await start_bot(make_settings, fake)
+        await fake.say("hello", mention_bot=True)
+        await wait_for(lambda: actions(fake) == ["regenerate", "up", "down"], what="the final buttons")
+        await stop_bot(first)
+
+        fake_llm.reply("After the restart.")
+        second = await start_bot(make_settings, fake)
+        try:
+            mid = int(answer(fake)["id"])
+            vote = await fake.press(CHANNEL_ID, mid, "down", author=BOB)
+            await wait_for(lambda: followups(fake, vote), what="the vote's thanks")
+            await fake.press(CHANNEL_ID, mid, "regenerate", author=ALICE)
+            await wait_for(lambda: answer(fake)["content"] == "After the restart.", what="the regenerated answer")
+            await wait_for(lambda: not second.service.tasks, what="the request to be settled")
+            assert await second.service.store.vote_totals("provider") == {"openai": (0, 1)}
+            assert len(fake.bot_messages(CHANNEL_ID)) == 1
+        finally:
+            await stop_bot(second)
+    finally:
+        await fake.stop()
+        await settle()

@@ -329,3 +329,29 @@ async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest_or_the_qu
     assert thread_texts(slack, "C1", question["ts"]) == ["Paris.", "About 2 million."]
     assert len(slack.called("conversations.replies")) == replies  # too old: not even read
     assert old_answer["text"] == "Lima."
+
+
+async def test_controls_pressed_after_a_restart_work_or_answer_politely(slack, start_bot, fake_llm):
+    fake_llm.reply("Before the restart.")
+    first = await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> hello")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "Before the restart.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    stale_stop = slack.press("C1", ts, "relay_regenerate", user="U1")
+    stale_stop["actions"][0]["action_id"] = "relay_stop"  # a Stop press from a client that lagged behind
+    await first.stop(grace=10)
+
+    fake_llm.reply("After the restart.")
+    second = await start_bot()
+    await slack.deliver(stale_stop, kind="interactive")
+    await until(lambda: respond_texts(slack), what="the polite answer")
+    assert respond_texts(slack) == ["This answer has already ended."]
+    await slack.deliver(slack.press("C1", ts, "relay_up", user="U2"), kind="interactive")
+    await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U1"), kind="interactive")
+    await reply_text(slack, "C1", event["ts"], "After the restart.")
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the new answer's buttons")
+    await second.service.tasks.wait_idle()
+    assert await second.service.store.vote_totals("provider") == {"openai": (1, 0)}
+    assert len(slack.called("chat.postMessage")) == 1
