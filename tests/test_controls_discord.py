@@ -6,6 +6,8 @@ from __future__ import annotations
 from tests.discord_harness import running_bot, wait_for
 from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, FakeDiscord
 
+#: the gateway intents GUILD_MESSAGE_REACTIONS (1 << 10) and DIRECT_MESSAGE_REACTIONS (1 << 13)
+REACTIONS = (1 << 10) | (1 << 13)
 LONG = " ".join(f"word{n}" for n in range(400))
 
 
@@ -61,6 +63,8 @@ async def test_stop_button_keeps_the_partial_text_and_closes_the_provider_stream
 
 async def test_a_stop_reaction_by_the_asker_stops_the_answer(make_settings, fake_llm):
     async with running_bot(make_settings) as bot:
+        intents = bot.fake.identifies[-1]["intents"]
+        assert intents & REACTIONS == REACTIONS  # guild and DM message reactions (not privileged)
         mid = await streaming(bot, fake_llm)
         await bot.fake.react(CHANNEL_ID, mid, "👍", author=ALICE)  # not a stop
         await bot.fake.react(CHANNEL_ID, mid, author=BOB)  # not the asker

@@ -20,9 +20,14 @@ def test_manifest_covers_the_adapter():
         "im:history",
         "users:read",
         "assistant:write",
+        "reactions:read",  # 🛑 stops an answer
     } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.channels", "message.im", "assistant_thread_started"} <= events
+    # controls: 🛑 reactions; edited questions come as message_changed in the message.* events
+    assert {"reaction_added", "message.groups", "message.mpim"} <= events
+    interactivity = manifest["settings"]["interactivity"]  # the buttons under an answer
+    assert interactivity["is_enabled"] is True and interactivity["request_url"].endswith("/slack/events")
     commands = {c["command"] for c in manifest["features"]["slash_commands"]}
     assert commands == {"/ask", "/relay"}
     assert all(c["url"].endswith("/slack/events") for c in manifest["features"]["slash_commands"])
