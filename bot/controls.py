@@ -14,7 +14,7 @@ only to the person who pressed (or None: nothing to say, the reply itself shows 
   seconds.  A reply that has ended already (or was cut short by a restart) says so.
 * **Regenerate** (the asker or an admin): the same question again, read afresh from the
   platform up to the question (so without the old answer), written into the old answer's
-  first message; the new request record names the one it replaces (``regenerates``).  One
+  first message, by the next provider in the failover order when there is one; the new request record names the one it replaces (``regenerates``).  One
   regeneration per answer: a second press of the same button is dropped by its dedupe key.
 * **An edited question** (``reanswer``): the adapter checks the edit is recent and the
   answer is still the conversation's latest message; the core answers the edited question
@@ -212,7 +212,10 @@ class Controls:
         async def open_(turns: Any) -> Any:
             return platform.surface(place)
 
-        again = replace(incoming, open=open_, keys=(), origin=origin, replaces=replaces, relevant=None)
+        again = replace(
+            incoming, open=open_, keys=(), origin=origin, replaces=replaces, relevant=None,
+            rotate_from=record.provider if claim.startswith("regenerate:") else None,
+        )
         await answer(new_id, again)
         return True
 

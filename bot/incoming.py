@@ -52,6 +52,8 @@ class Incoming:
     after: Callable[[ReplyOutcome], Awaitable[None]] | None = None
     #: write the answer into this message posted before (a regenerated answer, ``bot.controls``)
     replaces: Ref | None = None
+    #: a regenerated answer: try the providers after this one first (the failover order, rotated)
+    rotate_from: str | None = None
 
 
 class Platform(Protocol):

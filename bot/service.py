@@ -80,6 +80,8 @@ class Request:
     workspace: str | None = None  # Slack team, Discord guild
     roles: frozenset[str] = frozenset()
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: a regenerated answer: the provider of the old one goes last (``bot.controls``)
+    rotate_from: str | None = None
 
     @property
     def question(self) -> Turn | None:
@@ -308,6 +310,7 @@ class RelayService:
             provider=incoming.provider,
             conversation_key=incoming.conversation_key,
             request_id=f"{caller.platform}-{request_id}",
+            rotate_from=incoming.rotate_from,
         )
         outcome = await self.answer(
             request,
@@ -459,9 +462,10 @@ class RelayService:
         if config.temperature is not None:
             sampling = replace(sampling, temperature=config.temperature)
         await self._load_counts(turns)
-        return self.router.answer(
-            turns, max_tokens, self.counter, sampling, request.provider, order=config.providers or None
-        )
+        order = config.providers or None
+        if request.rotate_from:
+            order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
+        return self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)
 
     # -- token-count cache -------------------------------------------------------------------
 
@@ -481,3 +485,13 @@ class RelayService:
         fresh = self.counter.take_fresh()
         if fresh:
             await self.store.save_counts([(mid, tokens.digest(text), n) for mid, text, n in fresh])
+
+
+def rotated(order: Sequence[str], last: str) -> list[str]:
+    """``order`` rotated so that ``last`` comes last (a regenerated answer asks the next provider
+    first); unchanged when ``last`` is not in it."""
+    names = list(order)
+    if last not in names:
+        return names
+    n = names.index(last) + 1
+    return names[n:] + names[:n]

@@ -235,7 +235,7 @@ REQUEST_FIELDS = frozenset(
     {"state", "place", "messages", "shown", "part", "owner", "provider", "model", "error", "regenerates"}
 )
 JSON_FIELDS = frozenset({"place", "messages"})
-REQUEST_COLUMNS = "id, platform, conversation, origin, place, messages, shown, part, state, owner, created_at"
+REQUEST_COLUMNS = "id, platform, conversation, origin, place, messages, shown, part, state, owner, created_at, provider"
 #: ``usage_of`` / ``usage_totals`` groups and their columns.
 USAGE_GROUPS = {"provider": "provider", "user": "user_id", "channel": "channel", "model": "model"}
 
@@ -270,6 +270,7 @@ class RequestRecord:
     state: str  # accepted, answering, done, partial, failed, ignored
     owner: str  # the process that accepted it
     created_at: float
+    provider: str | None = None  # the provider that answered it (once it has)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +377,7 @@ def request_record(r: Sequence[Any]) -> RequestRecord:
         state=r[8],
         owner=r[9],
         created_at=float(r[10]),
+        provider=r[11],
     )
 
 

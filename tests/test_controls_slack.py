@@ -355,3 +355,23 @@ async def test_controls_pressed_after_a_restart_work_or_answer_politely(slack, s
     await second.service.tasks.wait_idle()
     assert await second.service.store.vote_totals("provider") == {"openai": (1, 0)}
     assert len(slack.called("chat.postMessage")) == 1
+
+
+async def test_a_regenerated_answer_goes_to_the_next_provider_in_the_failover_order(slack, start_bot, fake_llm):
+    fake_llm.reply("From the first provider.")
+    fake_llm.reply("From the second provider.")
+    fake_llm.reply("From the first provider again.")
+    bot = await start_bot(
+        bot_providers="openai,deepinfra", deepinfra_token="di-secret", deepinfra_base_url=fake_llm.base_url
+    )
+    event = mention(slack, f"<@{BOT_USER}> hello")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "From the first provider.")
+    ts = answer_ts(slack)
+    for expected in ("From the second provider.", "From the first provider again."):
+        await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+        await bot.service.tasks.wait_idle()
+        await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U1"), kind="interactive")
+        await reply_text(slack, "C1", event["ts"], expected)
+    keys = [h["Authorization"] for h in fake_llm.headers]
+    assert keys == ["Bearer sk-test-secret", "Bearer di-secret", "Bearer sk-test-secret"]
