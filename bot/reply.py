@@ -497,7 +497,7 @@ class ReplyStream:
                 text = await self._roll_over(self._current_text(), room=room, quick=quick)
             except NoRoom:
                 text = ""  # show at least the notes: never leave a placeholder behind
-            buttons = FINAL_CONTROLS if out.state != "failed" and not quick else ()
+            buttons = FINAL_CONTROLS if self._key and out.state != "failed" and not quick else ()
             await self._land(Draft(text, self._part, tuple(notes), failed, final=True, controls=buttons), quick=quick)
         except RelayError as exc:
             # Not shown: final_at stays None, the request stays open for recovery.

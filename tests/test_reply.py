@@ -232,3 +232,72 @@ async def test_a_saved_message_is_finished_after_a_rate_limit_or_posted_anew_whe
     stream = ReplyStream(gone, patience=5)
     await stream.finish_message({"index": 0}, note)
     assert gone.messages == ["half an", "half an"] and stream.refs == [{"index": 0}, {"index": 1}]
+
+
+# -- controls: buttons and Stop ----------------------------------------------------------------
+
+
+class Watched:
+    """A provider stream that says whether it was started and whether it was closed."""
+
+    def __init__(self, pieces: list[str], delay: float) -> None:
+        self.pieces, self.delay = pieces, delay
+        self.started = self.closed = False
+        self.sent = 0
+
+    async def __aiter__(self):
+        self.started = True
+        try:
+            for piece in self.pieces:
+                await asyncio.sleep(self.delay)
+                self.sent += 1
+                yield Delta(text=piece)
+            yield Delta(finish_reason="stop")
+        finally:
+            self.closed = True
+
+
+async def test_stop_mid_stream_keeps_the_text_closes_the_stream_and_ends_stopped():
+    sink = RecordingSurface(controls=True)
+    source = Watched([f"w{i} " for i in range(200)], 0.01)
+    stream = ReplyStream(sink, interval=0.02, controls="7:U1")
+    run = asyncio.ensure_future(stream.run(source.__aiter__()))
+    while source.sent < 5:
+        await asyncio.sleep(0.01)
+    assert stream.stop("Ada") is True
+    assert stream.stop("Grace") is False  # one stop
+    out = await run
+    assert out.state == "stopped" and out.error is None and out.notes == ["stopped by Ada"]
+    assert source.closed and source.sent < 200
+    assert out.text.startswith("w0 w1 w2 w3 w4 ") and sink.messages == [out.text]
+    assert {d.controls for d in sink.drafts if not d.final} == {("stop",)}
+    assert sink.drafts[-1].controls == ("regenerate", "up", "down") and sink.drafts[-1].key == "7:U1"
+    assert stream.stop("Ada") is False  # ended already
+
+
+async def test_stop_before_the_first_token_never_starts_the_provider_stream():
+    sink = RecordingSurface(controls=True, placeholder=True)
+    source = Watched(["never"], 0.0)
+    stream = ReplyStream(sink, controls="7:U1")
+    stream.start()
+    assert stream.stop("Ada") is True
+    out = await stream.run(source.__aiter__())
+    assert not source.started and out.state == "stopped" and out.text == ""
+    assert sink.notes == ["stopped by Ada"]
+
+
+async def test_buttons_follow_the_reply_stop_while_streaming_none_on_a_finished_part_or_a_failure():
+    sink = RecordingSurface(controls=True, max_chars=50)
+    out = await ReplyStream(sink, interval=0.0, controls="1:U1").run(deltas([f"word{i} " for i in range(30)]))
+    finals = [d for d in sink.drafts if d.final]
+    assert out.state == "complete" and len(finals) >= 2
+    assert all(d.controls == () for d in finals[:-1])  # finished parts: no Stop left behind
+    assert finals[-1].controls == ("regenerate", "up", "down")
+
+    sink = RecordingSurface(controls=True)
+    await ReplyStream(sink, controls="2:U1").run(deltas([], finish=None, error=ProviderUnavailable("X")))
+    assert sink.drafts[-1].failed and sink.drafts[-1].controls == ()
+
+    sink = RecordingSurface()  # a surface without buttons gets none
+    await ReplyStream(sink, controls="3:U1").run(deltas(["hi"]))
+    assert all(d.controls == () and d.key == "" for d in sink.drafts)

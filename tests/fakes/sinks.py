@@ -22,6 +22,7 @@ class RecordingSurface:
     edit_delay: float = 0.0  # simulated platform latency per call
     rate_limit_every: int = 0  # raise a 429 on every n-th interim write
     placeholder: bool = False
+    controls: bool = False  # shows the core's buttons (``Draft.controls``, kept in ``drafts``)
     calls: list[tuple[str, str]] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
