@@ -462,7 +462,7 @@ class RelayService:
         if config.temperature is not None:
             sampling = replace(sampling, temperature=config.temperature)
         await self._load_counts(turns)
-        order = config.providers or None
+        order: Sequence[str] | None = config.providers or None
         if request.rotate_from:
             order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
         return self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)

@@ -24,6 +24,17 @@ def respond_texts(slack):
     return [c.params.get("text") for c in slack.called("respond")]
 
 
+async def finished(slack, fake_llm, text: str, question: str = "hello"):
+    """Ask ``question``, answered ``text``; wait for the final buttons: (question event, answer ts)."""
+    fake_llm.reply(text)
+    event = mention(slack, f"<@{BOT_USER}> {question}")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], text)
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    return event, ts
+
+
 async def streaming_reply(slack, fake_llm, text="tell me a long story"):
     """Ask, and wait until the answer shows some text and its Stop button: (question event, answer ts)."""
     fake_llm.reply(LONG, delay=0.02)
@@ -42,7 +53,7 @@ async def streaming_reply(slack, fake_llm, text="tell me a long story"):
 
 async def test_stop_keeps_the_partial_text_closes_the_provider_stream_and_records_it(slack, start_bot, fake_llm):
     bot = await start_bot()
-    event, ts = await streaming_reply(slack, fake_llm)
+    _, ts = await streaming_reply(slack, fake_llm)
 
     await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive")
 
@@ -63,7 +74,7 @@ async def test_stop_keeps_the_partial_text_closes_the_provider_stream_and_record
 
 async def test_only_the_asker_or_an_admin_can_stop(slack, start_bot, fake_llm):
     await start_bot(bot_admins="U3")
-    event, ts = await streaming_reply(slack, fake_llm)
+    _, ts = await streaming_reply(slack, fake_llm)
 
     await slack.deliver(slack.press("C1", ts, "relay_stop", user="U2"), kind="interactive")
     await until(lambda: respond_texts(slack), what="the private refusal")
@@ -78,7 +89,7 @@ async def test_only_the_asker_or_an_admin_can_stop(slack, start_bot, fake_llm):
 
 async def test_a_stop_reaction_by_the_asker_stops_the_answer(slack, start_bot, fake_llm):
     await start_bot()
-    event, ts = await streaming_reply(slack, fake_llm)
+    _, ts = await streaming_reply(slack, fake_llm)
 
     await slack.deliver(slack.callback(slack.react("C1", ts, "thumbsup", user="U1")))  # not a stop
     await slack.deliver(slack.callback(slack.react("C1", ts, user="U2")))  # not the asker
@@ -93,13 +104,8 @@ async def test_a_stop_reaction_by_the_asker_stops_the_answer(slack, start_bot, f
 
 
 async def test_a_finished_answer_has_no_stop_and_a_late_stop_is_answered_politely(slack, start_bot, fake_llm):
-    fake_llm.reply("Short answer.")
     await start_bot()
-    event = mention(slack, f"<@{BOT_USER}> quick one")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "Short answer.")
-    ts = answer_ts(slack)
-    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    _, ts = await finished(slack, fake_llm, "Short answer.", "quick one")
     message = slack.messages["C1"][ts]
     assert message["blocks"][0] == {"type": "section", "text": {"type": "mrkdwn", "text": "Short answer."}}
 
@@ -195,14 +201,9 @@ async def test_regenerate_asks_again_without_the_old_answer_and_replaces_its_tex
     assert respond_texts(slack) == []
 
 
-async def test_only_the_asker_can_regenerate_and_a_press_while_it_streams_is_refused(slack, start_bot, fake_llm):
-    fake_llm.reply("Done.")
+async def test_only_the_asker_can_regenerate(slack, start_bot, fake_llm):
     await start_bot()
-    event = mention(slack, f"<@{BOT_USER}> hello")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "Done.")
-    ts = answer_ts(slack)
-    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    _, ts = await finished(slack, fake_llm, "Done.", "hello")
     await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U2"), kind="interactive")
     await until(lambda: respond_texts(slack), what="the refusal")
     assert respond_texts(slack) == ["Only the person who asked (or an admin) can regenerate this answer."]
@@ -228,18 +229,13 @@ async def test_feedback_one_vote_per_person_changeable_shown_in_usage_relay_and_
     from bot.ops import start_ops
     from tests.test_cli import run
 
-    fake_llm.reply("An answer worth a vote.")
     bot = await start_bot(bot_admins="U1")
-    event = mention(slack, f"<@{BOT_USER}> hello")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "An answer worth a vote.")
-    ts = answer_ts(slack)
-    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    _, ts = await finished(slack, fake_llm, "An answer worth a vote.", "hello")
 
     for user, action in (("U1", "relay_up"), ("U1", "relay_up"), ("U2", "relay_down"), ("U1", "relay_down")):
         count = len(respond_texts(slack))
         await slack.deliver(slack.press("C1", ts, action, user=user), kind="interactive")
-        await until(lambda: len(respond_texts(slack)) > count, what=f"{user}'s vote")
+        await until(lambda n=count: len(respond_texts(slack)) > n, what=f"{user}'s vote")
     assert respond_texts(slack) == [
         "Thanks for the feedback: 👍 noted.",
         "Thanks for the feedback: 👍 noted.",
@@ -332,13 +328,8 @@ async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest_or_the_qu
 
 
 async def test_controls_pressed_after_a_restart_work_or_answer_politely(slack, start_bot, fake_llm):
-    fake_llm.reply("Before the restart.")
     first = await start_bot()
-    event = mention(slack, f"<@{BOT_USER}> hello")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "Before the restart.")
-    ts = answer_ts(slack)
-    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+    event, ts = await finished(slack, fake_llm, "Before the restart.", "hello")
     stale_stop = slack.press("C1", ts, "relay_regenerate", user="U1")
     stale_stop["actions"][0]["action_id"] = "relay_stop"  # a Stop press from a client that lagged behind
     await first.stop(grace=10)
