@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from adapters.slack.events import PLACEHOLDER
-from tests.fakes.slack import BOT_USER
+from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 pytest_plugins = ("tests.slack_env",)
@@ -366,3 +366,26 @@ async def test_a_regenerated_answer_goes_to_the_next_provider_in_the_failover_or
         await reply_text(slack, "C1", event["ts"], expected)
     keys = [h["Authorization"] for h in fake_llm.headers]
     assert keys == ["Bearer sk-test-secret", "Bearer di-secret", "Bearer sk-test-secret"]
+
+
+async def test_a_press_over_the_http_events_api_is_signed_acked_and_handled(slack, start_bot, fake_llm):
+    import json
+    from urllib.parse import urlencode
+
+    from tests.test_slack_modes import SECRET, post_event
+
+    bot = await start_bot(slack_app_token=None, slack_signing_secret=SECRET)
+    event = mention(slack, f"<@{BOT_USER}> over http")
+    fake_llm.reply("Signed and answered.")
+    body = json.dumps(slack.callback(event))
+    assert await post_event(bot.port, body, FakeSlack.sign(body, SECRET)) == 200
+    await reply_text(slack, "C1", event["ts"], "Signed and answered.")
+    ts = answer_ts(slack)
+    await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
+
+    form = urlencode({"payload": json.dumps(slack.press("C1", ts, "relay_up", user="U2"))})
+    headers = {**FakeSlack.sign(form, SECRET), "Content-Type": "application/x-www-form-urlencoded"}
+    assert await post_event(bot.port, form, {**headers, "X-Slack-Signature": "v0=forged"}) == 401
+    assert await post_event(bot.port, form, headers) == 200
+    await until(lambda: respond_texts(slack), what="the thanks")
+    assert respond_texts(slack) == ["Thanks for the feedback: 👍 noted."]
