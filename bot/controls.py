@@ -213,7 +213,7 @@ class Controls:
             return platform.surface(place)
 
         again = replace(
-            incoming, open=open_, keys=(), origin=origin, replaces=replaces, relevant=None,
+            incoming, open=open_, keys=(), origin=origin, replaces=replaces, relevant=None, after=None,
             rotate_from=record.provider if claim.startswith("regenerate:") else None,
         )
         await answer(new_id, again)

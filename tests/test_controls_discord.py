@@ -180,3 +180,31 @@ async def test_controls_pressed_after_a_restart_work(make_settings, fake_llm):
     finally:
         await fake.stop()
         await settle()
+
+
+async def test_ask_responses_carry_the_controls_too(make_settings, fake_llm):
+    fake_llm.reply(LONG, delay=0.02)
+    fake_llm.reply("A second take.")
+    async with running_bot(make_settings) as bot:
+        payload = await bot.fake.interact("ask", {"question": "tell me a long story"})
+        where = -abs(hash(payload["token"]))  # the fake keeps an interaction's messages apart
+
+        def original() -> dict:
+            return bot.fake.messages.get(where, {}).get(0) or {"content": "", "components": []}
+
+        def shown() -> list[str]:
+            return [c.split(":")[1] for c in bot.fake.buttons(where, 0)] if bot.fake.messages.get(where, {}).get(0) else []
+
+        await wait_for(lambda: shown() == ["stop"] and "word5" in original()["content"], what="a Stop button")
+        await bot.fake.press(where, 0, "stop", author=ALICE)
+        await wait_for(lambda: shown() == ["regenerate", "up", "down"], what="the final buttons")
+        assert original()["content"].endswith("\n-# stopped by Alice A.")
+        await wait_for(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+
+        await bot.fake.press(where, 0, "regenerate", author=ALICE)
+        await wait_for(lambda: original()["content"] == "A second take.", what="the regenerated answer")
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+        assert shown() == ["regenerate", "up", "down"]
+        assert fake_llm.requests[1]["messages"] == fake_llm.requests[0]["messages"]
+        assert not bot.fake.find("DELETE", r"/webhooks/.*")  # the response stays

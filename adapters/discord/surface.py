@@ -186,8 +186,17 @@ def _view(draft: Draft) -> dict[str, Any]:
     return {"view": view_of(draft.controls, draft.key)} if draft.key else {}
 
 
+def _followup_view(draft: Draft) -> dict[str, Any]:
+    """A new followup takes a view, or none at all (``view=None`` is refused there)."""
+    view = _view(draft).get("view")
+    return {"view": view} if view is not None else {}
+
+
 class InteractionSurface(_Surface):
-    """Answer a deferred ``/ask``: the original response first, then followups."""
+    """Answer a deferred ``/ask``: the original response first, then followups (with the
+    reply's buttons, as in a channel)."""
+
+    controls = True
 
     def __init__(self, interaction: discord.Interaction, watch: Watch | None = None) -> None:
         super().__init__(watch, f"discord interaction {interaction.id}")
@@ -201,11 +210,13 @@ class InteractionSurface(_Surface):
         self._held(draft)
         content = self._content(draft)
         if self._posted == 0:
-            await self._call(self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS))
+            await self._call(
+                self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS, **_view(draft))
+            )
             self._posted += 1
             return {"original": True}
         message = await self._call(
-            self.interaction.followup.send(content, allowed_mentions=NO_MENTIONS, wait=True)
+            self.interaction.followup.send(content, allowed_mentions=NO_MENTIONS, wait=True, **_followup_view(draft))
         )
         self._posted += 1
         return {"message": str(message.id)}
@@ -215,11 +226,13 @@ class InteractionSurface(_Surface):
         self._held(draft)
         content = self._content(draft)
         if ref.get("original"):
-            await self._call(self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS))
+            await self._call(
+                self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS, **_view(draft))
+            )
         else:
             await self._call(
                 self.interaction.followup.edit_message(
-                    int(ref["message"]), content=content, allowed_mentions=NO_MENTIONS
+                    int(ref["message"]), content=content, allowed_mentions=NO_MENTIONS, **_view(draft)
                 )
             )
 

@@ -479,6 +479,7 @@ class FakeDiscord(Gateway):
             msg = self._message(key, BOT_ID, body.get("content") or "")
             msg["channel_id"] = str(CHANNEL_ID)
             msg["flags"] = body.get("flags", 0)
+            msg["components"] = body.get("components") or []
             return 200, msg, None
         if len(parts) == 4 and parts[2] == "messages" and method == "PATCH":
             if parts[3] == "@original":
@@ -490,6 +491,8 @@ class FakeDiscord(Gateway):
             else:
                 msg = self.messages[key][int(parts[3])]
             msg["content"] = body.get("content", msg["content"])
+            if "components" in body:
+                msg["components"] = body["components"] or []
             msg["channel_id"] = str(CHANNEL_ID)
             return 200, msg, None
         if len(parts) == 4 and parts[2] == "messages" and method == "DELETE":
