@@ -82,6 +82,10 @@ async def test_native_streaming_streams_into_the_thread(slack, start_bot, fake_l
     assert len(slack.called("chat.appendStream")) >= 1
     assert len(slack.called("chat.stopStream")) == 1
     assert not slack.called("chat.update")
+    ts = slack.bot_messages("C1")[0]["ts"]
+    # no Stop on an open stream; the final buttons come with chat.stopStream
+    assert slack.buttons("C1", ts) == ["relay_regenerate", "relay_up", "relay_down"]
+    assert slack.messages["C1"][ts]["text"] == expected
 
 
 async def test_native_stream_closed_by_slack_falls_back_to_chat_update(slack, start_bot, fake_llm):

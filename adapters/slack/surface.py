@@ -177,10 +177,14 @@ class StreamSurface(_Messages):
     Interim edits append only the stable part of the text (up to the last
     whitespace, so neutralising never changes text already sent).  A stream
     Slack has closed already (or one from before a restart) is finished with
-    ``chat.update``.  Streams expire, so messages roll over by age.
+    ``chat.update``.  Streams expire, so messages roll over by age.  A stream
+    carries no buttons while it is open; the final ones (Regenerate, 👍/👎) go
+    under the text as ``chat.stopStream`` stops it (not after a ``chat.update``,
+    whose ``markdown_text`` takes no blocks).
     """
 
     placeholder = True
+    controls = True
 
     def __init__(
         self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT, lifetime: float = STREAM_LIFETIME
@@ -261,6 +265,7 @@ class StreamSurface(_Messages):
         meta = self.meta(draft, len(foot))
         sent = self._sent.get(ts)
         appendable = sent is not None and body.startswith(sent)
+        buttons = blocks("", draft.controls, draft.key) if draft.key and draft.controls else None
         try:
             await self.api.call(
                 "chat.stopStream",
@@ -268,6 +273,7 @@ class StreamSurface(_Messages):
                 ts=ts,
                 markdown_text=(body[len(sent) :] + foot if appendable and sent is not None else "") or None,
                 metadata=meta,
+                blocks=buttons,
             )
         except StreamClosed:
             appendable = False

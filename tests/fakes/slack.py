@@ -432,6 +432,8 @@ class FakeSlack(SocketMode):
         message["text"] += params.get("markdown_text") or ""
         if params.get("metadata"):
             message["metadata"] = _json(params["metadata"])
+        if params.get("blocks"):
+            message["blocks"] = _json(params["blocks"])
         self._streams[(params["channel"], params["ts"])].open = False
         return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
 
