@@ -224,8 +224,16 @@ class Controls:
         provider = await self.store.vote(request_id, press.platform, press.user, vote)
         if provider is None:
             return UNKNOWN
-        totals = await self.store.vote_totals("provider")
-        up, down = totals.get(provider, (0, 0))
-        self.metrics.feedback.labels(provider, "up").set(up)
-        self.metrics.feedback.labels(provider, "down").set(down)
+        await self.show_feedback()
         return THANKS[press.action]
+
+    async def show_feedback(self) -> None:
+        """Set the ``relay_feedback_votes`` gauge from the stored totals (at start, after a vote)."""
+        try:
+            totals = await self.store.vote_totals("provider")
+        except RelayError as exc:
+            log.warning("could not read the feedback totals: %s", exc)
+            return
+        for provider, (up, down) in totals.items():
+            self.metrics.feedback.labels(provider, "up").set(up)
+            self.metrics.feedback.labels(provider, "down").set(down)

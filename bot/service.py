@@ -185,6 +185,7 @@ class RelayService:
     async def recover(self, platform: Platform) -> int:
         """Settle what a restart (or a replica that died) left open on ``platform``, and with a
         shared database keep doing so (``bot.leases``, ``bot.recovery``)."""
+        await self.controls.show_feedback()  # /metrics shows the stored votes from the start
         return await self.leases.start(platform)
 
     async def _settle_orphans(self, platform: Platform, alive_since: float) -> int:

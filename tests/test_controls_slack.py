@@ -332,19 +332,24 @@ async def test_controls_pressed_after_a_restart_work_or_answer_politely(slack, s
     event, ts = await finished(slack, fake_llm, "Before the restart.", "hello")
     stale_stop = slack.press("C1", ts, "relay_regenerate", user="U1")
     stale_stop["actions"][0]["action_id"] = "relay_stop"  # a Stop press from a client that lagged behind
+    await slack.deliver(slack.press("C1", ts, "relay_up", user="U3"), kind="interactive")
+    await until(lambda: respond_texts(slack), what="the vote before the restart")
     await first.stop(grace=10)
 
     fake_llm.reply("After the restart.")
     second = await start_bot()
+    up = {"provider": "openai", "vote": "up"}
+    assert second.service.metrics.registry.get_sample_value("relay_feedback_votes", up) == 1.0  # from the store
     await slack.deliver(stale_stop, kind="interactive")
-    await until(lambda: respond_texts(slack), what="the polite answer")
-    assert respond_texts(slack) == ["This answer has already ended."]
+    await until(lambda: len(respond_texts(slack)) == 2, what="the polite answer")
+    assert respond_texts(slack)[-1] == "This answer has already ended."
     await slack.deliver(slack.press("C1", ts, "relay_up", user="U2"), kind="interactive")
     await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U1"), kind="interactive")
     await reply_text(slack, "C1", event["ts"], "After the restart.")
     await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the new answer's buttons")
     await second.service.tasks.wait_idle()
-    assert await second.service.store.vote_totals("provider") == {"openai": (1, 0)}
+    assert await second.service.store.vote_totals("provider") == {"openai": (2, 0)}
+    assert second.service.metrics.registry.get_sample_value("relay_feedback_votes", up) == 2.0
     assert len(slack.called("chat.postMessage")) == 1
 
 
