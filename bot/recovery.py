@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .controls import key as control_key
 from .errors import RelayError
 from .incoming import Incoming, Platform
 from .reply import ReplyOutcome, ReplyStream
@@ -72,7 +73,8 @@ async def _settle(store: Store, platform: Platform, record: RequestRecord, reans
 
 
 async def _finish_interrupted(store: Store, platform: Platform, record: RequestRecord) -> None:
-    stream = ReplyStream(platform.surface(record.place), patience=PATIENCE)
+    # keyed, without buttons: a Stop the message showed when the process died goes with this edit
+    stream = ReplyStream(platform.surface(record.place), patience=PATIENCE, controls=control_key(record.id, None))
     draft = Draft(record.shown, record.part, (INTERRUPTED_NOTE,), failed=True, final=True)
     await stream.finish_message(record.messages[-1], draft)  # retried; a message gone is posted anew
     state = "partial" if record.shown.strip() else "failed"

@@ -95,6 +95,10 @@ async def test_discord_every_accepted_question_ends_answered_or_noted_once(
         await asyncio.sleep(0.5)  # nothing more arrives afterwards
         assert settled(), [m["content"] for m in fake.bot_messages(CHANNEL_ID)]
         assert len(fake.bot_messages(CHANNEL_ID)) == len(questions)
+        # no Stop button left on any of them: finished or noted, a reply is not streaming any more
+        assert not [m["id"] for m in fake.bot_messages(CHANNEL_ID) if any(
+            c["custom_id"].startswith("relay:stop:") for row in m.get("components") or [] for c in row["components"]
+        )]
         proc.kill()
         await proc.wait()
     assert "Traceback" not in log.read_text()

@@ -44,8 +44,13 @@ async def test_run_answers_until_stop_and_lets_the_reply_in_flight_finish(slack,
 
 async def test_replies_left_by_a_crash_are_finalised_at_start(slack, start_bot, make_settings):
     settings = make_settings()
-    placeholder = slack._chat_postMessage({"channel": "C1", "thread_ts": "5.000001", "text": PLACEHOLDER})
-    partial = slack._chat_postMessage({"channel": "C1", "thread_ts": "5.000001", "text": "half an ans"})
+    stop = [{"type": "actions", "block_id": "relay_controls", "elements": [
+        {"type": "button", "action_id": "relay_stop", "value": "1:U1", "text": {"type": "plain_text", "text": "Stop"}}
+    ]}]  # what a streaming answer shows
+    placeholder = slack._chat_postMessage(
+        {"channel": "C1", "thread_ts": "5.000001", "text": PLACEHOLDER, "blocks": stop}
+    )
+    partial = slack._chat_postMessage({"channel": "C1", "thread_ts": "5.000001", "text": "half an ans", "blocks": stop})
     store = await SqliteStore.open(settings.bot_database)
     place = Place("C1", "5.000001", "T1", "U1").as_dict()
     for message, shown in ((placeholder, ""), (partial, "half an ans")):
@@ -58,6 +63,7 @@ async def test_replies_left_by_a_crash_are_finalised_at_start(slack, start_bot, 
     await start_bot()
     texts = thread_texts(slack, "C1", "5.000001")
     assert texts == ["_(interrupted — ask again)_", "half an ans\n\n_(interrupted — ask again)_"]
+    assert slack.buttons("C1", placeholder["ts"]) == slack.buttons("C1", partial["ts"]) == []  # no Stop left
     # finalised from the saved text: nothing read back from Slack
     assert not slack.called("conversations.replies") and not slack.called("conversations.history")
 

@@ -18,7 +18,8 @@
   a given one) and waits for the ack; ``redeliver`` retries it on another; past
   ``max_connections`` a websocket is refused with ``too_many_websockets``.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
-* Controls: messages keep their ``blocks``; ``press`` builds the ``block_actions`` payload of a
+* Controls: messages keep their ``blocks`` (a ``chat.update`` without ``blocks`` keeps them, an
+  empty list removes them, as on Slack); ``press`` builds the ``block_actions`` payload of a
   click on one of a message's buttons (deliver it with ``kind="interactive"``), ``react`` the
   ``reaction_added`` event and ``edit`` the ``message_changed`` event of a person's edit.
   ``response_url`` calls land as the method ``respond``.
@@ -396,10 +397,10 @@ class FakeSlack(SocketMode):
         message["text"] = params.get("text") or params.get("markdown_text") or ""
         if params.get("metadata"):
             message["metadata"] = _json(params["metadata"])
-        if params.get("blocks"):
+        if "blocks" in params:  # as on Slack: blocks left out are kept, an empty list removes them
             message["blocks"] = _json(params["blocks"])
-        else:
-            message.pop("blocks", None)
+            if not message["blocks"]:
+                message.pop("blocks")
         self._streams.pop((params["channel"], params["ts"]), None)
         return {"ok": True, "channel": params["channel"], "ts": params["ts"], "text": message["text"]}
 
