@@ -394,3 +394,18 @@ async def test_a_press_over_the_http_events_api_is_signed_acked_and_handled(slac
     assert await post_event(bot.port, form, headers) == 200
     await until(lambda: respond_texts(slack), what="the thanks")
     assert respond_texts(slack) == ["Thanks for the feedback: 👍 noted."]
+
+
+async def test_an_edited_direct_message_is_answered_again_in_place(slack, start_bot, fake_llm):
+    slack.ts_base = int(time.time()) - 60
+    fake_llm.reply("Hi Ada.")
+    fake_llm.reply("Goodbye Ada.")
+    await start_bot()
+    first = slack.say("hello", channel="D1")
+    await slack.deliver(slack.callback(first))
+    await reply_text(slack, "D1", None, "Hi Ada.")
+    await until(lambda: slack.buttons("D1", answer_ts(slack, "D1")) == FINAL_BUTTONS, what="the final buttons")
+    await slack.deliver(slack.callback(slack.edit("D1", first["ts"], "goodbye")))
+    await reply_text(slack, "D1", None, "Goodbye Ada.")
+    assert fake_llm.requests[1]["messages"][1:] == [{"role": "user", "content": "goodbye"}]
+    assert len(slack.called("chat.postMessage")) == 1
