@@ -88,7 +88,7 @@ def parse_key(value: object) -> tuple[int, str] | None:
 @dataclass(slots=True)
 class _Live:
     stream: ReplyStream
-    asker: str | None
+    platform: str  # a press from another platform never reaches it
 
 
 Answer = Callable[[int, "Incoming"], Awaitable[Any]]
@@ -108,9 +108,9 @@ class Controls:
     # -- answers streaming here -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def live(self, request_id: int, asker: str | None, stream: ReplyStream) -> Iterator[None]:
+    def live(self, request_id: int, platform: str, stream: ReplyStream) -> Iterator[None]:
         """While an answer streams: a Stop press (here, or on a replica) reaches ``stream``."""
-        self._live[request_id] = _Live(stream, asker)
+        self._live[request_id] = _Live(stream, platform)
         if self.store.shared and (self._poll is None or self._poll.done()):
             self._poll = asyncio.ensure_future(self._watch_stops())
         try:
@@ -158,7 +158,7 @@ class Controls:
         if not self._may_control(asker, press):
             return ONLY_ASKER_STOP
         live = self._live.get(request_id)
-        if live is not None:
+        if live is not None and live.platform == press.platform:
             return None if live.stream.stop(press.name) else ENDED
         if self.store.shared and await self.store.request_stop(request_id, press.name):
             return None  # the replica streaming it notices within STOP_POLL
@@ -170,7 +170,7 @@ class Controls:
         if not self._may_control(asker, press):
             return ONLY_ASKER_REGENERATE
         record = await self.store.request(request_id)
-        if record is None or not record.messages:
+        if record is None or not record.messages or record.platform != press.platform:
             return GONE
         if record.state in OPEN_STATES:
             return STILL_WRITING
@@ -185,13 +185,16 @@ class Controls:
     ) -> bool:
         """The asker edited the question (asked at ``asked_at``, epoch seconds) that the reply
         ``reply_key`` answers: answer ``incoming`` (the edited question) into that reply's message.
-        ``edit`` names the edit on its platform (a redelivery of it answers nothing).  False when the question is
-        older than ``EDIT_WINDOW``, the editor is not the asker, or the answer is not over yet."""
+        ``edit`` names the edit on its platform (a redelivery of it answers nothing).  False when
+        the question is older than ``EDIT_WINDOW``, the editor is not the asker, or the answer is
+        not over yet."""
         parsed = parse_key(reply_key)
         if parsed is None or parsed[1] != incoming.caller.user or time.time() - asked_at > EDIT_WINDOW:
             return False
         record = await self.store.request(parsed[0])
         if record is None or not record.messages or record.state in OPEN_STATES:
+            return False
+        if record.platform != incoming.caller.platform:
             return False
         return await self._again(platform, record, incoming, f"edit:{edit}", answer)
 

@@ -358,7 +358,7 @@ class RelayService:
         stream = self._stream(surface, request_id, interval, budget, asker=request.user_id)
         if replaces is not None:
             stream.resume(replaces)
-        with self.controls.live(request_id, request.user_id, stream):
+        with self.controls.live(request_id, request.platform, stream):
             return await self._answer(request, stream, request_id, admission)
 
     async def _answer(

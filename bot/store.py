@@ -325,8 +325,8 @@ class Store(Protocol):
     async def stops(self, request_ids: Sequence[int]) -> dict[int, str]:
         """Who asked to stop which of ``request_ids`` (only those marked)."""
     async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
-        """Record (or change) ``user``'s vote (+1/-1) on an answer; its provider, or None when the
-        request is unknown or was never answered by a provider."""
+        """Record (or change) ``user``'s vote (+1/-1) on an answer of ``platform``; its provider, or
+        None when there is no such answer (unknown, another platform's, or no provider answered)."""
     async def vote_totals(self, by: str, since: float = 0.0) -> dict[str, tuple[int, int]]:
         """(up, down) votes grouped ``by`` provider or model."""
 

@@ -417,8 +417,8 @@ class PostgresStore:
     async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
         sql = (
             "INSERT INTO votes(request_id, platform, user_id, vote, provider, model, at) "
-            "SELECT id, $1, $2, $3, provider, COALESCE(model, ''), $4 FROM requests "
-            "WHERE id = $5 AND provider IS NOT NULL "
+            "SELECT id, platform, $2, $3, provider, COALESCE(model, ''), $4 FROM requests "
+            "WHERE id = $5 AND platform = $1 AND provider IS NOT NULL "
             "ON CONFLICT (request_id, user_id) DO UPDATE SET vote = EXCLUDED.vote, at = EXCLUDED.at "
             "RETURNING provider"
         )

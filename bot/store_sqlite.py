@@ -413,11 +413,12 @@ class SqliteStore:
     async def vote(self, request_id: int, platform: str, user: str, vote: int) -> str | None:
         sql = (
             "INSERT INTO votes(request_id, platform, user_id, vote, provider, model, at) "
-            "SELECT id, ?, ?, ?, provider, COALESCE(model, ''), ? FROM requests WHERE id = ? AND provider IS NOT NULL "
+            "SELECT id, platform, ?, ?, provider, COALESCE(model, ''), ? FROM requests "
+            "WHERE id = ? AND platform = ? AND provider IS NOT NULL "
             "ON CONFLICT (request_id, user_id) DO UPDATE SET vote = excluded.vote, at = excluded.at "
             "RETURNING provider"
         )
-        async with self._db.execute(sql, (platform, user, vote, time.time(), request_id)) as cur:
+        async with self._db.execute(sql, (user, vote, time.time(), request_id, platform)) as cur:
             row = await cur.fetchone()
         return str(row[0]) if row is not None else None
 

@@ -170,6 +170,7 @@ async def test_votes_one_per_person_per_answer_changeable_with_provider_and_mode
     assert await store.vote(second, "discord", "U1", -1) == "deepinfra"  # changed its mind
     assert await store.vote(unanswered, "slack", "U1", 1) is None  # no provider answered it
     assert await store.vote(404, "slack", "U1", 1) is None
+    assert await store.vote(first, "discord", "U1", 1) is None  # another platform's answer
     assert await store.vote_totals("provider") == {"openai": (2, 0), "deepinfra": (0, 1)}
     assert await store.vote_totals("model") == {"llama": (2, 0), "llama-di": (0, 1)}
     assert await store.vote_totals("user") == {}

@@ -22,8 +22,8 @@ from bot.surface import Surface
 from . import interactions
 from .commands import SlashCommands
 from .controls import DiscordControls
-from .edits import DiscordEdits
 from .conversations import Conversations
+from .edits import DiscordEdits
 from .events import Policy, Trigger, decide, facts_of
 from .pacing import Budgets, RateMonitor, Watch
 from .parsers import UNREADABLE, guard_parsers
