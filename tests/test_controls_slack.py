@@ -59,7 +59,7 @@ async def test_stop_keeps_the_partial_text_closes_the_provider_stream_and_record
 
     await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the final buttons")
     text = slack.messages["C1"][ts]["text"]
-    assert text.endswith("\n\n_stopped by ada_")
+    assert text.endswith("\n\n_stopped by Ada_")
     shown = text.split("\n")[0].split()
     assert 5 < len(shown) < 400  # the partial text stays, cut short
     await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
@@ -152,7 +152,7 @@ async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_se
         await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive", via=other)
 
         await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the stop, noticed through the store")
-        assert slack.messages["C1"][ts]["text"].endswith("_stopped by ada_")
+        assert slack.messages["C1"][ts]["text"].endswith("_stopped by Ada_")
         await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
         assert fake_llm.sent[0] < 400
         assert respond_texts(slack) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -151,6 +152,8 @@ class SlackControls:
         self.relay.core.spawn(self._press(press, respond), name=f"slack-{press.action}-{press.key}")
 
     async def _press(self, press: Press, respond: Any) -> None:
+        if press.action == "stop":  # the note names them as the thread does (the asker's is cached)
+            press = replace(press, name=await self._name(press.user, press.name))
         text = await self._decide(press)
         if text is None or respond is None:
             return
@@ -158,6 +161,11 @@ class SlackControls:
             await respond(text=text, response_type="ephemeral", replace_original=False)
         except (SlackClientError, aiohttp.ClientError, OSError) as exc:
             log.info("slack: could not answer a %s press privately: %s", press.action, type(exc).__name__)
+
+    async def _name(self, user: str, fallback: str) -> str:
+        """``user``'s display name, or ``fallback`` when Slack does not say."""
+        name = (await self.relay.conversations.history.names({user})).get(user, user)
+        return fallback if name == user else name
 
     async def _decide(self, press: Press) -> str | None:
         try:
@@ -176,8 +184,7 @@ class SlackControls:
         key = await read_stop_key(self.relay.api, channel, ts)
         if key is None:
             return  # not a reply still streaming (or not ours)
-        names = await self.relay.conversations.history.names({user})
-        text = await self._decide(Press("slack", "stop", key, user, names.get(user, user)))
+        text = await self._decide(Press("slack", "stop", key, user, await self._name(user, user)))
         if text is None:
             return
         try:
