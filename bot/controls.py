@@ -14,7 +14,7 @@ only to the person who pressed (or None: nothing to say, the reply itself shows 
   seconds.  A reply that has ended already (or was cut short by a restart) says so.
 * **Regenerate** (the asker or an admin): the same question again, read afresh from the
   platform up to the question (so without the old answer), written into the old answer's
-  first message, by the next provider in the failover order when there is one; the new request record names the one it replaces (``regenerates``).  One
+  messages (those a shorter answer does not need are deleted), by the next provider in the failover order when there is one; the new request record names the one it replaces (``regenerates``).  One
   regeneration per answer: a second press of the same button is dropped by its dedupe key.
 * **An edited question** (``reanswer``): the adapter checks the edit is recent and the
   answer is still the conversation's latest message; the core answers the edited question
@@ -201,9 +201,9 @@ class Controls:
     async def _again(
         self, platform: Platform, record: RequestRecord, incoming: Incoming, claim: str, answer: Answer
     ) -> bool:
-        """Answer ``incoming`` into the first message of ``record``'s answer, as a new request that
+        """Answer ``incoming`` into the messages of ``record``'s answer, as a new request that
         names the one it replaces; False when ``claim`` was claimed before (pressed twice)."""
-        replaces = record.messages[0]
+        replaces = list(record.messages)
         origin = {**record.origin, "regenerates": record.id, "replaces": replaces}
         keys = [f"{record.platform}:{claim}"]
         new_id = await self.store.accept(keys, record.platform, record.conversation, origin, self.owner)

@@ -50,8 +50,8 @@ class Incoming:
     conversation_key: str | None = None
     #: run after the answer (e.g. Slack /ask: say so privately when nothing could be posted)
     after: Callable[[ReplyOutcome], Awaitable[None]] | None = None
-    #: write the answer into this message posted before (a regenerated answer, ``bot.controls``)
-    replaces: Ref | None = None
+    #: write the answer into these messages posted before (a regenerated answer, ``bot.controls``)
+    replaces: list[Ref] | None = None
     #: a regenerated answer: try the providers after this one first (the failover order, rotated)
     rotate_from: str | None = None
 

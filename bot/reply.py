@@ -111,6 +111,8 @@ class ReplyStream:
         self._stopped_by: str | None = None
         self._reader: asyncio.Future[None] | None = None
         self._buttons: tuple[str, ...] = ()  # the buttons the current message shows
+        self._spare: list[Ref] = []  # messages of an answer this one replaces, not written yet
+        self._stale = False  # the current message shows another answer's text
         self.patience = patience  # how long a final text keeps being retried before it is posted anew
         #: per-message limit: the surface's, or a smaller configured one (BOT_MESSAGE_LIMIT)
         self.max_chars = min(surface.max_chars, max_chars) if max_chars > 0 else surface.max_chars
@@ -225,11 +227,18 @@ class ReplyStream:
             self._reader.cancel()
         return True
 
-    def resume(self, ref: Ref) -> None:
-        """Write into a message posted before (a regenerated answer replaces the old one's text)."""
+    def resume(self, refs: list[Ref]) -> None:
+        """Write into messages posted before, in order (a regenerated answer replaces the old
+        one's text); those the answer does not need are deleted once it is final (``delete``)."""
+        if refs:
+            self._reuse(refs[0])
+            self._spare = list(refs[1:])
+
+    def _reuse(self, ref: Ref) -> None:
         self._current = ref
         self.refs.append(ref)
         self._opened_at = time.monotonic()
+        self._stale = True  # its text is the old answer's: the next write edits it whatever it says
 
     async def finish_message(self, ref: Ref, draft: Draft) -> None:
         """Land the final ``draft`` in a message posted before (recovery after a restart)."""
@@ -369,6 +378,8 @@ class ReplyStream:
         """Show ``draft`` in the current message, posting one if there is none; save where it is."""
         draft = self._buttoned(draft)
         rendered = self.surface.render(draft)
+        if self._current is None and self._spare:
+            self._reuse(self._spare.pop(0))
         if self._current is None:
             ref = await self.surface.post(draft)
             self._current = ref
@@ -376,9 +387,9 @@ class ReplyStream:
             self._opened_at = time.monotonic()
             self._outcome.messages += 1
             await self._save(draft.text)
-        elif rendered != self._rendered or draft.controls != self._buttons:  # else a wasted call
+        elif self._stale or rendered != self._rendered or draft.controls != self._buttons:  # else wasted
             await self._edit_saving(self._current, draft)
-        self._rendered, self._buttons = rendered, draft.controls
+        self._rendered, self._buttons, self._stale = rendered, draft.controls, False
         if not draft.pending:
             self._stop_pending()
         self._shown = draft.text
@@ -510,6 +521,18 @@ class ReplyStream:
         out.final_at = time.monotonic()
         if out.first_visible_at is None:
             out.first_visible_at = out.final_at
+        await self._drop_spare()
+
+    async def _drop_spare(self) -> None:
+        """Delete what is left of the messages of an answer this one replaced (when the surface
+        can; otherwise they stay as they were)."""
+        spare, self._spare = self._spare, []
+        delete = capability(self.surface, "delete")
+        for ref in spare if delete is not None else ():
+            try:
+                await delete(ref)
+            except RelayError as exc:
+                log.info("a message of the replaced answer stays: %s", exc)
 
     async def _land(self, draft: Draft, *, quick: bool = False) -> None:
         """A write that must land: urgent budget, retried with backoff for up to ``FINAL_PATIENCE``.

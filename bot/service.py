@@ -346,9 +346,9 @@ class RelayService:
         budget: EditPacer | None = None,
         request_id: int | None = None,
         admission: Admission | None = None,
-        replaces: Ref | None = None,
+        replaces: list[Ref] | None = None,
     ) -> ReplyOutcome:
-        """Answer ``request`` into ``surface`` (into the message ``replaces`` names, when given).
+        """Answer ``request`` into ``surface`` (into the messages ``replaces`` names, when given).
         Never raises a ``RelayError``: the reply shows it."""
         if request_id is None:
             conversation = request.thread or request.channel

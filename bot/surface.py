@@ -30,6 +30,8 @@ Optional capabilities, each with what the core does without it
   the answer continues in a new one (Slack's native streams expire); without
   it, messages roll over by length only.
 
+* ``delete(ref) -> None`` - delete one of the bot's messages: the extra messages of an answer
+  a shorter regenerated one replaces; without it they keep the old text.
 * ``controls: bool`` - buttons under a reply (``Draft.controls``, ``bot.controls``): Stop
   while it streams, Regenerate and feedback once it is final; without it, none.
 

@@ -208,3 +208,27 @@ async def test_ask_responses_carry_the_controls_too(make_settings, fake_llm):
         assert shown() == ["regenerate", "up", "down"]
         assert fake_llm.requests[1]["messages"] == fake_llm.requests[0]["messages"]
         assert not bot.fake.find("DELETE", r"/webhooks/.*")  # the response stays
+
+
+async def test_a_shorter_regenerated_answer_replaces_a_long_one_and_its_extra_messages_go(make_settings, fake_llm):
+    fake_llm.reply(LONG)  # ~2,800 characters: two messages
+    fake_llm.reply("Short now.")
+    async with running_bot(make_settings) as bot:
+        await bot.fake.say("tell me a long story", mention_bot=True)
+
+        def last_buttons() -> list[str]:
+            messages = bot.fake.bot_messages(CHANNEL_ID)
+            return [c.split(":")[1] for c in bot.fake.buttons(CHANNEL_ID, int(messages[-1]["id"]))] if messages else []
+
+        await wait_for(lambda: last_buttons() == ["regenerate", "up", "down"], what="the final buttons")
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+        first, second = bot.fake.bot_messages(CHANNEL_ID)
+        assert bot.fake.buttons(CHANNEL_ID, int(first["id"])) == []  # a finished part shows no buttons
+        await bot.fake.press(CHANNEL_ID, int(second["id"]), "regenerate", author=ALICE)
+        await wait_for(lambda: [m["content"] for m in bot.fake.bot_messages(CHANNEL_ID)] == ["Short now."],
+                       what="one message with the new answer")
+        await wait_for(lambda: not bot.service.tasks, what="the request to be settled")
+        assert bot.fake.bot_messages(CHANNEL_ID)[0]["id"] == first["id"]  # written into the first message
+        assert last_buttons() == ["regenerate", "up", "down"]
+        assert len(bot.fake.find("DELETE", rf"/channels/{CHANNEL_ID}/messages/{second['id']}")) == 1
+        assert (await bot.service.store.request(2)).messages == [{"message": first["id"]}]

@@ -409,3 +409,28 @@ async def test_an_edited_direct_message_is_answered_again_in_place(slack, start_
     await reply_text(slack, "D1", None, "Goodbye Ada.")
     assert fake_llm.requests[1]["messages"][1:] == [{"role": "user", "content": "goodbye"}]
     assert len(slack.called("chat.postMessage")) == 1
+
+
+async def test_a_longer_regenerated_answer_reuses_the_old_messages_and_a_shorter_one_deletes_the_rest(
+    slack, start_bot, fake_llm
+):
+    long = " ".join(f"word{n}" for n in range(700))  # ~5,800 bytes: two messages
+    bot = await start_bot()
+    event, ts = await finished(slack, fake_llm, "Short first.", "a question")
+    fake_llm.reply(long)
+    fake_llm.reply("Short again.")
+    await bot.service.tasks.wait_idle()
+    await slack.deliver(slack.press("C1", ts, "relay_regenerate", user="U1"), kind="interactive")
+    await until(lambda: len(thread_texts(slack, "C1", event["ts"])) == 2
+                and slack.buttons("C1", slack.bot_messages("C1")[-1]["ts"]) == FINAL_BUTTONS, what="two messages")
+    await bot.service.tasks.wait_idle()
+    assert slack.bot_messages("C1")[0]["ts"] == ts  # the old message took the first part
+    assert slack.buttons("C1", ts) == []
+    assert len(slack.called("chat.postMessage")) == 2  # the old answer's one, and the second part
+
+    last = slack.bot_messages("C1")[-1]["ts"]
+    await slack.deliver(slack.press("C1", last, "relay_regenerate", user="U1"), kind="interactive")
+    await reply_text(slack, "C1", event["ts"], "Short again.")
+    await bot.service.tasks.wait_idle()
+    assert thread_texts(slack, "C1", event["ts"]) == ["Short again."]
+    assert [c.params["ts"] for c in slack.called("chat.delete")] == [last]

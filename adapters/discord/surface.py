@@ -174,6 +174,10 @@ class ChannelSurface(_Surface):
         self._previous = message.id
         return {"message": str(message.id)}
 
+    async def delete(self, ref: Ref) -> None:
+        """Delete one of the bot's messages (the rest of an answer a regenerated one replaced)."""
+        await self._call(self.channel.get_partial_message(int(ref["message"])).delete())
+
     async def edit(self, ref: Ref, draft: Draft) -> None:
         self._held(draft)
         message = self.channel.get_partial_message(int(ref["message"]))
@@ -235,6 +239,12 @@ class InteractionSurface(_Surface):
                     int(ref["message"]), content=content, allowed_mentions=NO_MENTIONS, **_view(draft)
                 )
             )
+
+    async def delete(self, ref: Ref) -> None:
+        """Delete a followup (the rest of an answer a regenerated one replaced)."""
+        self._check_alive()
+        if not ref.get("original"):
+            await self._call(self.interaction.followup.delete_message(int(ref["message"])))
 
     def _check_alive(self) -> None:
         if self.interaction.is_expired():

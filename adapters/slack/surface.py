@@ -104,6 +104,10 @@ class _Messages:
         if self.first_ts is None:
             self.first_ts = ts
 
+    async def delete(self, ref: Ref) -> None:
+        """Delete one of the bot's messages (the rest of an answer a regenerated one replaced)."""
+        await self.api.call("chat.delete", channel=self.where.channel, ts=ref["ts"])
+
     async def pending(self) -> None:
         """An assistant thread shows "is thinking…" as its status (cleared by Slack when we post)."""
         if not self.where.status:

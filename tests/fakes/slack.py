@@ -404,6 +404,11 @@ class FakeSlack(SocketMode):
         self._streams.pop((params["channel"], params["ts"]), None)
         return {"ok": True, "channel": params["channel"], "ts": params["ts"], "text": message["text"]}
 
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.messages[params["channel"]].pop(params["ts"], None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
     def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("thread_ts"):
             return {"ok": False, "error": "invalid_arguments"}
