@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.errors import ConfigError
@@ -64,7 +66,8 @@ def test_env_example_documents_every_setting_and_loads_as_is(tmp_path, monkeypat
     from pathlib import Path
 
     example = (Path(__file__).parent.parent / "config" / ".env.example").read_text()
-    documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    # "NAME=" to fill in, or "# NAME=default" (a default, commented out)
+    documented = {m.group(1) for m in re.finditer(r"^(?:# )?([A-Z][A-Z0-9_]*)=", example, re.M)}
     assert documented == {name.upper() for name in Settings.model_fields}
     (tmp_path / ".env").write_text(example)
     monkeypatch.chdir(tmp_path)
