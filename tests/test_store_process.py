@@ -121,3 +121,42 @@ async def test_a_corrupt_database_stops_a_command_at_once_with_one_line(tmp_path
     (line,) = err.splitlines()
     assert str(db) in line and "not a database" in line
     assert fake_llm.requests == []
+
+
+def _locked(db: Path) -> sqlite3.Connection:
+    """Another program (a backup, ``sqlite3``) holding the file's write lock."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS other (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def _no_room_for_sqlites_files(db: Path) -> None:
+    """A folder that refuses SQLite's extra files (its ``-wal`` cannot be created)."""
+    Path(f"{db}-wal").mkdir()
+
+
+@pytest.mark.parametrize("command", [["ask", "hello"], ["chat"], ["serve"]])
+@pytest.mark.parametrize("trouble", ["locked", "no room for its files"])
+async def test_an_unusable_database_stops_every_command_with_one_line(tmp_path, fake_llm: FakeLLM, command, trouble):
+    db = tmp_path / "bot.db"
+    holder = _locked(db) if trouble == "locked" else _no_room_for_sqlites_files(db)
+    env = {
+        "PATH": "",
+        "HOME": str(tmp_path),
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "BOT_DATABASE": str(db),
+        "BOT_DATABASE_WAIT": "1",
+        "DISCORD_TOKEN": "fake.token.value",  # serve: a platform to start (it never gets that far)
+        "DISCORD_API_URL": "http://127.0.0.1:9/api/v10",
+    }
+    try:
+        code, out, err = await run_cli(command, env, tmp_path)  # exits by itself: no thread left behind
+    finally:
+        if holder is not None:
+            holder.close()
+    assert code != 0 and out == ""
+    (line,) = err.splitlines()
+    assert str(db) in line
+    assert ("BOT_DATABASE_WAIT" if trouble == "locked" else "BOT_DATABASE") in line
+    assert fake_llm.requests == []
