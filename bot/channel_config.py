@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadChannelSetting, ConfigError
-from .settings import PROVIDER_NAMES
+from .settings import MAX_MAX_TOKENS, MIN_MAX_TOKENS, PROVIDER_NAMES
 
 
 def _providers(value: str) -> str:
@@ -50,8 +50,8 @@ def _max_tokens(value: str) -> str:
         number = int(value)
     except ValueError:
         raise BadChannelSetting("max_tokens must be a whole number, e.g. 800") from None
-    if not 16 <= number <= 8192:
-        raise BadChannelSetting("max_tokens must be between 16 and 8192")
+    if not MIN_MAX_TOKENS <= number <= MAX_MAX_TOKENS:  # as BOT_MAX_TOKENS; providers cap it further
+        raise BadChannelSetting(f"max_tokens must be between {MIN_MAX_TOKENS} and {MAX_MAX_TOKENS}")
     return str(number)
 
 

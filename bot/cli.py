@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ConfigError, RelayError, StoreUnavailable
+from .errors import ConfigError, PlatformError, RelayError, StoreUnavailable
 from .settings import PROVIDER_NAMES, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except StoreUnavailable as exc:  # the operator runs the command: name the file that stayed locked
+    except (StoreUnavailable, PlatformError) as exc:  # the operator runs it: the text for logs, not chat
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RelayError as exc:

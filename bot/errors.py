@@ -7,6 +7,8 @@ their library's exceptions here with ``raise ... from``; users only ever see
 
 from __future__ import annotations
 
+import os
+
 
 class RelayError(Exception):
     """Base of every error the bot handles on purpose."""
@@ -231,3 +233,11 @@ class StoreUnavailable(RelayError):
 
 class StoreInUse(ConfigError):
     """Another ``serve`` holds this SQLite file; the text names the file and that process."""
+
+
+def os_reason(exc: OSError) -> str:
+    """The short reason of a failed bind or connect ("Address already in use"), without the
+    library's wording around it."""
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -14,7 +14,7 @@ import sqlite3
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .errors import StoreUnavailable
+from .errors import ConfigError, StoreUnavailable, os_reason
 from .service import RelayService
 
 PING_TIMEOUT = 3.0  # seconds the database gets to answer (the Docker health check waits 4)
@@ -62,7 +62,16 @@ def ops_app(service: RelayService) -> web.Application:
 
 
 async def start_ops(service: RelayService, host: str, port: int) -> web.AppRunner:
+    """Listen on ``host:port``; a port in use or an address that is not this host's is a
+    ``ConfigError`` naming the settings."""
     runner = web.AppRunner(ops_app(service), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"BOT_OPS_HOST/BOT_OPS_PORT: cannot listen on {host}:{port} ({os_reason(exc)}); "
+            "choose another port, or 0 to turn /healthz and /metrics off"
+        ) from None
     return runner

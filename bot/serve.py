@@ -15,7 +15,7 @@ import logging
 import signal
 
 from .db_url import redact
-from .errors import ConfigError
+from .errors import ConfigError, RelayError
 from .ops import start_ops
 from .runtime import open_service
 from .settings import Settings
@@ -42,6 +42,8 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_service(settings, exclusive=True, serving=True) as service:  # one serve per SQLite file
+        for name in modules:  # not ready until each platform says so (listening, restart settled)
+            service.report_health(name.split(".")[-1], False)
         ops = None
         if settings.bot_ops_port:
             ops = await start_ops(service, settings.bot_ops_host, settings.bot_ops_port)
@@ -59,10 +61,18 @@ async def serve(settings: Settings) -> int:
         finally:
             if ops is not None:
                 await ops.cleanup()
-    failed = [t for t in runs if not t.cancelled() and t.exception() is not None]
-    for task in failed:
-        log.error("%s stopped: %s", task.get_name(), task.exception())
-    if failed and isinstance(failed[0].exception(), ConfigError):
-        raise failed[0].exception()  # type: ignore[misc]
-    log.info("stopped cleanly")
-    return 1 if failed else 0
+    failures = [exc for exc in (_failure(t) for t in runs) if exc is not None]
+    if not failures:
+        log.info("stopped cleanly")
+        return 0
+    first, *others = failures
+    for exc in others:
+        log.error("also stopped: %s", exc)
+    if isinstance(first, RelayError):
+        raise first  # the command line shows it as one line naming the setting or the platform
+    log.error("stopped after a failure: %r", first)
+    return 1
+
+
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()

@@ -52,6 +52,11 @@ class ProviderConfig:
         return self.api_key is not None
 
 
+#: The range of max_tokens, for BOT_MAX_TOKENS and a channel's ``max_tokens`` alike (each provider
+#: then caps it at what it takes: AIGateway 8,192).
+MIN_MAX_TOKENS, MAX_MAX_TOKENS = 16, 131_072
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -67,7 +72,7 @@ class Settings(BaseSettings):
     bot_database: str = Field("llama-relay.db", min_length=1, repr=False)
     bot_database_wait: float = Field(60.0, gt=0)  # seconds an operation waits out a lock held elsewhere
     bot_database_pool: int = Field(5, ge=1, le=100)  # PostgreSQL connections per process
-    bot_max_tokens: int = Field(1024, ge=16, le=131_072)
+    bot_max_tokens: int = Field(1024, ge=MIN_MAX_TOKENS, le=MAX_MAX_TOKENS)
     bot_system_prompt: str = (
         "You are a helpful assistant in a team chat. Answer clearly and concisely. "
         "Use Markdown for code and lists."

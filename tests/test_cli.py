@@ -87,6 +87,14 @@ async def test_cut_stream_prints_partial_answer_and_a_note(env, tmp_path, fake_l
     assert "cut the answer off" in err and "Traceback" not in err
 
 
+async def test_an_answer_cut_by_the_length_limit_exits_non_zero(env, tmp_path, fake_llm):
+    fake_llm.reply("the start of a long answer", finish_reason="length")
+    code, out, err = await run(["ask", "tell me everything"], env, tmp_path)
+    assert code == 1  # README: non-complete answers exit non-zero
+    assert out == "the start of a long answer\n"
+    assert err == "(the answer reached the length limit)\n"
+
+
 async def test_empty_prompt_is_an_error(env, tmp_path, fake_llm):
     code, out, err = await run(["ask", "   "], env, tmp_path)
     assert code == 1 and out == ""

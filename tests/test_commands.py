@@ -86,3 +86,27 @@ def test_a_bad_channel_file_is_one_clear_configuration_error(make_settings, tmp_
         load_file(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_file(tmp_path / "missing.toml")
+
+
+def test_a_channels_max_tokens_takes_what_bot_max_tokens_takes(make_settings, tmp_path):
+    """The example file's range is the setting's: a channel may ask for what BOT_MAX_TOKENS allows."""
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from bot.channel_config import load_file
+    from bot.errors import ConfigError
+    from bot.settings import Settings
+
+    example = (Path(__file__).parent.parent / "config" / "channels.example.toml").read_text()
+    low, high = map(int, re.search(r"max_tokens \((\d+)-(\d+)", example).groups())
+    field = Settings.model_fields["bot_max_tokens"].metadata
+    assert (low, high) == (next(m.ge for m in field if hasattr(m, "ge")), next(m.le for m in field if hasattr(m, "le")))
+    make_settings(bot_max_tokens=high)  # the setting takes it ...
+    wide = tmp_path / "wide.toml"
+    wide.write_text(f"[slack.C1]\nmax_tokens = {high}\n")
+    assert load_file(wide)[("slack", "C1")]["max_tokens"] == str(high)  # ... and so does a channel
+    wide.write_text(f"[slack.C1]\nmax_tokens = {high + 1}\n")
+    with pytest.raises(ConfigError, match=f"max_tokens must be between {low} and {high}"):
+        load_file(wide)

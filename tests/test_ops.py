@@ -173,3 +173,53 @@ async def test_every_metric_names_its_replica(make_settings, fake_llm):
     assert 'relay_refused_total{platform="discord",replica="relay-b"} 1.0' in text
     samples = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert samples and all('replica="relay-b"' in line for line in samples)
+
+
+async def test_healthz_says_ready_only_once_slack_listens(tmp_path, fake_llm):
+    """``serve`` in a real process, Slack over HTTP, its sign-in held up a second by a 429:
+    /healthz answers 503 until the Events API listens, then 200."""
+    import os
+    import sys
+
+    from tests.fakes.slack import FakeSlack
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def listens(port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    slack = await FakeSlack().start()
+    slack.fail("auth.test", "ratelimited", status=429, retry_after=1)  # start-up takes a second
+    ops_port, slack_port = free_port(), free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "BOT_DATABASE": str(tmp_path / "bot.db"),
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "SLACK_BOT_TOKEN": "xoxb-fake", "SLACK_SIGNING_SECRET": "secret", "SLACK_API_URL": slack.api_url,
+        "SLACK_HOST": "127.0.0.1", "SLACK_PORT": str(slack_port), "BOT_OPS_PORT": str(ops_port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    seen: list[tuple[int, bool]] = []  # (status, Slack listening when it was answered)
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(60):
+            while not seen or seen[-1][0] != 200:
+                try:
+                    response = await client.get(f"http://127.0.0.1:{ops_port}/healthz")
+                except httpx.TransportError:
+                    await asyncio.sleep(0.01)
+                    continue
+                seen.append((response.status_code, listens(slack_port)))
+                if response.status_code != 200:
+                    assert response.json()["platforms"] == {"slack": False}
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await slack.stop()
+    assert seen[0] == (503, False)  # ops answered while Slack was still signing in
+    assert all(listening for status, listening in seen if status == 200)

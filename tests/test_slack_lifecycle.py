@@ -150,5 +150,5 @@ async def test_http_port_in_use_is_a_clear_config_error(slack, start_bot):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"SLACK_PORT: cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"SLACK_HOST/SLACK_PORT: cannot listen on 127.0.0.1:{port}"):
             await start_bot(slack_app_token=None, slack_signing_secret="s", slack_port=port)

@@ -19,10 +19,11 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, PlatformUnavailable, os_reason
 from bot.incoming import Core
 from bot.settings import Settings
 
@@ -68,6 +69,11 @@ async def run(service: Core, settings: Settings, stop: asyncio.Event, **options:
             message_content = False
         except discord.LoginFailure as exc:
             raise ConfigError("DISCORD_TOKEN was rejected by Discord (check the bot token)") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:  # at login: the gateway retries by itself
+            raise PlatformUnavailable(
+                f"discord: cannot reach {settings.discord_api_url} ({_reason(exc)}); check DISCORD_API_URL "
+                "and the network"
+            ) from exc
 
 
 async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
@@ -85,3 +91,9 @@ async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
         stopped.cancel()
         await client.close()
     await connection  # after a clean close this returns; otherwise it raises what ended it
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return os_reason(exc.os_error)
+    return os_reason(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__

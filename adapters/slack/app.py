@@ -18,7 +18,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import ConfigError, PlatformError
+from bot.errors import ConfigError, PlatformError, os_reason
 from bot.incoming import Core
 from bot.settings import Settings
 
@@ -157,8 +157,8 @@ class SlackBot:
             await self._runner.cleanup()
             self._runner = None
             raise ConfigError(
-                f"SLACK_PORT: cannot listen on {self.host}:{self.port} ({exc.strerror})"
-            ) from exc
+                f"SLACK_HOST/SLACK_PORT: cannot listen on {self.host}:{self.port} ({os_reason(exc)})"
+            ) from None
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]

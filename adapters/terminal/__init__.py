@@ -67,7 +67,7 @@ class TerminalSurface:
 
 
 async def ask(service: RelayService, question: str, provider: str | None = None) -> int:
-    """Answer one question on stdout.  Exit status 0 when the answer is complete."""
+    """Answer one question on stdout.  Exit status 0 when the answer is complete (not cut short)."""
     request = Request(
         platform="terminal",
         channel="ask",
@@ -80,7 +80,8 @@ async def ask(service: RelayService, question: str, provider: str | None = None)
 
 
 def _status(outcome: ReplyOutcome) -> int:
-    return 0 if outcome.state == "complete" else 1
+    """0 only for a whole answer: one cut by the length limit (``BOT_MAX_TOKENS``) is not complete."""
+    return 0 if outcome.state == "complete" and outcome.finish_reason != "length" else 1
 
 
 async def chat(service: RelayService, session: str, provider: str | None = None) -> int:

@@ -14,6 +14,11 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
 * Limits (off by default): ``FakeDiscord(write_limit=(5, 5.0))`` allows 5
   message creates/edits per 5 s per channel, with Discord's ``X-RateLimit-*``
   headers on every write and a proper 429 (``Via``, ``retry_after``) past it.
+* Discord's own limits, always on (a regression against them fails a test): the bot
+  token (``Authorization: Bot <token>``, else 401), ``content`` of at most 2,000
+  characters on every create and edit (else 400 / 50035), and an interaction's
+  first response within 3 s of its dispatch (else 404 / 10062 "Unknown
+  interaction"); ``interaction_deadline`` changes that one for a test that needs to.
 * Gateway (``discord_gateway``): a session per shard; READY and GUILD_CREATE for
   the shard's guilds, then whatever the test injects (``say``, ``interact``), each
   event on the session of its guild's shard (DMs on shard 0), as Discord does.
@@ -84,6 +89,17 @@ __all__ = [
 ]
 
 JSON = "application/json"
+TOKEN = "fake.token.value"
+CONTENT_LIMIT = 2000  # characters of ``content``, on create and on edit (bots have no 4,000)
+INTERACTION_DEADLINE = 3.0  # seconds to the first response of an interaction
+UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
+UNKNOWN_INTERACTION = {"message": "Unknown interaction", "code": 10062}
+
+
+def too_long() -> dict[str, Any]:
+    """Discord's answer to a ``content`` over the limit."""
+    error = {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {CONTENT_LIMIT} or fewer in length."}
+    return {"code": 50035, "message": "Invalid Form Body", "errors": {"content": {"_errors": [error]}}}
 
 
 @dataclass
@@ -118,7 +134,12 @@ class FakeDiscord(Gateway):
         write_limit: tuple[int, float] | None = None,
         max_concurrency: int = 1,
         recommended_shards: int = 1,
+        token: str = TOKEN,
+        interaction_deadline: float = INTERACTION_DEADLINE,
     ) -> None:
+        self.token = token
+        self.interaction_deadline = interaction_deadline
+        self._interactions: dict[str, float] = {}  # interaction id -> when it was dispatched
         self.reject_privileged = reject_privileged
         self.max_concurrency = max_concurrency
         self.recommended_shards = recommended_shards
@@ -233,6 +254,7 @@ class FakeDiscord(Gateway):
         self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID
     ) -> dict[str, Any]:
         payload = interaction(name, options, self.channels[channel], author, self.roles.get(author))
+        self._interactions[str(payload["id"])] = time.monotonic()
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -315,6 +337,10 @@ class FakeDiscord(Gateway):
             body = json.loads(raw) if raw and request.content_type == "application/json" else raw
         call = Call(request.method, path, body, time.monotonic(), query=dict(request.query))
         self.calls.append(call)
+        refused = self._refusal(request, path, body, call.at)
+        if refused is not None:
+            call.status = refused[0]
+            return self._json(refused[1], status=refused[0])
         limit_headers: dict[str, str] = {}
         if self.write_limit is not None and request.method in ("POST", "PATCH"):
             written = _WRITE.fullmatch(path)
@@ -344,6 +370,22 @@ class FakeDiscord(Gateway):
         if event is not None:
             asyncio.get_running_loop().create_task(self.dispatch(*event))
         return response
+
+    def _refusal(self, request: web.Request, path: str, body: Any, at: float) -> tuple[int, dict[str, Any]] | None:
+        """Discord's own checks: the token, the length of ``content``, the interaction deadline."""
+        token_in_url = path.startswith(("/webhooks/", "/interactions/"))  # no bot token needed there
+        if not token_in_url and request.headers.get("Authorization") != f"Bot {self.token}":
+            return 401, UNAUTHORIZED
+        content = None
+        if isinstance(body, dict):  # a message, or an interaction response's ``data``
+            content = body.get("content") if "content" in body else (body.get("data") or {}).get("content")
+        if request.method in ("POST", "PATCH") and isinstance(content, str) and len(content) > CONTENT_LIMIT:
+            return 400, too_long()
+        if path.startswith("/interactions/") and path.endswith("/callback"):
+            dispatched = self._interactions.get(path.split("/")[2])
+            if dispatched is not None and at - dispatched > self.interaction_deadline:
+                return 404, UNKNOWN_INTERACTION
+        return None
 
     def _take_write(self, channel: int, now: float) -> tuple[dict[str, str], dict[str, Any] | None]:
         """Count a write against the channel's window: its headers, and a 429 body when over."""
