@@ -49,7 +49,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from . import shared_limits
@@ -85,7 +85,7 @@ def _wait_text(seconds: float) -> str:
 
 
 def seconds_to_midnight_utc(now: float) -> float:
-    today = datetime.fromtimestamp(now, timezone.utc)
+    today = datetime.fromtimestamp(now, UTC)
     midnight = (today + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight.timestamp() - now
 

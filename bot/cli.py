@@ -90,9 +90,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "ask":
         question = " ".join(args.question) if args.question else await asyncio.to_thread(sys.stdin.read)
         async with open_service(settings, args.provider) as service:
+            _say_notes(await service.window_notes())
             return await terminal.ask(service, question, args.provider)
     if args.command == "chat":
         async with open_service(settings, args.provider) as service:
+            _say_notes(await service.window_notes())
             return await terminal.chat(service, args.session, args.provider)
     if args.command == "doctor":
         from .doctor import doctor
@@ -107,6 +109,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
         return await copy_database(settings, args.source, args.to)
     raise AssertionError(args.command)
+
+
+def _say_notes(notes: Sequence[str]) -> None:
+    """Settings that work but will hurt, on stderr (stdout carries only answers)."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 async def copy_database(settings: Settings, source: str | None, target: str) -> int:
@@ -146,9 +154,9 @@ async def usage(settings: Settings, by: str, days: float) -> int:
 FEEDBACK_BY = ("provider", "model")
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))

@@ -8,12 +8,14 @@ only (ephemeral on Slack and Discord).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from . import channel_config
 from .access import Caller, start_of_day_utc
 from .channel_config import ChannelConfig
 from .errors import BadChannelSetting
 from .service import RelayService
+from .store import UsageTotal
 
 HELP = (
     "**`/relay` commands**\n"
@@ -101,7 +103,7 @@ def _temperature(channel: float | None, default: float | None) -> str:
     return "provider default" if value is None else f"{value:g}"
 
 
-def _lines(totals, votes: dict[str, tuple[int, int]] | None = None) -> str:  # type: ignore[no-untyped-def]
+def _lines(totals: Sequence[UsageTotal], votes: dict[str, tuple[int, int]] | None = None) -> str:
     """One line per total; with ``votes``, the feedback beside tokens and cost."""
 
     def feedback(key: str) -> str:

@@ -129,7 +129,7 @@ async def _rows(reader: aiosqlite.Connection, sql: str) -> AsyncIterator[Sequenc
 
 def _cast(row: Sequence[Any], casts: list[Callable[[Any], Any]]) -> tuple[Any, ...]:
     """SQLite keeps what it is given; PostgreSQL wants each column's own type."""
-    return tuple(None if value is None else cast(value) for value, cast in zip(row, casts))
+    return tuple(None if value is None else cast(value) for value, cast in zip(row, casts, strict=True))
 
 
 def _same(value: Any) -> Any:

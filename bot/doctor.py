@@ -14,14 +14,15 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from .conversation import Turn
 from .db_url import is_postgres, redact
 from .errors import ConfigError, NoProviderConfigured, ProviderTimeout, RelayError, StoreUnavailable
-from .providers import params
+from . import tokens
+from .providers import params, window
 from .providers.base import ChatRequest, Provider
 from .providers.registry import build_provider, sampling_of
 from .runtime import missing_setting
@@ -43,6 +44,7 @@ class Row:
     first_token: str = "-"
     status: str = ""
     ok: bool = False
+    notes: list[str] = field(default_factory=list)  # printed under the table
 
     def cells(self) -> tuple[str, ...]:
         return (self.provider, self.model, self.window, self.first_token, self.status)
@@ -78,6 +80,7 @@ async def check_one(name: str, settings: Settings, transport: httpx.AsyncBaseTra
         return row
     try:
         first = await probe(provider, min(PROBE_TIMEOUT, settings.bot_turn_timeout))
+        row.notes = await window_notes(provider, settings)
     except RelayError as exc:
         row.status = exc.user_message
         return row
@@ -109,6 +112,21 @@ async def probe(provider: Provider, timeout: float, clock: Callable[[], float] =
     return first
 
 
+async def window_notes(provider: Provider, settings: Settings) -> list[str]:
+    """What the server says its window is, against ``<NAME>_CONTEXT_WINDOW``, and whether
+    ``BOT_MAX_TOKENS`` leaves that window room for a conversation."""
+    info, notes = provider.info, []
+    look_up = getattr(provider, "server_window", None)
+    real = await look_up() if look_up is not None else None
+    usable = info.context_window
+    if real is not None and real < info.context_window:
+        notes.append(window.mismatch(info.name, info.context_window, real))
+        usable = real
+    system = await asyncio.to_thread(tokens.count, settings.bot_system_prompt)
+    room = window.no_room(info.name, usable, settings.bot_max_tokens, system)
+    return notes + ([room] if room else [])
+
+
 async def check_database(database: str) -> tuple[bool, str]:
     """Whether the database answers, and one line saying so (the password masked)."""
     try:
@@ -132,7 +150,7 @@ def render(rows: list[Row]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
     lines = []
     for n, cells in enumerate(table):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -163,6 +181,6 @@ async def doctor(settings: Settings, transport: httpx.AsyncBaseTransport | None 
     print(f"\n{working} of {len(rows)} provider(s) working")
     database_ok, line = await check_database(settings.bot_database)
     print(line)
-    for note in advice(settings, [row.provider for row in rows]):
+    for note in [*(n for row in rows for n in row.notes), *advice(settings, [row.provider for row in rows])]:
         print(f"note: {note}")
     return 0 if working and database_ok else 1

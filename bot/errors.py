@@ -126,6 +126,20 @@ class BadRequest(ProviderError):
 
 
 class ContextTooLong(ProviderError):
+    """The prompt did not fit the provider's window; ``window`` is that window when the error says it."""
+
+    def __init__(
+        self,
+        provider: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        hint: str | None = None,
+        window: int | None = None,
+    ) -> None:
+        self.window = window
+        super().__init__(provider, detail, status=status, hint=hint)
+
     def _what(self) -> str:
         return "says the conversation is too long for its context window"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -191,7 +191,7 @@ class ReplyStream:
     # -- public ---------------------------------------------------------------------------
 
     async def run(
-        self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]] = ()
+        self, deltas: AsyncIterable[Delta], notes: Sequence[str] | Callable[[], Sequence[str]] = ()
     ) -> ReplyOutcome:
         """Stream ``deltas`` into the surface and always leave a final state.
 
@@ -251,7 +251,7 @@ class ReplyStream:
         return await self.run(failing(error))
 
     async def _run(
-        self, deltas: AsyncIterator[Delta], notes: Sequence[str] | Callable[[], Sequence[str]]
+        self, deltas: AsyncIterable[Delta], notes: Sequence[str] | Callable[[], Sequence[str]]
     ) -> ReplyOutcome:
         out = self._outcome
         self._notes = notes
@@ -304,7 +304,7 @@ class ReplyStream:
 
     # -- reading --------------------------------------------------------------------------
 
-    async def _read(self, deltas: AsyncIterator[Delta]) -> None:
+    async def _read(self, deltas: AsyncIterable[Delta]) -> None:
         src, out = self._src, self._outcome
         async for delta in deltas:
             now = time.monotonic()

@@ -44,6 +44,8 @@ async def serve(settings: Settings) -> int:
     async with open_service(settings, exclusive=True, serving=True) as service:  # one serve per SQLite file
         for name in modules:  # not ready until each platform says so (listening, restart settled)
             service.report_health(name.split(".")[-1], False)
+        for note in await service.window_notes():
+            log.warning("%s", note)
         ops = None
         if settings.bot_ops_port:
             ops = await start_ops(service, settings.bot_ops_host, settings.bot_ops_port)

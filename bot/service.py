@@ -156,6 +156,13 @@ class RelayService:
     def report_health(self, platform: str, up: bool) -> None:
         self.health[platform] = up
 
+    async def window_notes(self) -> list[str]:
+        """For the operator at start (serve, chat, ask): each window a server says is smaller than
+        configured (used from now on), and each window ``BOT_MAX_TOKENS`` leaves no room in."""
+        said = await self.router.check_windows()
+        system = await asyncio.to_thread(tokens.count, self.settings.bot_system_prompt)
+        return [*said, *self.router.room_notes(self.settings.bot_max_tokens, system)]
+
     def may_ask(self, caller: Caller) -> bool:
         """Whether ``caller`` is on the allowlists: a slash command refuses politely at once when not.
 
@@ -466,6 +473,8 @@ class RelayService:
         order: Sequence[str] | None = config.providers or None
         if request.rotate_from:
             order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
+        for note in await self.router.check_windows():  # the first answer asks a local server its window
+            log.warning("%s", note)
         return self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)
 
     # -- token-count cache -------------------------------------------------------------------

@@ -8,6 +8,7 @@ start of the next.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def join_parts(parts: list[str]) -> str:
     if not parts:
         return ""
     out = [parts[0]]
-    for prev, part in zip(parts, parts[1:]):
+    for prev, part in itertools.pairwise(parts):
         if prev.endswith(_CLOSE):
             fence = open_fence(prev[: -len(_CLOSE)])
             if fence is not None and part.startswith(fence + "\n"):

@@ -380,7 +380,8 @@ class PostgresStore:
     ) -> list[UsageTotal]:
         """Totals grouped ``by`` provider/user/channel/model, optionally for one user or channel."""
         column = USAGE_GROUPS[by]
-        where, args = ["at >= $1"], [since]
+        where = ["at >= $1"]
+        args: list[object] = [since]
         for name, value in (("user_id", user), ("channel", channel)):
             if value is not None:
                 args.append(value)

@@ -372,7 +372,8 @@ class SqliteStore:
     ) -> list[UsageTotal]:
         """Totals grouped ``by`` provider/user/channel/model, optionally for one user or channel."""
         column = USAGE_GROUPS[by]
-        where, args = ["at >= ?"], [since]
+        where = ["at >= ?"]
+        args: list[object] = [since]
         if user is not None:
             where.append("user_id = ?")
             args.append(user)

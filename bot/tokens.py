@@ -51,7 +51,7 @@ DATE_PREAMBLE = 20
 # Meta splits input so tiktoken's regex never sees pathological runs.
 _MAX_CHUNK = 400_000
 _MAX_RUN = 25_000
-_LONG_RUN = re.compile(r"\s{%d,}|\S{%d,}" % (_MAX_RUN, _MAX_RUN))
+_LONG_RUN = re.compile(rf"\s{{{_MAX_RUN},}}|\S{{{_MAX_RUN},}}")
 
 
 _loading = threading.Lock()

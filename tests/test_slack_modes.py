@@ -10,6 +10,7 @@ import aiohttp
 from adapters.slack.format import ZWSP
 from bot.splitting import join_parts
 from tests.fakes.slack import BOT_USER, FakeSlack
+from tests.fakes.slack_socket import ACK_DEADLINE
 from tests.slack_helpers import mention, reply_text, thread_texts, until
 
 SECRET = "test-signing-secret"
@@ -19,7 +20,8 @@ pytest_plugins = ("tests.slack_env",)
 
 async def post_event(port: int, body: str, headers: dict[str, str]) -> int:
     url = f"http://127.0.0.1:{port}/slack/events"
-    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+    timeout = aiohttp.ClientTimeout(total=ACK_DEADLINE)  # later than this, Slack retries the event
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url, data=body, headers=headers) as response:
         return response.status
 
 

@@ -9,7 +9,7 @@ which conversation a message belongs to and who is asking.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import discord
 
@@ -25,7 +25,7 @@ from .surface import MAPPED, map_error
 log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 90
-THREAD_ARCHIVE_MINUTES = 1440
+THREAD_ARCHIVE_MINUTES: Literal[60, 1440, 4320, 10080] = 1440  # the values Discord takes
 #: Discord's error code when a message already has a thread
 THREAD_EXISTS = 160004
 

@@ -112,7 +112,7 @@ def _table_block(rows: list[str]) -> list[str]:
     sizes = [max(len(r[c]) for r in table) for c in range(width)]
 
     def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(size) for cell, size in zip(cells, sizes)).rstrip()
+        return " | ".join(cell.ljust(size) for cell, size in zip(cells, sizes, strict=True)).rstrip()
 
     rule = "-+-".join("-" * size for size in sizes)
     return ["```", line(table[0]), rule, *(line(r) for r in table[1:]), "```"]

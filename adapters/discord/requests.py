@@ -10,6 +10,7 @@ the request (``RelayClient.revive``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import discord
 
@@ -23,6 +24,9 @@ from .conversations import Conversations, conversation_key, message_caller
 from .events import Trigger
 from .pacing import Budgets, Watch
 from .surface import ChannelSurface
+
+if TYPE_CHECKING:
+    from discord.abc import PartialMessageableChannel
 
 Keys = tuple[tuple[str, str], ...]
 
@@ -65,7 +69,8 @@ class MessageRequests:
         self, message: discord.Message, trigger: Trigger, reply_to: int | None, turns: list[Turn]
     ) -> Surface:
         """Where the answer goes: a new thread for a mention in thread mode, else the channel."""
-        target: discord.abc.Messageable = message.channel
+        # A bot is never in a group DM (the one channel kind without partial messages).
+        target = cast("PartialMessageableChannel", message.channel)
         if self._wants_thread(message, trigger, turns):
             thread = await self.conversations.open_thread(message, turns)
             if thread is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -29,6 +29,9 @@ from . import format as fmt
 from . import interactions
 from .buttons import view_of
 from .pacing import Watch
+
+if TYPE_CHECKING:  # every channel a bot can send to (not a group DM); defined for type checkers only
+    from discord.abc import PartialMessageableChannel
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class ChannelSurface(_Surface):
 
     def __init__(
         self,
-        channel: discord.abc.Messageable | discord.PartialMessageable,
+        channel: PartialMessageableChannel,
         reply_to: int | None = None,
         watch: Watch | None = None,
     ) -> None:
@@ -163,14 +166,14 @@ class ChannelSurface(_Surface):
     async def post(self, draft: Draft) -> Ref:
         self._held(draft)
         target = self._previous or self.reply_to
-        reference, mentions = None, NO_MENTIONS
-        if target is not None:
+        content = self._content(draft)
+        if target is None:
+            send = self.channel.send(content, allowed_mentions=NO_MENTIONS, **_view(draft))
+        else:
             reference = self.channel.get_partial_message(target).to_reference(fail_if_not_exists=False)
             mentions = REPLY_MENTIONS if target == self.reply_to else NO_MENTIONS
-        content = self._content(draft)
-        message = await self._call(
-            self.channel.send(content, reference=reference, allowed_mentions=mentions, **_view(draft))
-        )
+            send = self.channel.send(content, reference=reference, allowed_mentions=mentions, **_view(draft))
+        message = await self._call(send)
         self._previous = message.id
         return {"message": str(message.id)}
 

@@ -159,9 +159,8 @@ class SlackBot:
             raise ConfigError(
                 f"SLACK_HOST/SLACK_PORT: cannot listen on {self.host}:{self.port} ({os_reason(exc)})"
             ) from None
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        if self._runner.addresses:  # SLACK_PORT=0: the port the system chose
+            self.port = self._runner.addresses[0][1]
         self.service.report_health("slack", True)
         log.info("slack: Events API on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.conversation import Turn
@@ -75,7 +75,7 @@ class Conversations:
 
     async def turns(self, trig: Trigger, budget: int, counter: TokenCounter) -> list[Turn]:
         """History (oldest first) ending with the question; a history read failure leaves just the question."""
-        messages: list[Mapping[str, Any]] = []
+        messages: Sequence[Mapping[str, Any]] = []
         try:
             if trig.in_thread and trig.thread_ts:
                 messages = await self.history.thread(

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from slack_sdk.signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def guard(signing_secret: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard(signing_secret: str) -> Middleware:
     """aiohttp middleware: signed and readable POST bodies only."""
     verifier = SignatureVerifier(signing_secret)
 

@@ -16,6 +16,7 @@ from httpx_sse import EventSource, SSEError
 from .. import errors
 from ..errors import ProviderError
 from ..retry_after import retry_after
+from .window import window_in_error
 
 #: Longest Retry-After we honour before giving up on this provider for now.
 MAX_RETRY_AFTER = 60.0
@@ -87,8 +88,8 @@ def status_error(
         return errors.QuotaExceeded(name, message, status=status, hint="add credit to the account")
     if status == 404:
         return errors.NotFound(name, message, status=status, hint=f"check {who.base_env} and {who.model_env}")
-    if status == 413 or status < 500 and (code == "context_length_exceeded" or _says_too_long(lowered)):
-        return errors.ContextTooLong(name, message, status=status, hint="start a new thread")
+    if status == 413 or code in TOO_LONG_CODES or _says_too_long(lowered):
+        return too_long(who, message, body, status)
     if status == 429:
         wait = retry_after(headers)
         return errors.RateLimited(
@@ -101,8 +102,26 @@ def status_error(
     return errors.BadRequest(name, message, status=status, hint="the request was not accepted")
 
 
+#: Error codes (``code`` or ``type``) that mean "the prompt does not fit the window".
+TOO_LONG_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+
+
+#: How servers say it in words (never "context deadline exceeded", a Go timeout).
+TOO_LONG_WORDS = ("context length", "context size", "context window", "maximum context")
+
+
 def _says_too_long(lowered: str) -> bool:
-    return "context" in lowered and ("length" in lowered or "exceed" in lowered or "window" in lowered)
+    return any(words in lowered for words in TOO_LONG_WORDS)
+
+
+def too_long(who: Describe, message: str, body: object, status: int | None) -> errors.ContextTooLong:
+    """The prompt does not fit: say which setting holds the window (the server's, when it says)."""
+    window = window_in_error(body, message)
+    name = f"{who.prefix}_CONTEXT_WINDOW" if who.prefix else "the context window setting"
+    hint = f"start a new thread, or check {name}"
+    if window is not None:
+        hint += f" (the server's window is {window:,} tokens)"
+    return errors.ContextTooLong(who.display, message, status=status, hint=hint, window=window)
 
 
 async def read_error_body(response: httpx.Response) -> object:
@@ -172,7 +191,9 @@ def frame_error(who: Describe, frame: Mapping[str, object], *, started: bool) ->
     """A mid-stream error frame (``error``, ``object: error``), if this is one."""
     if not frame.get("error") and frame.get("object") != "error":
         return None
-    message, _ = error_message(dict(frame))
+    message, code = error_message(dict(frame))
+    if not started and (code in TOO_LONG_CODES or _says_too_long(message.lower())):  # a refusal sent as a frame
+        return too_long(who, message, dict(frame), None)
     if started:
         return errors.StreamInterrupted(who.display, message, hint="the answer is incomplete")
     return errors.ProviderUnavailable(who.display, message, hint="try again shortly")

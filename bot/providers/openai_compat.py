@@ -23,7 +23,7 @@ import httpx
 
 from .. import errors
 from ..settings import ProviderConfig
-from . import params
+from . import params, window
 from .base import ChatRequest, Delta, ProviderInfo, Usage
 from .http import DEFAULT_TIMEOUTS, Describe, JsonFrames, Timeouts, frame_error
 from .streaming import HttpProvider, usage_from
@@ -45,6 +45,13 @@ class OpenAICompatProvider(HttpProvider):
 
     def path(self) -> str:
         return "/chat/completions"
+
+    async def server_window(self) -> int | None:
+        """The window a self-hosted server says it has (llama.cpp, vLLM, Ollama); hosted
+        providers are not asked (their windows are documented)."""
+        if self.info.name != "openai":
+            return None
+        return await window.server_window(self._client, self.info.model)
 
     def body(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {

@@ -54,7 +54,7 @@ class ParamTable:
     max_tokens: int = 131_072
 
     def accepts(self, name: str) -> bool:
-        return name == "stop" and self.max_stop > 0 or name in self.ranges
+        return (name == "stop" and self.max_stop > 0) or name in self.ranges
 
 
 OPENAI = ParamTable(

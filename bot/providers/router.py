@@ -24,12 +24,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import errors
 from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
-from . import params
+from . import params, window
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling, Usage
 from .breaker import DEFAULT_POLICY, Admission, Breaker, BreakerPolicy
 from .http import MAX_RETRY_AFTER
@@ -85,6 +85,8 @@ class Routed:
         self.provider: ProviderInfo | None = None
         self.fitted: Fitted | None = plans[0].fitted if plans else None
         self.failures: list[errors.ProviderError] = []
+        #: what the answer learnt on the way (a provider's real window), for the operator and the user
+        self.learnt: list[str] = []
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
@@ -100,7 +102,8 @@ class Routed:
     @property
     def notes(self) -> list[str]:
         """Notes for the history actually sent: read after the stream (failover may change it)."""
-        return self.fitted.notes if self.fitted is not None else []
+        fitted = self.fitted.notes if self.fitted is not None else []
+        return [*fitted, *(f"({note})" for note in self.learnt)]
 
     async def _run(self) -> AsyncIterator[Delta]:
         last: errors.ProviderError | None = None
@@ -108,6 +111,7 @@ class Routed:
         timeout = self._router.turn_timeout
         deadline = time.monotonic() + timeout if timeout is not None else None
         deferred: set[int] = set()
+        retried: set[int] = set()  # plans that are already the trimmed retry
         n = 0
         while n < len(plans):
             plan = plans[n]
@@ -133,31 +137,44 @@ class Routed:
                 self.failures.append(exc)
                 last = exc
                 log.warning("provider %s failed before its first token: %s", plan.provider.info.name, exc)
-                if isinstance(exc, errors.ContextTooLong):
-                    smaller = shrink(plan, self._counter)
-                    if smaller is not None:  # its real window is smaller than documented:
-                        plans.append(smaller)  # once more, trimmed, after the untrimmed others
+                if isinstance(exc, errors.ContextTooLong) and id(plan) not in retried:
+                    smaller = self._smaller(plan, exc)
+                    if smaller is not None:  # its real window is smaller than configured:
+                        retried.add(id(smaller))  # once more, trimmed, after the untrimmed others
+                        plans.append(smaller)
         assert last is not None
         raise last
+
+    def _smaller(self, plan: Plan, exc: errors.ContextTooLong) -> Plan | None:
+        """``plan`` trimmed to the window the error names (learnt for later answers too), or to
+        ``SAFE_WINDOW``; None when neither is smaller than what was sent."""
+        info = plan.provider.info
+        if exc.window is not None and exc.window < info.context_window:
+            self.learnt.append(window.mismatch(info.name, info.context_window, exc.window))
+            self._router.learn_window(plan.provider, exc.window)
+            return shrink(plan, self._counter, exc.window)
+        return shrink(plan, self._counter)
 
 
 #: The smallest window any of the providers documents (Cloudflare's, prompt + output).
 SAFE_WINDOW = 24_000
 
 
-def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
-    """``plan`` fitted to ``SAFE_WINDOW``, after a provider said the prompt was too long.
+def shrink(plan: Plan, counter: TokenCounter | None, limit: int = SAFE_WINDOW) -> Plan | None:
+    """``plan`` fitted to a ``limit`` window, after a provider said the prompt was too long.
 
     AIGateway documents 131k but serves Cloudflare's model, whose window is
     24k; a provider that says "too long" for a prompt above 24k gets one more
-    try with the history trimmed to that.  None when the prompt already fits.
+    try with the history trimmed to that.  A server that names its window
+    (llama.cpp, vLLM) gets one more try fitted to it.  None when the prompt
+    already fits.
     """
-    if plan.fitted.prompt_tokens + plan.max_tokens <= SAFE_WINDOW:
+    if plan.fitted.prompt_tokens + plan.max_tokens <= limit:
         return None
     info = plan.provider.info
-    reserve = min(plan.max_tokens, SAFE_WINDOW // 2)
+    reserve = min(plan.max_tokens, limit // 2)
     try:
-        again = fit(plan.fitted.turns, SAFE_WINDOW, reserve, counter, date_preamble=info.date_preamble)
+        again = fit(plan.fitted.turns, limit, reserve, counter, date_preamble=info.date_preamble)
     except errors.WindowTooSmall:
         return None
     fitted = Fitted(
@@ -166,7 +183,11 @@ def shrink(plan: Plan, counter: TokenCounter | None) -> Plan | None:
         cut_tokens=plan.fitted.cut_tokens + again.cut_tokens,
         prompt_tokens=again.prompt_tokens,
     )
-    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, SAFE_WINDOW - again.prompt_tokens)))
+    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, limit - again.prompt_tokens)))
+
+
+#: Every sampling parameter left at the provider's default.
+DEFAULT_SAMPLING = Sampling()
 
 
 class Router:
@@ -189,6 +210,8 @@ class Router:
         self._sleep = sleep
         #: one circuit breaker per provider (``clock`` is for tests: it drives the cooldowns)
         self.breakers = {p.info.name: Breaker(p.info.name, breaker, clock) for p in self.providers}
+        self._window_check = asyncio.Lock()
+        self._windows_checked = False
 
     def by_name(self, name: str) -> Provider:
         for provider in self.providers:
@@ -237,6 +260,36 @@ class Router:
     def breaker(self, name: str) -> Breaker:
         return self.breakers[name]
 
+    def learn_window(self, provider: Provider, real: int) -> None:
+        """``provider``'s server has a smaller window than configured: fit later answers to it."""
+        info = provider.info
+        if real < info.context_window:
+            log.warning("%s", window.mismatch(info.name, info.context_window, real))
+            provider.info = replace(info, context_window=real)
+
+    async def check_windows(self) -> list[str]:
+        """Once per process: ask each provider that can tell its real window; one smaller than
+        configured is used from now on.  The sentences to show the operator (none the next time)."""
+        async with self._window_check:
+            if self._windows_checked:
+                return []
+            self._windows_checked = True
+            said = []
+            for provider in self.providers:
+                look_up = getattr(provider, "server_window", None)
+                real = await look_up() if look_up is not None else None
+                if real is not None and real < provider.info.context_window:
+                    said.append(window.mismatch(provider.info.name, provider.info.context_window, real))
+                    provider.info = replace(provider.info, context_window=real)
+            return said
+
+    def room_notes(self, max_tokens: int, system_tokens: int) -> list[str]:
+        """Windows where ``max_tokens`` leaves the conversation no room (say so at start)."""
+        notes = (
+            window.no_room(p.info.name, p.info.context_window, max_tokens, system_tokens) for p in self.providers
+        )
+        return [note for note in notes if note is not None]
+
     def cooling(self, name: str) -> float:
         """Seconds until ``name`` is out of its cooldown (0 when it is not benched)."""
         return self.breakers[name].remaining()
@@ -246,7 +299,7 @@ class Router:
         turns: Sequence[Turn],
         max_tokens: int,
         counter: TokenCounter,
-        sampling: Sampling = Sampling(),
+        sampling: Sampling = DEFAULT_SAMPLING,
         only: str | None = None,
         order: Sequence[str] | None = None,
     ) -> Routed:

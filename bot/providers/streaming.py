@@ -183,8 +183,9 @@ def usage_from(raw: object) -> Usage | None:
     except (TypeError, ValueError):
         return None
     cost = raw.get("estimated_cost")
-    valid_cost = isinstance(cost, (int, float)) and not isinstance(cost, bool)
-    return Usage(prompt, completion, float(cost) if valid_cost else None)
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        cost = None
+    return Usage(prompt, completion, float(cost) if cost is not None else None)
 
 
 def cut_by_limit(usage: Usage | None, max_tokens: int) -> bool:

@@ -5,6 +5,13 @@ behaviours with ``reply``, ``fail``, ``cut`` ...; when the queue is empty it
 answers ``default_text``.  Every request body is kept in ``requests``; ``sent`` counts the
 content chunks each streamed request got, and ``hung_up`` the streams the client closed before
 their end (a stopped answer).
+
+A small local server: ``FakeLLM(window=512)`` refuses a prompt that does not fit
+its window as llama.cpp's server does (HTTP 400, ``exceed_context_size_error``
+with ``n_ctx``; counted with the Llama 3 template), and says its window where
+``tells`` puts it: ``"llama.cpp"`` (``GET /props``), ``"vllm"`` (``GET
+/v1/models``, ``max_model_len``), ``"ollama"`` (``POST /api/show``) or None
+(it does not say; every such look-up is a 404 then, as on a plain server).
 """
 
 from __future__ import annotations
@@ -44,7 +51,12 @@ class Behaviour:
 
 
 class FakeLLM:
-    def __init__(self, default_text: str = "Hello from the fake model.") -> None:
+    def __init__(
+        self, default_text: str = "Hello from the fake model.", *, window: int | None = None, tells: str | None = None
+    ) -> None:
+        self.window = window
+        self.tells = tells
+        self.refused = 0  # prompts refused as too long for ``window``
         self.default_text = default_text
         self.default = Behaviour(text=default_text)
         self.queue: deque[Behaviour] = deque()
@@ -81,6 +93,9 @@ class FakeLLM:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/props", self._props)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/api/show", self._show)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -96,6 +111,9 @@ class FakeLLM:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        too_long = self._over_window(body)
+        if too_long is not None:
+            return too_long
         b = self.queue.popleft() if self.queue else Behaviour(text=self.default_text)
         if b.status >= 400:
             return web.json_response(b.body, status=b.status, headers=b.headers)
@@ -106,6 +124,44 @@ class FakeLLM:
         except ConnectionResetError:  # the client hung up mid-stream (cancelled on purpose)
             self.hung_up += 1
             return web.Response(status=499)
+
+    def _over_window(self, body: dict[str, object]) -> web.Response | None:
+        """llama.cpp's refusal of a prompt that does not fit ``n_ctx`` (the answer then stops at
+        the window, so ``max_tokens`` is not counted)."""
+        if self.window is None:
+            return None
+        from bot.tokens import prompt_tokens
+
+        messages = body.get("messages") or []
+        contents = [str(m.get("content") or "") for m in messages if isinstance(m, dict)]
+        has_system = any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
+        used = prompt_tokens(contents, has_system=has_system)
+        if used < self.window:
+            return None
+        self.refused += 1
+        message = f"request ({used} tokens) exceeds the available context size ({self.window} tokens), try increasing it"
+        error = {"code": 400, "message": message, "type": "exceed_context_size_error",
+                 "n_prompt_tokens": used, "n_ctx": self.window}
+        return web.json_response({"error": error}, status=400)
+
+    async def _props(self, request: web.Request) -> web.Response:
+        if self.tells != "llama.cpp" or self.window is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"default_generation_settings": {"n_ctx": self.window}, "total_slots": 1})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self.tells != "vllm" or self.window is None:
+            raise web.HTTPNotFound()
+        model = {"id": "meta-llama/Llama-3.1-70B-Instruct", "object": "model", "max_model_len": self.window}
+        return web.json_response({"object": "list", "data": [model]})
+
+    async def _show(self, request: web.Request) -> web.Response:
+        if self.tells != "ollama" or self.window is None:
+            raise web.HTTPNotFound()
+        return web.json_response(
+            {"parameters": f"num_ctx                        {self.window}\nstop \"<|eot_id|>\"",
+             "model_info": {"llama.context_length": 131072}}
+        )
 
     async def _stream(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})

@@ -23,6 +23,12 @@
   click on one of a message's buttons (deliver it with ``kind="interactive"``), ``react`` the
   ``reaction_added`` event and ``edit`` the ``message_changed`` event of a person's edit.
   ``response_url`` calls land as the method ``respond``.
+* Slack's own limits, always on (a regression against them fails a test): every
+  call needs the bot token (``apps.connections.open`` the app token), else
+  ``invalid_auth`` / ``not_allowed_token_type``; ``text`` of at most 40,000
+  characters and ``markdown_text`` of at most 12,000 per call, else ``msg_too_long``;
+  an envelope acked later than ``ACK_DEADLINE`` (3 s) fails ``deliver``, as Slack
+  would have retried it (``slack_socket``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ from tests.fakes.slack_socket import Connection, SocketMode
 __all__ = ["BOT_USER", "BOT_ID", "TEAM", "Call", "Connection", "FakeSlack"]
 
 BOT_USER, BOT_ID, TEAM = "UBOT", "BBOT", "T1"
+BOT_TOKEN, APP_TOKEN = "xoxb-fake", "xapp-fake"
+TEXT_LIMIT = 40_000  # characters of ``text``: Slack truncates or refuses past it
+MARKDOWN_LIMIT = 12_000  # characters of ``markdown_text`` per call (postMessage, update, streams)
 
 
 @dataclass
@@ -102,6 +111,8 @@ class FakeSlack(SocketMode):
     errors: dict[str, list[str | dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     rate_limited: int = 0
     early_retries: int = 0
+    bot_token: str = BOT_TOKEN
+    app_token: str = APP_TOKEN
 
     def __post_init__(self) -> None:
         self.port = 0
@@ -308,6 +319,10 @@ class FakeSlack(SocketMode):
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         call = Call(method, params, token, time.monotonic())
         self.calls.append(call)
+        refused = self._refusal(method, token, params)
+        if refused is not None:
+            call.error = refused
+            return web.json_response({"ok": False, "error": refused})
         limited = self._over_limit(method, token, params)
         if limited:
             call.status = 429
@@ -331,6 +346,18 @@ class FakeSlack(SocketMode):
             data = handler(params) if handler else {"ok": True}
         call.error = None if data.get("ok") else str(data.get("error"))
         return web.json_response(data)
+
+    def _refusal(self, method: str, token: str, params: dict[str, Any]) -> str | None:
+        """Slack's own checks: the right token for the method, the length of the text."""
+        wanted = self.app_token if method == "apps.connections.open" else self.bot_token
+        if method != "respond" and token != wanted:  # a response_url carries its own authority
+            return "not_allowed_token_type" if token in (self.bot_token, self.app_token) else "invalid_auth"
+        text, markdown = params.get("text"), params.get("markdown_text")
+        if isinstance(text, str) and len(text) > TEXT_LIMIT:
+            return "msg_too_long"
+        if isinstance(markdown, str) and len(markdown) > MARKDOWN_LIMIT:
+            return "msg_too_long"
+        return None
 
     def _over_limit(self, method: str, token: str, params: dict[str, Any]) -> dict[str, str] | None:
         now = time.monotonic()

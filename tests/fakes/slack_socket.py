@@ -2,7 +2,8 @@
 
 Each ``apps.connections.open`` gets its own ``ws://127.0.0.1:PORT/link/?ticket=tN``;
 the live websockets are ``connections``, oldest first.  ``deliver`` sends an
-envelope and waits for the app's ack: on the newest connection by default, on
+envelope and waits for the app's ack (later than ``ACK_DEADLINE``, 3 s, fails, as
+Slack would have retried it): on the newest connection by default, on
 a random one (``via="random"``, drawn from the seeded ``rng``) or on a given
 one.  ``redeliver`` is Slack's retry: the same body with ``retry_attempt`` one
 higher, on another connection than its last delivery.  Past
@@ -22,6 +23,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+#: Slack waits this long for an envelope's ack, then retries it (``retry_reason: timeout``).
+ACK_DEADLINE = 3.0
 TOO_MANY = {"type": "disconnect", "reason": "too_many_websockets", "debug_info": {"host": "fake"}}
 
 
@@ -46,6 +49,7 @@ class SocketMode:
         self.connections: list[Connection] = []  # live, oldest first
         self.refused = 0  # websockets turned away with too_many_websockets
         self.acks: dict[str, dict[str, Any]] = {}
+        self.ack_deadline = ACK_DEADLINE
         self._tickets = itertools.count(1)
         self._connected = asyncio.Event()
         self._ack_events: dict[str, asyncio.Event] = {}
@@ -94,7 +98,11 @@ class SocketMode:
         await connection.ws.send_str(json.dumps(envelope))
         if not wait:
             return {}
+        sent = time.monotonic()
         await asyncio.wait_for(done.wait(), timeout)
+        late = time.monotonic() - sent - self.ack_deadline
+        if late > 0:
+            raise AssertionError(f"{kind} envelope acked {late:.1f} s past Slack's {self.ack_deadline:.0f} s deadline")
         return self.acks[envelope_id]
 
     async def redeliver(self, body: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
