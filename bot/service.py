@@ -25,8 +25,8 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -354,9 +354,13 @@ class RelayService:
         request_id: int | None = None,
         admission: Admission | None = None,
         replaces: list[Ref] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> ReplyOutcome:
         """Answer ``request`` into ``surface`` (into the messages ``replaces`` names, when given).
-        Never raises a ``RelayError``: the reply shows it."""
+        Never raises a ``RelayError``: the reply shows it.
+
+        ``stop`` set (Ctrl-C in the terminal) ends the answer as a Stop press does: the provider's
+        stream is closed, the text so far stays with "stopped by you", and its usage is recorded."""
         if request_id is None:
             conversation = request.thread or request.channel
             request_id = await self.store.accept((), request.platform, conversation, {}, self.owner)
@@ -365,7 +369,7 @@ class RelayService:
         stream = self._stream(surface, request_id, interval, budget, asker=request.user_id)
         if replaces is not None:
             stream.resume(replaces)
-        with self.controls.live(request_id, request.platform, stream):
+        with self.controls.live(request_id, request.platform, stream), _stopped_when(stop, stream):
             return await self._answer(request, stream, request_id, admission)
 
     async def _answer(
@@ -505,3 +509,21 @@ def rotated(order: Sequence[str], last: str) -> list[str]:
         return names
     n = names.index(last) + 1
     return names[n:] + names[:n]
+
+
+@contextmanager
+def _stopped_when(stop: asyncio.Event | None, stream: ReplyStream) -> Iterator[None]:
+    """While the answer lasts, ``stop`` set stops it as a Stop press by its asker would."""
+    if stop is None:
+        yield
+        return
+
+    async def watch() -> None:
+        await stop.wait()
+        stream.stop("you")
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()

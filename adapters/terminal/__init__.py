@@ -3,12 +3,17 @@
 Both go through ``RelayService`` and ``ReplyStream`` like Slack and Discord: the
 terminal is one more ``Surface``.
 stdout carries only the answer, written as it arrives; notes and errors go
-to stderr.
+to stderr.  In ``chat``, Ctrl-C stops the answer in progress (its text so far
+stays, with "stopped by you"), and at the ``you>`` prompt ends the session at once,
+like ``/quit``: stdin is read without a blocking thread, so nothing waits for
+Enter and no line is swallowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -18,7 +23,7 @@ from bot.reply import ReplyOutcome
 from bot.service import RelayService, Request
 from bot.surface import Draft, Ref
 
-CHAT_HELP = "Commands: /reset starts over, /quit leaves (or Ctrl-D)."
+CHAT_HELP = "Commands: /reset starts over, /quit leaves (or Ctrl-D, or Ctrl-C); Ctrl-C stops an answer."
 
 
 class TerminalSurface:
@@ -84,19 +89,106 @@ def _status(outcome: ReplyOutcome) -> int:
     return 0 if outcome.state == "complete" and outcome.finish_reason != "length" else 1
 
 
+class Lines:
+    """stdin's lines, read when the event loop sees them arrive (no thread blocked in ``readline``).
+
+    A regular file (``chat < questions.txt``) cannot be watched; it never blocks, so its lines
+    are read directly.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._fd = stream.fileno()
+        self._buffer = b""
+        self._eof = False
+        self._arrived = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop.add_reader(self._fd, self._read)
+            self._watched = True
+        except (PermissionError, OSError):  # a regular file
+            self._watched = False
+
+    def _read(self) -> None:
+        chunk = os.read(self._fd, 65536)
+        if not chunk:
+            self._eof = True
+            self._loop.remove_reader(self._fd)
+        self._buffer += chunk
+        self._arrived.set()
+
+    async def readline(self) -> str:
+        """The next line with its newline; "" at the end of the input."""
+        while b"\n" not in self._buffer and not self._eof:
+            if not self._watched:
+                self._read()
+                continue
+            self._arrived.clear()
+            await self._arrived.wait()
+        line, sep, rest = self._buffer.partition(b"\n")
+        self._buffer = rest
+        return (line + sep).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._watched and not self._eof:
+            self._loop.remove_reader(self._fd)
+
+
+class CtrlC:
+    """SIGINT during ``chat``: stops the answer in progress, or, at the prompt, ends the session."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Event | None = None  # set to stop the answer in progress
+        self.leave = asyncio.Event()
+
+    def __call__(self) -> None:
+        if self.answer is not None:
+            self.answer.set()
+        else:
+            self.leave.set()
+
+
+async def _line_or_leave(lines: Lines, ctrl_c: CtrlC) -> str | None:
+    """The next line; None when Ctrl-C ends the session first."""
+    reading = asyncio.ensure_future(lines.readline())
+    leaving = asyncio.ensure_future(ctrl_c.leave.wait())
+    await asyncio.wait({reading, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    leaving.cancel()
+    if reading.done():
+        return reading.result()
+    reading.cancel()
+    return None
+
+
 async def chat(service: RelayService, session: str, provider: str | None = None) -> int:
     """A conversation stored under ``session``; one user turn per line when stdin is not a terminal."""
     key = f"terminal:{session}"
     interactive = sys.stdin.isatty()
-    status = 0
     if interactive:
         history = await service.store.load_turns(key)
         resumed = f" (resuming {len(history)} messages)" if history else ""
         print(f"Session {session!r}{resumed}. {CHAT_HELP}", file=sys.stderr)
+    loop = asyncio.get_running_loop()
+    ctrl_c, lines = CtrlC(), Lines(sys.stdin)
+    loop.add_signal_handler(signal.SIGINT, ctrl_c)
+    try:
+        return await _converse(service, session, provider, lines, ctrl_c, interactive)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        lines.close()
+
+
+async def _converse(
+    service: RelayService, session: str, provider: str | None, lines: Lines, ctrl_c: CtrlC, interactive: bool
+) -> int:
+    key = f"terminal:{session}"
+    status = 0
     while True:
         if interactive:
             print("you> ", end="", file=sys.stderr, flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
+        line = await _line_or_leave(lines, ctrl_c)
+        if line is None:  # Ctrl-C at the prompt
+            print(file=sys.stderr)
+            break
         if not line:
             break
         text = line.strip()
@@ -117,6 +209,10 @@ async def chat(service: RelayService, session: str, provider: str | None = None)
             provider=provider,
             user_id="terminal",
         )
-        outcome = await service.answer(request, TerminalSurface(), interval=0.0)
+        ctrl_c.answer = asyncio.Event()
+        try:
+            outcome = await service.answer(request, TerminalSurface(), interval=0.0, stop=ctrl_c.answer)
+        finally:
+            ctrl_c.answer = None
         status = status or _status(outcome)
     return status
