@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -20,8 +20,13 @@ from .store import open_store as open_database
 
 
 def build_router(
-    settings: Settings, only: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    only: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Router:
+    """The providers in failover order; ``sleep`` waits out retry backoff (tests record it instead)."""
     names = [only] if only else settings.provider_order()
     if not names:
         raise NoProviderConfigured()
@@ -31,7 +36,7 @@ def build_router(
         if not config.configured:
             raise ConfigError(f"provider {name!r} is not configured: {missing_setting(name)}")
         providers.append(build_provider(name, settings, transport))
-    return Router(providers, turn_timeout=settings.bot_turn_timeout)
+    return Router(providers, turn_timeout=settings.bot_turn_timeout, sleep=sleep)
 
 
 def missing_setting(name: str) -> str:

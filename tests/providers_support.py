@@ -56,3 +56,13 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+class Sleeps:
+    """The router's ``sleep``: records the retry waits, takes none."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)

@@ -22,6 +22,7 @@ from bot.providers.router import Router
 from bot.settings import Settings
 from bot.tokens import TokenCounter
 from tests.fakes.providers import Script
+from tests.providers_support import Sleeps
 
 pytest_plugins = ["tests.provider_fixtures"]
 
@@ -39,16 +40,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class Sleeps:
-    """The router's ``sleep``: records the waits, takes none."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 class Counting:

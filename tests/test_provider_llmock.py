@@ -26,6 +26,7 @@ def at_llmock(settings_for, llmock, *more: str, **overrides: object):
 async def answer(settings) -> tuple[RecordingSurface, object]:
     store = await SqliteStore.open(settings.bot_database)
     router = build_router(settings)
+    router.ask_windows = False  # llmock applies its scripted faults to every path, /v1/models too
     try:
         sink = RecordingSurface()
         outcome = await RelayService(settings, store, router).answer(
@@ -102,5 +103,6 @@ async def test_context_overflow_is_not_retried(llmock, settings_for):
     sink, outcome = await answer(at_llmock(settings_for, llmock))
     assert len(llmock.requests) == 1 and outcome.state == "failed"
     assert sink.notes == [
-        "The OpenAI-compatible server says the conversation is too long for its context window (400): start a new thread"
+        "The OpenAI-compatible server says the conversation is too long for its context window (400): "
+        "start a new thread, or check OPENAI_CONTEXT_WINDOW"
     ]

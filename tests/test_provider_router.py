@@ -7,7 +7,6 @@ SQLite file for what is stored per reply (provider, model, usage, cost).
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from bot.service import RelayService, Request
 from bot.store_sqlite import SqliteStore
 from tests.fakes.providers import Script, cloudflare_error_body, sse
 from tests.fakes.sinks import RecordingSurface
+from tests.providers_support import Sleeps
 
 pytest_plugins = ["tests.provider_fixtures"]
 
@@ -26,24 +26,16 @@ def aig_error(status: int) -> dict[str, object]:
     return {"error": {"message": f"error {status}", "type": "x", "code": status}}
 
 
-class Arrivals:
-    """Wraps the fake's handler bookkeeping: when each request arrived."""
-
-    def __init__(self, fakes) -> None:
-        self.times: list[float] = []
-        original = fakes._play
-
-        async def play(request, script):
-            self.times.append(time.monotonic())
-            return await original(request, script)
-
-        fakes._play = play
-
-
-async def ask(settings, question: str = "Hi?", turns: list[Turn] | None = None, provider: str | None = None):
-    """One question through the real service; returns (sink, outcome, db path)."""
+async def ask(
+    settings,
+    question: str = "Hi?",
+    turns: list[Turn] | None = None,
+    provider: str | None = None,
+    sleeps: Sleeps | None = None,
+):
+    """One question through the real service (retry waits recorded, not taken); returns (sink, outcome, db path)."""
     store = await SqliteStore.open(settings.bot_database)
-    router = build_router(settings, provider)
+    router = build_router(settings, provider, sleep=sleeps if sleeps is not None else Sleeps())
     service = RelayService(settings, store, router)
     sink = RecordingSurface()
     try:
@@ -74,12 +66,12 @@ async def test_retries_a_503_then_answers(fakes, settings_for):
 
 @pytest.mark.parametrize(("headers", "wait"), [({"Retry-After": "0.4"}, 0.4), ({"retry-after-ms": "300"}, 0.3)])
 async def test_retry_after_is_honoured(headers, wait, fakes, settings_for):
-    arrivals = Arrivals(fakes)
+    sleeps = Sleeps()
     fakes.fail("deepinfra", 429, {"error": {"message": "Rate limited"}}, headers=headers)
     fakes.answer("deepinfra", "Waited.")
-    sink, _, _ = await ask(settings_for("deepinfra"))
+    sink, _, _ = await ask(settings_for("deepinfra"), sleeps=sleeps)
     assert sink.messages == ["Waited."]
-    assert arrivals.times[1] - arrivals.times[0] >= wait - 0.01
+    assert sleeps.waits == [pytest.approx(wait)]  # what the header said, waited before the retry
 
 
 @pytest.mark.parametrize(
@@ -149,9 +141,11 @@ async def test_retry_after_beyond_the_cap_is_not_waited_out(fakes, settings_for)
 
 
 async def test_all_retries_exhausted_shows_one_line(fakes, settings_for):
+    sleeps = Sleeps()
     fakes.fail("deepinfra", 503, {"error": {"message": "down"}}, times=3)
-    sink, _, _ = await ask(settings_for("deepinfra"))
+    sink, _, _ = await ask(settings_for("deepinfra"), sleeps=sleeps)
     assert len(fakes.requests["deepinfra"]) == 3
+    assert len(sleeps.waits) == 2 and 0.375 <= sleeps.waits[0] <= 0.5 <= sleeps.waits[1] <= 1.0  # backoff
     assert sink.messages == [""]
     assert sink.notes == ["DeepInfra is unavailable (503): try again shortly"]
 
