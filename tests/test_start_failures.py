@@ -69,7 +69,7 @@ async def test_a_rejected_discord_token_is_one_line_naming_it(tmp_path, discord_
     assert "not.the.token" not in err
 
 
-async def test_an_unreachable_discord_is_one_line_naming_the_url(tmp_path, fake_llm: FakeLLM, busy_port):
+async def test_an_unreachable_discord_is_one_line_naming_the_url(tmp_path, fake_llm: FakeLLM):
     discord = FakeDiscord()  # never started: nothing answers at its address
     env = bot_env(tmp_path, discord, fake_llm, DISCORD_API_URL="http://127.0.0.1:9/api/v10")
     code, out, err = await run_cli(["serve"], env, tmp_path)
@@ -78,3 +78,14 @@ async def test_an_unreachable_discord_is_one_line_naming_the_url(tmp_path, fake_
         "error: discord: cannot reach http://127.0.0.1:9/api/v10 (Connection refused); "
         "check DISCORD_API_URL and the network"
     )
+
+
+async def test_an_unreachable_discord_gateway_is_one_line_naming_it(tmp_path, discord_fake: FakeDiscord, fake_llm: FakeLLM):
+    env = bot_env(tmp_path, discord_fake, fake_llm, DISCORD_GATEWAY_URL="ws://127.0.0.1:9/")
+    code, out, err = await run_cli(["serve"], env, tmp_path)
+    assert code == 1
+    assert only_line(err) == (
+        "error: discord: cannot connect to the gateway at ws://127.0.0.1:9/ (Connection refused); "
+        "check DISCORD_GATEWAY_URL and the network"
+    )
+    assert "discord: Attempting a reconnect in" in err  # said in one line each, the reason with it

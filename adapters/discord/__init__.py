@@ -57,10 +57,11 @@ async def run(service: Core, settings: Settings, stop: asyncio.Event, **options:
     point_at(settings)
     token = settings.discord_token.get_secret_value()
     message_content = True
+    _quiet_reconnects()
     while True:
         client = make_client(service, settings, plan, message_content=message_content, **options)
         try:
-            await _serve(client, token, stop)
+            await _serve(client, token, stop, settings.discord_gateway_url)
             return
         except discord.PrivilegedIntentsRequired as exc:
             if not message_content:
@@ -69,15 +70,20 @@ async def run(service: Core, settings: Settings, stop: asyncio.Event, **options:
             message_content = False
         except discord.LoginFailure as exc:
             raise ConfigError("DISCORD_TOKEN was rejected by Discord (check the bot token)") from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:  # at login: the gateway retries by itself
+        except (aiohttp.ClientConnectionError, OSError) as exc:  # at login (REST)
             raise PlatformUnavailable(
                 f"discord: cannot reach {settings.discord_api_url} ({_reason(exc)}); check DISCORD_API_URL "
                 "and the network"
             ) from exc
 
 
-async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
-    connection = asyncio.create_task(client.start(token), name="discord-gateway")
+async def _serve(client: RelayClient, token: str, stop: asyncio.Event, gateway: str) -> None:
+    try:
+        await client.login(token)  # REST: who the bot is, slash commands, what a restart left open
+    except BaseException:
+        await client.close()
+        raise
+    connection = asyncio.create_task(_connect(client, gateway), name="discord-gateway")
     stopped = asyncio.create_task(stop.wait(), name="discord-stop")
     try:
         await asyncio.wait({connection, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -91,6 +97,51 @@ async def _serve(client: RelayClient, token: str, stop: asyncio.Event) -> None:
         stopped.cancel()
         await client.close()
     await connection  # after a clean close this returns; otherwise it raises what ended it
+
+
+#: What discord.py raises when the gateway cannot be reached.  ``AttributeError``: discord.py 2.7
+#: retries a first connection that never opened and fails on the websocket it does not have.
+GATEWAY_UNREACHABLE = (aiohttp.ClientError, OSError, discord.GatewayNotFound, AttributeError)
+
+
+async def _connect(client: RelayClient, url: str) -> None:
+    """The gateway connection (reconnects are discord.py's); one that never opened is one clear error."""
+    try:
+        await client.connect()
+    except GATEWAY_UNREACHABLE as exc:
+        if client.connected_once:
+            raise
+        reason = _reason(_RECONNECTS.last or exc)
+        raise PlatformUnavailable(
+            f"discord: cannot connect to the gateway at {url} ({reason}); check DISCORD_GATEWAY_URL and the network"
+        ) from exc
+
+
+class _ReconnectNotice(logging.Filter):
+    """discord.py logs each reconnect with a whole traceback: one line with the reason instead
+    (kept in ``last`` for the error when the gateway never answered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.getMessage().startswith("Attempting a reconnect"):
+            self.last = record.exc_info[1]
+            record.msg = f"discord: {record.getMessage()} ({_reason(self.last) if self.last else 'no reason given'})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_RECONNECTS = _ReconnectNotice()
+
+
+def _quiet_reconnects() -> None:
+    _RECONNECTS.last = None
+    logger = logging.getLogger("discord.client")
+    if _RECONNECTS not in logger.filters:
+        logger.addFilter(_RECONNECTS)
 
 
 def _reason(exc: BaseException) -> str:

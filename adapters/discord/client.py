@@ -67,6 +67,7 @@ class RelayClient(discord.Client):
         self.controls = DiscordControls(self)
         self.edits = DiscordEdits(self)
         self.accepting = True
+        self.connected_once = False  # READY seen: later gateway failures are discord.py's to retry
         self._warned_empty = False
         core.report_health("discord", False)  # until on_ready: /healthz says "not yet"
 
@@ -89,6 +90,7 @@ class RelayClient(discord.Client):
             log.info("discord: synced %d slash command(s)", len(synced))
 
     async def on_ready(self) -> None:
+        self.connected_once = True
         self.core.report_health("discord", True)
         log.info(
             "discord: connected as %s (%s) in %d guild(s)",
