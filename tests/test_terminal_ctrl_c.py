@@ -101,3 +101,24 @@ async def test_ctrl_c_mid_answer_stops_that_answer_only(tmp_path, fake_llm: Fake
     turns = rows(db, "SELECT role, text FROM turns ORDER BY id")
     assert turns[:2] == [("user", "Tell me a long story."), ("assistant", partial)]  # kept for the next turn
     assert fake_llm.requests[-1]["messages"][-2]["content"] == partial
+
+
+async def test_ctrl_c_during_ask_keeps_the_answer_so_far(tmp_path, fake_llm: FakeLLM):
+    fake_llm.reply("".join(f"word{n} " for n in range(200)), delay=0.05)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "ask", "Tell me a long story.",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=chat_env(tmp_path, fake_llm), cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    try:
+        first = await asyncio.wait_for(proc.stdout.read(20), GUARD)
+        proc.send_signal(signal.SIGINT)
+        rest, err = await asyncio.wait_for(proc.communicate(), GUARD)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    shown = (first + rest).decode()
+    assert shown.startswith("word0 ") and shown.endswith("\n") and "word199" not in shown
+    assert (proc.returncode, err.decode()) == (1, "stopped by you\n")  # not complete: non-zero, no traceback
+    assert rows(tmp_path / "chat.db", "SELECT state FROM requests") == [("stopped",)]

@@ -15,7 +15,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 from bot.conversation import Turn
@@ -80,8 +81,26 @@ async def ask(service: RelayService, question: str, provider: str | None = None)
         provider=provider,
         user_id="terminal",
     )
-    outcome = await service.answer(request, TerminalSurface(), interval=0.0)
+    stop = asyncio.Event()  # Ctrl-C: the answer so far, then "stopped by you"
+    with on_ctrl_c(stop.set):
+        outcome = await service.answer(request, TerminalSurface(), interval=0.0, stop=stop)
     return _status(outcome)
+
+
+@contextmanager
+def on_ctrl_c(callback: Callable[[], None]) -> Iterator[None]:
+    """``callback`` on SIGINT instead of KeyboardInterrupt, where signals can be handled (the
+    main thread; elsewhere Ctrl-C keeps Python's default)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (ValueError, RuntimeError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def _status(outcome: ReplyOutcome) -> int:
@@ -109,7 +128,10 @@ class Lines:
             self._watched = False
 
     def _read(self) -> None:
-        chunk = os.read(self._fd, 65536)
+        try:
+            chunk = os.read(self._fd, 65536)
+        except OSError:  # the terminal went away: the end of the input
+            chunk = b""
         if not chunk:
             self._eof = True
             self._loop.remove_reader(self._fd)
@@ -167,13 +189,11 @@ async def chat(service: RelayService, session: str, provider: str | None = None)
         history = await service.store.load_turns(key)
         resumed = f" (resuming {len(history)} messages)" if history else ""
         print(f"Session {session!r}{resumed}. {CHAT_HELP}", file=sys.stderr)
-    loop = asyncio.get_running_loop()
     ctrl_c, lines = CtrlC(), Lines(sys.stdin)
-    loop.add_signal_handler(signal.SIGINT, ctrl_c)
     try:
-        return await _converse(service, session, provider, lines, ctrl_c, interactive)
+        with on_ctrl_c(ctrl_c):
+            return await _converse(service, session, provider, lines, ctrl_c, interactive)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
         lines.close()
 
 
