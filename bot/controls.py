@@ -49,6 +49,10 @@ ACTIONS = ("stop", "regenerate", "up", "down")
 STOP_POLL = 0.5
 #: An edited question is answered again only this long after it was asked (seconds).
 EDIT_WINDOW = 600.0
+#: A final button can be pressed a moment before its answer's state is written: how long a press
+#: waits for that, and how often it looks.
+SETTLE_WAIT = 5.0
+SETTLE_POLL = 0.05
 
 ONLY_ASKER_STOP = "Only the person who asked (or an admin) can stop this answer."
 ONLY_ASKER_REGENERATE = "Only the person who asked (or an admin) can regenerate this answer."
@@ -169,7 +173,7 @@ class Controls:
     ) -> str | None:
         if not self._may_control(asker, press):
             return ONLY_ASKER_REGENERATE
-        record = await self.store.request(request_id)
+        record = await self._settled(request_id)
         if record is None or not record.messages or record.platform != press.platform:
             return GONE
         if record.state in OPEN_STATES:
@@ -191,7 +195,7 @@ class Controls:
         parsed = parse_key(reply_key)
         if parsed is None or parsed[1] != incoming.caller.user or time.time() - asked_at > EDIT_WINDOW:
             return False
-        record = await self.store.request(parsed[0])
+        record = await self._settled(parsed[0])
         if record is None or not record.messages or record.state in OPEN_STATES:
             return False
         if record.platform != incoming.caller.platform:
@@ -224,11 +228,23 @@ class Controls:
 
     async def _vote(self, request_id: int, press: Press) -> str | None:
         vote = 1 if press.action == "up" else -1
+        await self._settled(request_id)
         provider = await self.store.vote(request_id, press.platform, press.user, vote)
         if provider is None:
             return UNKNOWN
         await self.show_feedback()
         return THANKS[press.action]
+
+    async def _settled(self, request_id: int) -> RequestRecord | None:
+        """The request a final button (or an edited question) names, once its state is written:
+        the final text, buttons and all, lands just before the answer is settled in the store.
+        Still open after ``SETTLE_WAIT``: returned as it is."""
+        deadline = time.monotonic() + SETTLE_WAIT
+        while True:
+            record = await self.store.request(request_id)
+            if record is None or record.state not in OPEN_STATES or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(SETTLE_POLL)
 
     async def show_feedback(self) -> None:
         """Set the ``relay_feedback_votes`` gauge from the stored totals (at start, after a vote)."""
