@@ -397,14 +397,12 @@ class ReplyStream:
     async def _edit_saving(self, ref: Ref, draft: Draft) -> None:
         """Edit ``ref`` to ``draft`` while its text is saved.
 
-        The save is handed to the store before the edit is sent (a crash after the edit lands
-        should find a saved text at least as long as the one shown; a longer one is harmless),
-        but the edit does not wait for it: a platform round trip is far longer than a local
-        write, and the first and final texts are what users wait for.  Both are done before the
-        next write.
+        The save starts with the edit instead of before it: a crash after the edit lands should
+        find a saved text at least as long as the one shown (a longer one is harmless), and the
+        store's write takes a fraction of the platform's round trip, while the first and final
+        texts are what users wait for.  Both are done before the next write.
         """
         saving = asyncio.ensure_future(self._save(draft.text))
-        await asyncio.sleep(0)  # let the save reach the store first
         try:
             await self.surface.edit(ref, draft)
         finally:
