@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from functools import partial
 
-from . import concurrency, core, e2e, replicas, startup, transport
+from . import busy, concurrency, core, e2e, replicas, startup, transport
 from .common import Row, table
 
 Scenario = Callable[..., "list[Row] | Awaitable[list[Row]]"]
@@ -25,6 +25,7 @@ def scenarios(quick: bool, platforms: tuple[str, ...]) -> dict[str, Scenario]:
         "reply": partial(core.bench_reply, quick=quick),
         "e2e": partial(e2e.bench_e2e, quick=quick, platforms=platforms),
         "concurrency": partial(concurrency.bench_concurrency, quick=quick, platforms=platforms),
+        "busy": partial(busy.bench_busy, quick=quick, platforms=platforms),
         "trim": partial(core.bench_trim, quick=quick),
         "tokenizer": core.bench_tokenizer,
         "startup": partial(startup.bench_startup, quick=quick),
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(NAMES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
     parser.add_argument("--platform", choices=["discord", "slack"], action="append",
-                        help="only this platform for e2e/concurrency (repeatable; default both)")
+                        help="only this platform for e2e/concurrency/busy (repeatable; default both)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in NAMES]

@@ -4,7 +4,8 @@ Running the bot in a separate process keeps its cost apart from the fakes'
 (which run in the benchmark process): CPU seconds are read from
 ``/proc/<pid>/stat`` (user + system) and the peak RSS from ``VmHWM`` in
 ``/proc/<pid>/status``.  ``module`` picks what runs: ``bot`` (the product) or
-``bench.naive`` (the naive baseline).
+``bench.naive`` (the naive baseline).  ``BENCH_BOT_ROOT`` runs the bot from
+another checkout (the fakes stay this one's): how a before/after table is made.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def base_env(workdir: Path, provider_url: str, **extra: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
+        # BENCH_BOT_ROOT: run the bot from another checkout (e.g. main, for a before/after table)
+        "PYTHONPATH": os.environ.get("BENCH_BOT_ROOT") or str(ROOT),
         "OPENAI_BASE_URL": provider_url,
         "OPENAI_API_KEY": "sk-bench",
         "BOT_DATABASE": str(workdir / "bot.db"),

@@ -49,9 +49,13 @@ class LoadSpec:
     env: dict[str, str] = field(default_factory=dict)
     profile: str | None = None  # write a py-spy profile of the bot (while it answers) to this file
     spacing: float = 0.0  # seconds between questions (0: all at once)
+    first_tag: int = 0  # questions are tagged q<first_tag>, q<first_tag + 1>, ... (unique per bot process)
+    name: str = ""  # the label, when the default one does not say enough
 
     @property
     def label(self) -> str:
+        if self.name:
+            return self.name
         where = "1 channel" if self.channels == 1 else f"{self.channels} channels"
         return f"{self.conversations} at once, {where}"
 
@@ -176,25 +180,26 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         try:
             healthy = await bot.wait_healthy()
             await asyncio.wait_for(driver.connected(), 30)
-            return await _drive(spec, provider, driver, bot, healthy - bot.started)
+            return await drive(spec, provider, driver, bot, healthy - bot.started)
         finally:
             await bot.stop()
             await driver.stop()
             await provider.stop()
 
 
-async def _drive(spec: LoadSpec, provider: ProviderDouble, driver, bot: BotProcess, startup: float) -> LoadResult:  # type: ignore[no-untyped-def]
+async def drive(spec: LoadSpec, provider: ProviderDouble, driver, bot: BotProcess, startup: float) -> LoadResult:  # type: ignore[no-untyped-def]
     spy = await _profiler(spec.profile, bot.pid)
     cpu0, bench0, t0 = bot.cpu_seconds(), time.process_time(), time.monotonic()
+    tags = {str(spec.first_tag + n) for n in range(spec.conversations)}
     for n in range(spec.conversations):
         if n and spec.spacing:
             await asyncio.sleep(spec.spacing)
-        await driver.ask(str(n), n % spec.channels)
+        await driver.ask(str(spec.first_tag + n), n % spec.channels)
     expected_end = time.monotonic() + spec.ttft + spec.tokens / spec.rate
     while True:
         await asyncio.sleep(0.25)
-        seen = driver.outcome()
-        streams = provider.by_tag()
+        seen = {tag: s for tag, s in driver.outcome().items() if tag in tags}
+        streams = {tag: s for tag, s in provider.by_tag().items() if tag in tags}
         done = [s.done_at for s in streams.values() if s.done_at]
         finished = all(
             tag in streams and streams[tag].done_at and seen[tag].text == streams[tag].text for tag in seen

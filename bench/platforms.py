@@ -23,6 +23,8 @@ from tests.fakes.slack import BOT_USER, FakeSlack
 #: Discord: 5 message creates/edits per 5 s per channel.  Slack: chat.update 50/min per workspace.
 DISCORD_LIMIT = (5, 5.0)
 SLACK_UPDATES_PER_MINUTE = 50
+#: A lenient Slack: chat.update 10 a second per channel (what a small workspace may get away with).
+SLACK_LENIENT = (10, 1.0)
 
 
 @dataclass
@@ -150,6 +152,18 @@ class SlackDriver:
     async def start(self, channels: int) -> None:
         self.channel_ids = [f"C{i + 1:05d}" for i in range(channels)]
         await self.fake.start()
+
+    def limits(self, mode: str) -> None:
+        """``tier3``: Slack's published limits (``FakeSlack.slack_limits``); ``lenient``:
+        ``chat.update`` 10 a second per channel, ``chat.postMessage`` as Slack's."""
+        self.fake.unlimit()
+        if mode == "tier3":
+            self.fake.slack_limits()
+        elif mode == "lenient":
+            self.fake.slack_limits()
+            self.fake.limit("chat.update", *SLACK_LENIENT, per="channel")
+        else:
+            raise ValueError(f"unknown Slack limits {mode!r}")
 
     async def stop(self) -> None:
         await self.fake.stop()

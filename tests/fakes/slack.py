@@ -6,8 +6,12 @@
   tests "said".  Streams (``chat.startStream/appendStream/stopStream``) expire
   after ``stream_lifetime`` seconds like Slack's (``message_not_in_streaming_state``).
 * Rate limits: ``limit(method, count, window)`` allows ``count`` calls per
-  ``window`` seconds per workspace (token); over it the answer is HTTP 429 with
-  ``Retry-After``.  ``early_retries`` counts calls for the same message that came
+  ``window`` seconds per workspace (token), ``per="channel"`` per channel; over it
+  the answer is HTTP 429 with ``Retry-After``.  ``slack_limits()`` sets Slack's
+  published ones (docs.slack.dev "Rate limits"): ``chat.update`` Tier 3
+  (50 a minute per workspace), ``chat.startStream``/``stopStream`` Tier 2 (20),
+  ``chat.appendStream`` Tier 4 (100), ``chat.postMessage`` about one a second per
+  channel (a burst of 3 in 3 s tolerated).  ``early_retries`` counts calls for the same message that came
   back before their Retry-After was over (a client that does not honour it).
 * Failures: ``fail(method, error, status=..., calls=N | seconds=S, retry_after=R)``
   makes ``method`` answer ``{"ok": false, "error": error}`` with HTTP ``status``
@@ -120,8 +124,8 @@ class FakeSlack(SocketMode):
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self.open_socket_mode(self.seed)
-        self._limits: dict[str, tuple[int, float]] = {}
-        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        self._limits: dict[str, tuple[int, float, str]] = {}
+        self._windows: dict[tuple[str, ...], tuple[float, int]] = {}
         self._penalty: dict[tuple[str, str], float] = {}
         self._streams: dict[tuple[str, str], Stream] = {}
         self._failures: dict[str, Failure] = {}
@@ -150,8 +154,24 @@ class FakeSlack(SocketMode):
 
     # -- scripting -------------------------------------------------------------------------------
 
-    def limit(self, method: str, count: int, window: float) -> None:
-        self._limits[method] = (count, window)
+    def limit(self, method: str, count: int, window: float, *, per: str = "workspace") -> None:
+        """Allow ``count`` calls of ``method`` per ``window`` seconds, per ``workspace`` or ``channel``."""
+        if per not in ("workspace", "channel"):
+            raise ValueError(f"per must be 'workspace' or 'channel', not {per!r}")
+        self._limits[method] = (count, window, per)
+
+    def unlimit(self) -> None:
+        """No rate limits from now on (and forget the windows counted so far)."""
+        self._limits.clear()
+        self._windows.clear()
+
+    def slack_limits(self) -> None:
+        """Slack's published limits for the methods a streaming reply uses (see the module docstring)."""
+        self.limit("chat.update", 50, 60.0)
+        self.limit("chat.startStream", 20, 60.0)
+        self.limit("chat.stopStream", 20, 60.0)
+        self.limit("chat.appendStream", 100, 60.0)
+        self.limit("chat.postMessage", 3, 3.0, per="channel")
 
     def fail(
         self,
@@ -366,8 +386,8 @@ class FakeSlack(SocketMode):
             self.early_retries += 1
         if method not in self._limits:
             return None
-        count, window = self._limits[method]
-        key = (method, token)
+        count, window, per = self._limits[method]
+        key = (method, token, str(params.get("channel"))) if per == "channel" else (method, token)
         start, used = self._windows.get(key, (now, 0))
         if now - start >= window:
             start, used = now, 0
