@@ -40,6 +40,8 @@ FINAL, FIRST, INTERIM = 0, 1, 2
 class EditPacer(Protocol):
     """What a reply stream needs from an edit budget."""
 
+    active: int  # replies streaming (``join``ed and not yet ``leave``d)
+
     def join(self) -> None:
         """A reply starts streaming: it will need a final edit."""
 
@@ -51,6 +53,9 @@ class EditPacer(Protocol):
 
     def pause(self, seconds: float) -> None:
         """The platform said 429: nobody edits for ``seconds``."""
+
+    def room(self) -> float:
+        """Edits that could be granted now beyond the room kept for final edits (an estimate)."""
 
     async def aclose(self) -> None:
         """Stop any background work (at shutdown)."""
@@ -112,6 +117,13 @@ class EditBudget:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
         return self._tokens
+
+    def room(self) -> float:
+        """Edits that could be granted now beyond the room kept for final edits."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            return 0.0
+        return self._available(now) - (self._needed(FIRST) - 1)
 
     def _take(self, now: float) -> None:
         self.granted += 1

@@ -15,11 +15,16 @@
   text plus a short note.  A final text is retried for as long as it takes
   (bounded in time, not tries), and posted as a new message when its message
   cannot be edited any more.  The placeholder is only an optimisation: if it
-  cannot be posted, the first text is.
+  cannot be posted, the first text is;
 * with ``controls`` (a key naming the reply) and a surface that shows buttons,
   every interim message carries Stop and the final one Regenerate and feedback
   (``bot.controls``); ``stop`` ends the answer early: the provider's stream is
-  closed, the partial text stays with a "stopped by …" note, state ``stopped``.
+  closed, the partial text stays with a "stopped by …" note, state ``stopped``;
+* finals first: a message's last edit never waits long behind a busy budget.
+  When no edit is granted within ``FINAL_WAIT``, the message ends with exactly
+  what it shows and the rest of the answer continues in a new message (a
+  surface whose posts do not draw from the budget, ``paced_posts = False``,
+  posts it at once).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ MAX_FINAL_WAIT = 10.0  # longest pause between two tries of a final edit
 PLACEHOLDER_TRIES = 3
 MAX_INTERVAL = 8.0
 INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
+#: How long the end of a message waits for an edit before the rest continues in a new message.
+FINAL_WAIT = 1.0
 
 State = Literal["complete", "partial", "failed", "stopped"]
 #: the buttons of a message still streaming, and of the reply's final message (``bot.controls``)
@@ -121,6 +128,10 @@ class ReplyStream:
         self.budget = budget
         self._save_to = save
         self._max_age: float | None = capability(surface, "max_message_age")
+        #: do new messages draw from the edit budget? (Slack's chat.postMessage has a limit of its own)
+        self._posts_paced: bool = capability(surface, "paced_posts", True)
+        self._joined = False  # counted in the budget's streaming replies (``join``)
+        self._granted = False  # an urgent grant taken and not used yet
         self._outcome = ReplyOutcome()
         self._src = _Source()
         self.refs: list[Ref] = []  # every message posted, in order
@@ -151,6 +162,9 @@ class ReplyStream:
         if self._started:
             return
         self._started = True
+        if self.budget is not None:
+            self.budget.join()
+            self._joined = True
         if capability(self.surface, "pending") is not None:
             self._pending = asyncio.ensure_future(self._indicate())
         if capability(self.surface, "placeholder", False):
@@ -200,16 +214,18 @@ class ReplyStream:
         finalises the reply as interrupted and re-raises.
         """
         self.start()
-        if self.budget is not None:
-            self.budget.join()
         try:
             return await self._run(deltas, notes)
         finally:
             self._stop_pending()
             if self._placing is not None and not self._placing.done():
                 self._placing.cancel()
-            if self.budget is not None:
-                self.budget.leave()
+            self._leave()
+
+    def _leave(self) -> None:
+        if self.budget is not None and self._joined:
+            self._joined = False
+            self.budget.leave()
 
     @property
     def stopped_by(self) -> str | None:
@@ -289,6 +305,7 @@ class ReplyStream:
             self._stop_pending()
             if self._placing is not None and not self._placing.done():
                 self._placing.cancel()
+            self._leave()
 
     async def _interrupted(self) -> None:
         """Shutdown: one quick attempt at the "interrupted" final state, bounded in time.
@@ -334,7 +351,7 @@ class ReplyStream:
                 delay = self._last_edit + self.interval - time.monotonic()
                 if delay > 0 and not await _until_done(reader, delay):
                     break
-            if self.budget is not None:
+            if self.budget is not None and self._paced():
                 acquired = asyncio.ensure_future(self.budget.acquire(first=not self._message_shown))
                 await _first(reader, acquired)
                 if not acquired.done():
@@ -344,6 +361,7 @@ class ReplyStream:
 
     async def _show_interim(self) -> None:
         version = self._src.version
+        paced = self._paced()
         try:
             await self._placed()
             text = await self._roll_over(self._current_text())
@@ -351,7 +369,7 @@ class ReplyStream:
             self._last_edit = time.monotonic()
             await self._write(Draft(text, self._part))
         except PlatformRateLimited as exc:
-            self._rate_limited(exc)
+            self._rate_limited(exc, paced)
             return
         except PlatformError as exc:  # an interim edit may be lost; the final one is retried
             log.warning("interim edit failed: %s", exc)
@@ -365,12 +383,52 @@ class ReplyStream:
         if self._outcome.first_visible_at is None:
             self._outcome.first_visible_at = time.monotonic()
 
-    def _rate_limited(self, exc: PlatformRateLimited) -> None:
+    def _rate_limited(self, exc: PlatformRateLimited, paced: bool = True) -> None:
+        """A 429: slow down; pause the budget when the refused write draws from it."""
         self._outcome.rate_limited += 1
-        if self.budget is not None:
+        if self.budget is not None and paced:
             self.budget.pause(exc.retry_after)
         self._last_edit = time.monotonic() + exc.retry_after
         self.interval = min(self.interval * 1.5, MAX_INTERVAL)
+
+    def _paced(self) -> bool:
+        """Does the next write draw from the edit budget (an edit, or a post where posts are paced)?"""
+        return self._posts_paced or self._current is not None or self._placing is not None
+
+    async def _edit_soon(self) -> bool:
+        """Is an edit granted within ``FINAL_WAIT``?  The grant is kept for the next ``_land``."""
+        if self.budget is None or self._granted:
+            return True
+        try:
+            async with asyncio.timeout(FINAL_WAIT):
+                await self.budget.acquire(urgent=True)
+        except TimeoutError:
+            return False
+        self._granted = True
+        return True
+
+    async def _end_here(self, text: str) -> str | None:
+        """Finals first: when the current message cannot be edited soon, end it with exactly what
+        it shows (no platform call) and return what the next message continues with; None when
+        it is edited instead (an edit is granted, it shows no answer yet, or its end would look
+        different from what it shows)."""
+        if self._posts_paced or self._current is None or not self._message_shown or self._gone:
+            return None  # (where a new message draws from the same budget, it would not help)
+        shown = self._shown
+        end = max(shown.rfind(" "), shown.rfind("\n")) + 1 or len(shown)  # a word boundary if it has one
+        head = text[:end]
+        if not len(self._reopen) < end < len(text) or not text.startswith(head) or head != shown[:end]:
+            return None
+        if splitting.open_fence(head) or self.surface.render(Draft(head, self._part, final=True)) != self._rendered:
+            return None
+        if await self._edit_soon():
+            return None
+        log.info("edits are busy: message %d ends as shown, the answer continues in a new one", self._part)
+        self._committed += end - len(self._reopen)
+        self._reopen = ""
+        self._current, self._shown, self._message_shown = None, "", False
+        self._part += 1
+        return self._current_text()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -441,6 +499,10 @@ class ReplyStream:
         """Finish messages while ``text`` is too long; return what stays in the current one."""
         limit = (limit or self.max_chars) - room
         while self._measure(text) > limit:
+            rest = None if quick else await self._end_here(text)
+            if rest is not None:
+                text, limit = rest, self.max_chars - room
+                continue
             try:
                 cut = splitting.cut(text, limit, self._measure)
             except ValueError as exc:  # the surface left no room at all (e.g. a huge header)
@@ -510,6 +572,8 @@ class ReplyStream:
                 text = await self._roll_over(self._current_text(), room=room, quick=quick)
             except NoRoom:
                 text = ""  # show at least the notes: never leave a placeholder behind
+            if not quick and (rest := await self._end_here(text)) is not None:
+                text = rest
             buttons = FINAL_CONTROLS if self._key and out.state != "failed" and not quick else ()
             await self._land(Draft(text, self._part, tuple(notes), failed, final=True, controls=buttons), quick=quick)
         except RelayError as exc:
@@ -545,13 +609,19 @@ class ReplyStream:
         """
         give_up_at = time.monotonic() + self.patience
         attempt = 0
+        if self._current is not None and self.surface.render(draft) == self._rendered:
+            self._shown = draft.text  # the message shows it already: no call, no grant
+            return
         while True:
-            if self.budget is not None and not quick:
+            paced = self._paced()
+            if self._granted:
+                self._granted = False
+            elif self.budget is not None and not quick and paced:
                 await self.budget.acquire(urgent=True)
             try:
                 await self._write(draft)
             except PlatformRateLimited as exc:
-                self._rate_limited(exc)
+                self._rate_limited(exc, paced)
                 wait = exc.retry_after
                 error: PlatformError = exc
             except PlatformError as exc:

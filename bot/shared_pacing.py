@@ -150,6 +150,16 @@ class SharedEditBudget:
                 heapq.heapify(self._waiters)
             raise  # a grant already made for it is spent: counted, unused (the safe side)
 
+    def room(self) -> float:
+        """This replica's estimate (no database round trip): its own grants of the window, its own
+        streaming replies.  Other replicas' use only shows in the grants it is refused."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            return 0.0
+        while self._recent and self._recent[0] <= now - self.window:
+            self._recent.popleft()
+        return float(self.burst - len(self._recent) - (self._needed(FIRST, self.active) - 1))
+
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         task = asyncio.get_running_loop().create_task(self._write_pause(seconds), name=f"pause-{self.key}")

@@ -32,7 +32,7 @@ from .controls import SlackControls
 from .conversations import Conversations
 from .edits import SlackEdits
 from .events import Trigger
-from .surface import STREAM_LIFETIME, Place, surface_for
+from .surface import STREAM_LIFETIME, Place, UpdateSurface, surface_for
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,17 @@ class SlackRelay:
         async def read(budget: int, counter: TokenCounter) -> list[Turn]:
             return await self.conversations.turns(trig, budget, counter)
 
+        budget = self.budget(trig.team)
+
         async def open_(turns: list[Turn]) -> Surface:
             if thread:
                 self.conversations.remember((trig.channel, thread))
                 if assistant and turns and not any(t.role == "user" for t in turns[:-1]):
                     await assistant_threads.title(self.api, trig.channel, thread, turns[-1].text)
-            return self.surface(place.as_dict())
+            surface = self.surface(place.as_dict())
+            if isinstance(surface, UpdateSurface) and not placeholder_affordable(budget):
+                surface.placeholder = False  # the first text is posted instead of edited in
+            return surface
 
         return Incoming(
             caller=caller_of(trig),
@@ -135,13 +140,21 @@ class SlackRelay:
             keys=keys,
             origin={"trigger": asdict(trig), "assistant": assistant, "place": place.as_dict()},
             relevant=(lambda: self.conversations.followed(trig)) if trig.kind == "followup" else None,
-            budget=self.budget(trig.team),
+            budget=budget,
         )
 
     async def on_thread_started(
         self, event: Mapping[str, Any], greeting: str, prompts: list[dict[str, str]]
     ) -> None:
         await assistant_threads.greet(self.api, event, greeting, prompts)
+
+
+def placeholder_affordable(budget: EditPacer) -> bool:
+    """A placeholder costs a ``chat.update`` (its first text) that a posted first text does not:
+    post one only while the budget has room for that and the final edit of this reply and of
+    every reply streaming (each may still need both).  A busy workspace gets its first texts
+    posted, which ``chat.postMessage``'s own per-channel limit pays for."""
+    return budget.room() >= 2 * (budget.active + 1)
 
 
 def _trigger(data: object) -> Trigger | None:

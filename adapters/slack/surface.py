@@ -9,7 +9,7 @@ the history reader can join a split reply back together and strip the notes.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bot.errors import PlatformError, StreamClosed
@@ -125,9 +125,17 @@ class _Messages:
 
 class UpdateSurface(_Messages):
     """Post a message, edit it with ``chat.update`` (mrkdwn ``text``; with controls, the same
-    text in blocks above the buttons, ``controls.blocks``)."""
+    text in blocks above the buttons, ``controls.blocks``).
+
+    An interim text shows up to its last whitespace (all of it while it has
+    none): a message never shows half a word, and the core can end a message
+    with exactly what it shows when ``chat.update`` is busy, continuing in a
+    new one.  Posts do not draw from the workspace's ``chat.update`` budget
+    (``paced_posts``): ``chat.postMessage`` has its own limit, per channel.
+    """
 
     controls = True
+    paced_posts = False
 
     def __init__(self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT) -> None:
         super().__init__(api, place)
@@ -135,7 +143,8 @@ class UpdateSurface(_Messages):
         self.placeholder = not place.status  # an assistant thread has its status line instead
 
     def _parts(self, draft: Draft) -> tuple[str, str]:
-        body = self.header(draft.part) + (PLACEHOLDER if draft.pending else to_mrkdwn(draft.text))
+        text = draft.text if draft.final else _stable(draft.text) or draft.text
+        body = self.header(draft.part) + (PLACEHOLDER if draft.pending else to_mrkdwn(text))
         foot = footer(draft.notes)
         if not draft.text:  # the notes stand alone (under the /ask header, if any)
             foot = foot.lstrip("\n")
@@ -145,7 +154,8 @@ class UpdateSurface(_Messages):
         return "".join(self._parts(draft))
 
     def measure(self, draft: Draft) -> int:
-        return utf8_len(self.render(draft))
+        """The length of the whole text (an interim render may hold back its last word)."""
+        return utf8_len("".join(self._parts(replace(draft, final=True))))
 
     async def post(self, draft: Draft) -> Ref:
         body, foot = self._parts(draft)
