@@ -14,12 +14,18 @@ slack_sdk errors are mapped to ``bot.errors`` here (``raise ... from``):
 
 Calls that are not paced by the reply stream (placeholders, history, user
 names) can ask for ``retries``: a 429 then waits its Retry-After and tries again.
+
+``chat.postMessage`` has a limit of its own, about one message a second per
+channel (docs.slack.dev "Rate limits"), apart from the per-workspace method
+tiers: ``ChannelPosts`` spaces each channel's posts ``POST_EVERY`` apart, and a
+429 on one holds that channel's next posts for its Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -73,10 +79,39 @@ def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> Plat
     return PlatformError(f"slack {method}: {code or f'HTTP {status}'}")
 
 
+#: Seconds between two posts to one channel (Slack: "1 message per second per channel").
+POST_EVERY = 1.0
+#: Channels whose next post time is remembered (the oldest past ones are forgotten first).
+MAX_CHANNELS = 10_000
+
+
+class ChannelPosts:
+    """Each channel's ``chat.postMessage`` calls, one every ``every`` seconds, in the order asked."""
+
+    def __init__(self, every: float = POST_EVERY) -> None:
+        self.every = every
+        self._next: dict[str, float] = {}  # channel -> monotonic time its next post may go
+
+    async def turn(self, channel: str) -> None:
+        """Wait for this channel's next free slot (and take it)."""
+        now = time.monotonic()
+        at = max(now, self._next.get(channel, 0.0))
+        self._next[channel] = at + self.every
+        if len(self._next) > MAX_CHANNELS:
+            self._next = {c: t for c, t in self._next.items() if t > now}
+        if at > now:
+            await asyncio.sleep(at - now)
+
+    def hold(self, channel: str, seconds: float) -> None:
+        """Slack said 429 for a post there: nothing more before ``seconds`` from now."""
+        self._next[channel] = max(self._next.get(channel, 0.0), time.monotonic() + seconds)
+
+
 class SlackApi:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, post_every: float = POST_EVERY) -> None:
         self.client = client
         self.calls = 0
+        self.posts = ChannelPosts(post_every)
 
     async def call(self, method: str, *, retries: int = 0, **params: Any) -> dict[str, Any]:
         """Call ``method``; JSON body for chat.* methods, form data otherwise."""
@@ -92,6 +127,9 @@ class SlackApi:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", "")) if method == "chat.postMessage" else ""
+        if channel:
+            await self.posts.turn(channel)
         self.calls += 1
         try:
             if method.startswith(("chat.", "assistant.")):
@@ -99,7 +137,10 @@ class SlackApi:
             else:
                 response = await self.client.api_call(method, params=params)
         except SlackApiError as exc:
-            raise map_error(method, params, exc) from exc
+            error = map_error(method, params, exc)
+            if channel and isinstance(error, PlatformRateLimited):
+                self.posts.hold(channel, error.retry_after)
+            raise error from exc
         except (TimeoutError, SlackClientError, aiohttp.ClientError) as exc:
             raise PlatformUnavailable(f"slack {method}: {type(exc).__name__}") from exc
         data = response.data
