@@ -98,9 +98,9 @@ class Core(Protocol):
 
     def edit_budget(
         self, key: str, per_minute: float, *, burst: int | None = None, window: float | None = None,
-        reserve: bool = False,
+        reserve: bool = False, adapt: bool = False,
     ) -> EditPacer:
         """The edit budget ``key`` names (``slack:T1:chat.update``), the same object on every call:
         ``per_minute`` on average, ``burst`` at once or per sliding ``window`` seconds, with
-        ``reserve`` room kept for final edits (``bot.pacing``).  Shared by every replica on a
+        ``reserve`` room kept for final edits, ``adapt``ing to the platform's 429s (``bot.pacing``).  Shared by every replica on a
         shared database."""

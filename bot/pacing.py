@@ -13,6 +13,13 @@ Two ways to count:
 * a sliding window (``window=`` seconds): at most ``burst`` edits in any
   ``window``, which is how "50 per minute" limits like Slack's Tier 3 count.
 
+With ``adapt=True`` (sliding window) ``burst`` is a starting guess, not a
+fixed one: a 429 sets it to the edits granted in the window so far (what the
+platform took before it refused), and while the budget is used up and no 429
+came for ``2 * window`` seconds, each grant raises it by one: between
+``1 / ADAPT_UP_TO`` and ``ADAPT_UP_TO`` times the guess, so a platform that
+allows more gets used.
+
 With ``reserve=True`` the budget keeps room for the final edit of every
 reply still streaming (``join``/``leave``): a first or interim edit is only
 granted if a final edit for each of them would still fit right after.  With
@@ -35,12 +42,18 @@ from collections.abc import Sequence
 from typing import Protocol
 
 FINAL, FIRST, INTERIM = 0, 1, 2
+#: an adapting budget grows up to this many times its starting ``burst``
+ADAPT_UP_TO = 4.0
 
 
 class EditPacer(Protocol):
     """What a reply stream needs from an edit budget."""
 
     active: int  # replies streaming (``join``ed and not yet ``leave``d)
+
+    @property
+    def burst(self) -> float:
+        """Edits the budget grants at once (in one window)."""
 
     def join(self) -> None:
         """A reply starts streaming: it will need a final edit."""
@@ -56,6 +69,9 @@ class EditPacer(Protocol):
 
     def room(self) -> float:
         """Edits that could be granted now beyond the room kept for final edits (an estimate)."""
+
+    def next_grant(self) -> float:
+        """Seconds before an urgent edit could be granted (0: now; an estimate)."""
 
     async def aclose(self) -> None:
         """Stop any background work (at shutdown)."""
@@ -80,11 +96,15 @@ class EditBudget:
         *,
         window: float | None = None,
         reserve: bool = False,
+        adapt: bool = False,
     ) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(1, int(per_minute // 6)))
         self.window = window
         self.reserve = reserve
+        self.adapt = adapt and window is not None
+        self._most, self._least = self.burst * ADAPT_UP_TO, max(1.0, self.burst // ADAPT_UP_TO)
+        self._limited_at = time.monotonic()  # the last 429 (an adapting budget starts as if it had one)
         self._tokens = self.burst
         self._stamp = time.monotonic()
         self._grants: deque[float] = deque()  # grant times within the window (window mode)
@@ -125,9 +145,20 @@ class EditBudget:
             return 0.0
         return self._available(now) - (self._needed(FIRST) - 1)
 
+    def next_grant(self) -> float:
+        """Seconds before an urgent edit could be granted (0: now), counting the urgent waiters."""
+        now = time.monotonic()
+        self._available(now)
+        ahead = sum(1 for priority, _, future in self._waiters if priority == FINAL and not future.done())
+        if 1 + ahead > self.burst:
+            return self.window or (1 + ahead - self._tokens) / self.rate
+        return max(self._paused_until - now, self._free_in(now, 1 + ahead))
+
     def _take(self, now: float) -> None:
         self.granted += 1
         if self.window is not None:
+            if self.adapt and len(self._grants) + 1 >= self.burst and now - self._limited_at > 2 * self.window:
+                self.burst = min(self._most, self.burst + 1)  # used up, no 429 for a while: try one more
             self._grants.append(now)
         else:
             self._tokens -= 1
@@ -188,6 +219,9 @@ class EditBudget:
         now = time.monotonic()
         self._paused_until = max(self._paused_until, now + seconds)
         self._available(now)
+        if self.adapt:
+            self._limited_at = now
+            self.burst = max(self._least, min(self.burst, float(len(self._grants))))
         if self.window is None:
             self._tokens = min(self._tokens, 0.0)
         self._schedule()

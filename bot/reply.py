@@ -399,6 +399,8 @@ class ReplyStream:
         """Is an edit granted within ``FINAL_WAIT``?  The grant is kept for the next ``_land``."""
         if self.budget is None or self._granted:
             return True
+        if self.budget.next_grant() > FINAL_WAIT:
+            return False
         try:
             async with asyncio.timeout(FINAL_WAIT):
                 await self.budget.acquire(urgent=True)

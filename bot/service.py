@@ -143,13 +143,15 @@ class RelayService:
 
     def edit_budget(
         self, key: str, per_minute: float, *, burst: int | None = None, window: float | None = None,
-        reserve: bool = False,
+        reserve: bool = False, adapt: bool = False,
     ) -> EditPacer:
         """The edit budget ``key`` names (``slack:T1:chat.update``), made on first use: shared by
         every replica on a shared database, in this process otherwise (``bot.shared_pacing``)."""
         budget = self._budgets.get(key)
         if budget is None:
-            budget = edit_budget(self.store, key, self.owner, per_minute, burst=burst, window=window, reserve=reserve)
+            budget = edit_budget(
+                self.store, key, self.owner, per_minute, burst=burst, window=window, reserve=reserve, adapt=adapt
+            )
             self._budgets[key] = budget
         return budget
 

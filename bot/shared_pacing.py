@@ -10,7 +10,8 @@ with the window counted across replicas (``shared_limits``):
   publishes its count of streaming replies: on ``join``/``leave`` and every
   ``HEARTBEAT_EVERY`` while it has some);
 * a 429 (``pause``) stops this replica at once and every other one from its
-  next grant on;
+  next grant on; with ``adapt`` each replica learns ``burst`` from its 429s
+  as ``EditBudget`` does (from the grants it counts in the window);
 * locally, waiters queue by priority (final, first text, interim), and one
   task per budget asks the database for this replica's next grant.  When none
   is possible it sleeps until the oldest grant leaves the window, at most
@@ -38,7 +39,7 @@ from collections import deque
 
 from . import shared_limits
 from .errors import StoreUnavailable
-from .pacing import FINAL, FIRST, INTERIM, EditBudget, EditPacer, window_wait
+from .pacing import ADAPT_UP_TO, FINAL, FIRST, INTERIM, EditBudget, EditPacer, window_wait
 from .shared_limits import EditWindow, Pooled
 from .store import HEARTBEAT_EVERY, Store
 
@@ -61,11 +62,12 @@ def edit_budget(
     burst: int | None = None,
     window: float | None = None,
     reserve: bool = False,
+    adapt: bool = False,
 ) -> EditPacer:
     """A new budget for ``key``: shared between replicas on a shared store, else in-process."""
     if store.shared:
-        return SharedEditBudget(shared_limits.pooled(store), key, owner, per_minute, burst, window, reserve)
-    return EditBudget(per_minute, burst, window=window, reserve=reserve)
+        return SharedEditBudget(shared_limits.pooled(store), key, owner, per_minute, burst, window, reserve, adapt)
+    return EditBudget(per_minute, burst, window=window, reserve=reserve, adapt=adapt)
 
 
 class SharedEditBudget:
@@ -78,6 +80,7 @@ class SharedEditBudget:
         burst: int | None = None,
         window: float | None = None,
         reserve: bool = False,
+        adapt: bool = False,
     ) -> None:
         self.store = store
         self.key = key  # e.g. "slack:T1:chat.update"
@@ -86,6 +89,9 @@ class SharedEditBudget:
         # A token bucket is not shared: its burst refills over burst / rate, counted as a window.
         self.window = window if window is not None else 60.0 * self.burst / max(per_minute, 1e-9)
         self.reserve = reserve
+        self.adapt = adapt
+        self._most, self._least = self.burst * ADAPT_UP_TO, max(1, int(self.burst // ADAPT_UP_TO))
+        self._limited_at = time.monotonic()  # this replica's last 429
         self.active = 0  # replies streaming on this replica
         self.granted = 0  # edits granted to this replica
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -160,7 +166,22 @@ class SharedEditBudget:
             self._recent.popleft()
         return float(self.burst - len(self._recent) - (self._needed(FIRST, self.active) - 1))
 
+    def next_grant(self) -> float:
+        """This replica's estimate: its pause, its own grants of the window, its urgent waiters."""
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - self.window:
+            self._recent.popleft()
+        ahead = sum(1 for priority, _, future in self._waiters if priority == FINAL and not future.done())
+        if 1 + ahead > self.burst:
+            return self.window
+        return max(self._paused_until - now, window_wait(list(self._recent), now, self.window, self.burst, 1 + ahead))
+
     def pause(self, seconds: float) -> None:
+        now = time.monotonic()
+        if self.adapt:  # as ``EditBudget``: the platform took what this replica counts in the window
+            self._limited_at = now
+            self._recent = deque(t for t in self._recent if t > now - self.window)
+            self.burst = max(self._least, min(self.burst, len(self._recent)))
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         task = asyncio.get_running_loop().create_task(self._write_pause(seconds), name=f"pause-{self.key}")
         self._writes.add(task)
@@ -210,7 +231,10 @@ class SharedEditBudget:
             return
         heapq.heappop(self._waiters)
         self.granted += 1
-        self._remember(time.monotonic())
+        now = time.monotonic()
+        if self.adapt and len(self._recent) + 1 >= self.burst and now - self._limited_at > 2 * self.window:
+            self.burst = min(int(self._most), self.burst + 1)  # used up, no 429 for a while: try one more
+        self._remember(now)
         entry[2].set_result(None)
 
     def _remember(self, now: float) -> None:

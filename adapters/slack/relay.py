@@ -68,11 +68,12 @@ class SlackRelay:
 
     def budget(self, team: str | None) -> EditPacer:
         """The workspace's ``chat.update`` budget (shared by every replica on PostgreSQL)."""
-        # Tier 3 counts calls per minute: a one-minute sliding window, room kept for final edits
+        # Tier 3 counts calls per minute: a one-minute sliding window, room kept for final edits;
+        # SLACK_EDITS_PER_MINUTE is where it starts: Slack's 429s (and their absence) adapt it
         per_minute = self.settings.slack_edits_per_minute
         return self.core.edit_budget(
             f"slack:{team or self.team or '-'}:chat.update",
-            per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True,
+            per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True, adapt=True,
         )
 
     # -- the core's Platform ---------------------------------------------------------------
@@ -152,9 +153,11 @@ class SlackRelay:
 def placeholder_affordable(budget: EditPacer) -> bool:
     """A placeholder costs a ``chat.update`` (its first text) that a posted first text does not:
     post one only while the budget has room for that and the final edit of this reply and of
-    every reply streaming (each may still need both).  A busy workspace gets its first texts
-    posted, which ``chat.postMessage``'s own per-channel limit pays for."""
-    return budget.room() >= 2 * (budget.active + 1)
+    every reply streaming (each may still need both), and while at least half the budget is
+    free.  A busy workspace gets its first texts posted, which ``chat.postMessage``'s own
+    per-channel limit pays for."""
+    room = budget.room()
+    return room >= 2 * (budget.active + 1) and room >= budget.burst / 2
 
 
 def _trigger(data: object) -> Trigger | None:
