@@ -393,7 +393,8 @@ class ReplyStream:
 
     def _paced(self) -> bool:
         """Does the next write draw from the edit budget (an edit, or a post where posts are paced)?"""
-        return self._posts_paced or self._current is not None or self._placing is not None
+        placing = self._placing is not None and not self._placing.done()
+        return self._posts_paced or self._current is not None or placing
 
     async def _edit_soon(self) -> bool:
         """Is an edit granted within ``FINAL_WAIT``?  The grant is kept for the next ``_land``."""

@@ -1,0 +1,73 @@
+"""Finals first: under a busy edit budget the end of an answer does not wait behind interim edits.
+
+The real Bolt app and Socket Mode stack against the fake Slack (``tests.fakes.slack``)
+and the fake model.  What the user sees is checked: the whole answer (split messages
+joined), no placeholder left behind, every Retry-After honoured.
+"""
+
+from __future__ import annotations
+
+from adapters.slack.events import PLACEHOLDER
+from bot.pacing import EditBudget
+from bot.splitting import join_parts
+from tests.fakes.slack import BOT_USER, FakeSlack
+from tests.slack_helpers import mention, thread_texts, until
+
+pytest_plugins = ("tests.slack_env",)
+
+
+def no_placeholder(slack: FakeSlack) -> bool:
+    return not any(PLACEHOLDER in m["text"] for ms in slack.messages.values() for m in ms.values())
+
+
+async def test_an_answer_ends_in_a_new_message_rather_than_wait_out_a_minute_long_retry_after(
+    slack, start_bot, fake_llm
+):
+    answer = " ".join(f"Busy word {n}." for n in range(40))
+    fake_llm.reply(answer, delay=0.05)
+    slack.limit("chat.update", 1, 60.0)  # the workspace's chat.update is spent for a minute
+    await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> a long one please")
+    await slack.deliver(slack.callback(event))
+
+    def whole() -> list[str] | None:
+        texts = thread_texts(slack, "C1", event["ts"])
+        return texts if join_parts(texts) == answer else None
+
+    texts = await until(whole, timeout=30, what="the whole answer, well before the Retry-After is over")
+    assert len(texts) == 2  # the message shows what it showed; the rest continued below it
+    assert slack.rate_limited >= 1  # an edit was refused for a minute ...
+    assert slack.early_retries == 0  # ... and no edit came back before that minute was over
+    assert no_placeholder(slack)
+
+    follow = slack.say("and?", thread_ts=event["ts"])
+    await slack.deliver(slack.callback(follow))
+    await until(lambda: len(fake_llm.requests) == 2, what="the follow-up question")
+    history = fake_llm.requests[1]["messages"]
+    assert history[-2] == {"role": "assistant", "content": answer}  # the two messages are one turn
+
+
+async def test_a_busy_workspace_gets_its_first_text_posted_instead_of_a_placeholder(slack, start_bot, fake_llm):
+    answers = [" ".join(f"Reply{n} word {w}." for w in range(30)) for n in range(2)]
+    for answer in answers:
+        fake_llm.reply(answer, delay=0.05)
+    await start_bot(slack_edits_per_minute=4)  # room for one reply's placeholder, not two
+    events = [mention(slack, f"<@{BOT_USER}> question {n}", channel=f"C{n + 10}") for n in range(2)]
+    for event in events:
+        await slack.deliver(slack.callback(event))
+    for event, answer in zip(events, answers, strict=True):
+        await until(lambda e=event, a=answer: join_parts(thread_texts(slack, e["channel"], e["ts"])) == a,
+                    timeout=30, what="both answers")
+    first_posts = {c.params["channel"]: c.params["text"] for c in reversed(slack.called("chat.postMessage"))}
+    assert first_posts["C10"] == PLACEHOLDER  # a quiet budget: the placeholder, edited into the answer
+    assert first_posts["C11"] != PLACEHOLDER and first_posts["C11"].startswith("Reply1")  # busy: text at once
+    assert no_placeholder(slack)
+
+
+def test_an_adapting_budget_learns_the_platforms_limit_from_a_429():
+    budget = EditBudget(50, burst=50, window=60.0, adapt=True)
+    for _ in range(12):
+        budget._take(0.0)  # twelve edits granted in this window ...
+    budget.pause(30.0)  # ... and then Slack said 429
+    assert budget.burst == 12
+    assert budget.next_grant() >= 29  # nothing before the Retry-After is over
