@@ -1,8 +1,10 @@
-"""A shared budget of platform edits, with three priorities.
+"""A shared budget of platform edits, with four priorities.
 
 Every reply streaming into the same Slack workspace (or Discord channel)
-draws from one ``EditBudget``.  Final edits go first, then the first text of
-a message, then interim edits; so when many streams share a small budget the
+draws from one ``EditBudget``.  Final edits go first, then the end of a
+message a long answer continues after (``cut``: that answer still needs its
+final write, so a reply with fewer writes left finishes first), then the
+first text of a reply, then interim edits; so when many streams share a small budget the
 answers still land whole and soon after the provider finishes, and interim
 edits simply become rarer.  A platform 429 pauses the whole budget for its
 Retry-After.
@@ -41,7 +43,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
-FINAL, FIRST, INTERIM = 0, 1, 2
+FINAL, CUT, FIRST, INTERIM = 0, 1, 2, 3
 #: an adapting budget grows up to this many times its starting ``burst``
 ADAPT_UP_TO = 4.0
 
@@ -61,8 +63,9 @@ class EditPacer(Protocol):
     def leave(self) -> None:
         """The reply has made its final edit (or given up)."""
 
-    async def acquire(self, *, urgent: bool = False, first: bool = False) -> None:
-        """Wait for one edit: final (``urgent``) before first text (``first``) before interim."""
+    async def acquire(self, *, urgent: bool = False, first: bool = False, cut: bool = False) -> None:
+        """Wait for one edit: final (``urgent``) before a message's end (``urgent`` and ``cut``)
+        before a reply's first text (``first``) before interim."""
 
     def pause(self, seconds: float) -> None:
         """The platform said 429: nobody edits for ``seconds``."""
@@ -75,6 +78,12 @@ class EditPacer(Protocol):
 
     async def aclose(self) -> None:
         """Stop any background work (at shutdown)."""
+
+
+def priority_of(urgent: bool, first: bool, cut: bool) -> int:
+    if urgent:
+        return CUT if cut else FINAL
+    return FIRST if first else INTERIM
 
 
 def window_wait(grants: Sequence[float], now: float, window: float, burst: int, needed: int) -> float:
@@ -165,7 +174,7 @@ class EditBudget:
 
     def _needed(self, priority: int) -> float:
         """Edits that must be available to grant one at ``priority``."""
-        if priority == FINAL or not self.reserve:
+        if priority <= CUT or not self.reserve:
             return 1.0
         return 1.0 + min(self.active, self.burst - 1)
 
@@ -180,10 +189,10 @@ class EditBudget:
 
     # -- the API --------------------------------------------------------------------------
 
-    async def acquire(self, *, urgent: bool = False, first: bool = False) -> None:
-        """Wait for one edit: ``urgent`` (final edits) first, then ``first`` (a message's first
-        text), then interim edits."""
-        priority = FINAL if urgent else FIRST if first else INTERIM
+    async def acquire(self, *, urgent: bool = False, first: bool = False, cut: bool = False) -> None:
+        """Wait for one edit: ``urgent`` (final edits) first, ``cut`` ones after the others, then
+        ``first`` (a reply's first text), then interim edits."""
+        priority = priority_of(urgent, first, cut)
         now = time.monotonic()
         available = self._available(now)
         if not self._waiters and now >= self._paused_until and available >= self._needed(priority):

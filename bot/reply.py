@@ -352,7 +352,8 @@ class ReplyStream:
                 if delay > 0 and not await _until_done(reader, delay):
                     break
             if self.budget is not None and self._paced():
-                acquired = asyncio.ensure_future(self.budget.acquire(first=not self._message_shown))
+                first = not self._message_shown and self._part == 0  # a continuation's first text is not urgent
+                acquired = asyncio.ensure_future(self.budget.acquire(first=first))
                 await _first(reader, acquired)
                 if not acquired.done():
                     acquired.cancel()  # the final edit will take an urgent token instead
@@ -510,7 +511,7 @@ class ReplyStream:
                 cut = splitting.cut(text, limit, self._measure)
             except ValueError as exc:  # the surface left no room at all (e.g. a huge header)
                 raise NoRoom("the message has no room left for the answer") from exc
-            await self._land(Draft(cut.head, self._part, final=True), quick=quick)
+            await self._land(Draft(cut.head, self._part, final=True), quick=quick, cut=True)
             self._committed += cut.consumed - len(self._reopen)
             self._reopen = cut.reopen
             self._current, self._shown, self._message_shown = None, "", False
@@ -532,7 +533,7 @@ class ReplyStream:
             return await self._roll_over(text, limit=max(1, self._measure(self._shown)))
         fence = splitting.open_fence(text[:end])
         head = text[:end] + ("\n" + splitting.FENCE if fence else "")
-        await self._land(Draft(head, self._part, final=True))
+        await self._land(Draft(head, self._part, final=True), cut=True)
         self._committed += end - len(self._reopen)
         self._reopen = fence + "\n" if fence else ""
         self._current, self._shown, self._message_shown = None, "", False
@@ -603,12 +604,13 @@ class ReplyStream:
             except RelayError as exc:
                 log.info("a message of the replaced answer stays: %s", exc)
 
-    async def _land(self, draft: Draft, *, quick: bool = False) -> None:
+    async def _land(self, draft: Draft, *, quick: bool = False, cut: bool = False) -> None:
         """A write that must land: urgent budget, retried with backoff for up to ``FINAL_PATIENCE``.
 
         A message that cannot be edited any more (deleted, or still failing
         when patience runs out) is replaced: the text is posted anew.
-        ``quick`` (shutdown): a single attempt, no budget wait.
+        ``quick`` (shutdown): a single attempt, no budget wait.  ``cut``: the answer continues
+        in a next message (other replies' final writes go first).
         """
         give_up_at = time.monotonic() + self.patience
         attempt = 0
@@ -620,7 +622,7 @@ class ReplyStream:
             if self._granted:
                 self._granted = False
             elif self.budget is not None and not quick and paced:
-                await self.budget.acquire(urgent=True)
+                await self.budget.acquire(urgent=True, cut=cut)
             try:
                 await self._write(draft)
             except PlatformRateLimited as exc:

@@ -12,7 +12,8 @@ with the window counted across replicas (``shared_limits``):
 * a 429 (``pause``) stops this replica at once and every other one from its
   next grant on; with ``adapt`` each replica learns ``burst`` from its 429s
   as ``EditBudget`` does (from the grants it counts in the window);
-* locally, waiters queue by priority (final, first text, interim), and one
+* locally, waiters queue by priority (final, a message's end, first text,
+  interim), and one
   task per budget asks the database for this replica's next grant.  When none
   is possible it sleeps until the oldest grant leaves the window, at most
   ``MAX_SLEEP`` (other replicas' replies ending can free room earlier).
@@ -39,7 +40,7 @@ from collections import deque
 
 from . import shared_limits
 from .errors import StoreUnavailable
-from .pacing import ADAPT_UP_TO, FINAL, FIRST, INTERIM, EditBudget, EditPacer, window_wait
+from .pacing import ADAPT_UP_TO, CUT, FINAL, FIRST, EditBudget, EditPacer, priority_of, window_wait
 from .shared_limits import EditWindow, Pooled
 from .store import HEARTBEAT_EVERY, Store
 
@@ -139,8 +140,8 @@ class SharedEditBudget:
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def acquire(self, *, urgent: bool = False, first: bool = False) -> None:
-        priority = FINAL if urgent else FIRST if first else INTERIM
+    async def acquire(self, *, urgent: bool = False, first: bool = False, cut: bool = False) -> None:
+        priority = priority_of(urgent, first, cut)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (priority, next(self._seq), future)
         heapq.heappush(self._waiters, entry)
@@ -263,7 +264,7 @@ class SharedEditBudget:
         return self._decide_locally(priority)
 
     def _needed(self, priority: int, active: int) -> int:
-        if priority == FINAL or not self.reserve:
+        if priority <= CUT or not self.reserve:
             return 1
         return 1 + min(active, self.burst - 1)
 
