@@ -37,7 +37,7 @@ from .provider import ProviderDouble
 PROVIDERS = {"normal": (600, 40.0), "fast": (2000, 200.0)}
 QUICK_PROVIDERS = {"normal": (120, 40.0), "fast": (400, 200.0)}
 TTFT = 0.3
-GRACE = 45.0  # seconds after the provider's end to wait for every final text
+GRACE = 60.0  # seconds after the provider's end to wait for every final text
 CHANNELS = 30  # channels the fakes know (every load uses the first ones)
 
 

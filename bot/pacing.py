@@ -27,6 +27,8 @@ reply still streaming (``join``/``leave``): a first or interim edit is only
 granted if a final edit for each of them would still fit right after.  With
 30 replies sharing 50 edits a minute, that is the difference between every
 final text landing as its provider finishes and some waiting most of a minute.
+``keep_from=INTERIM`` keeps that room from interim edits only (first texts
+take what there is).
 
 ``EditPacer`` is what a reply stream asks of any budget: ``EditBudget`` here
 (one process), ``shared_pacing.SharedEditBudget`` when replicas share a
@@ -106,11 +108,13 @@ class EditBudget:
         window: float | None = None,
         reserve: bool = False,
         adapt: bool = False,
+        keep_from: int = FIRST,
     ) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(1, int(per_minute // 6)))
         self.window = window
         self.reserve = reserve
+        self.keep_from = keep_from  # the first priority that must leave the room (``reserve``)
         self.adapt = adapt and window is not None
         self._most, self._least = self.burst * ADAPT_UP_TO, max(1.0, self.burst // ADAPT_UP_TO)
         self._limited_at = time.monotonic()  # the last 429 (an adapting budget starts as if it had one)
@@ -174,7 +178,7 @@ class EditBudget:
 
     def _needed(self, priority: int) -> float:
         """Edits that must be available to grant one at ``priority``."""
-        if priority <= CUT or not self.reserve:
+        if priority < self.keep_from or not self.reserve:
             return 1.0
         return 1.0 + min(self.active, self.burst - 1)
 

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from bot.pacing import EditBudget
+from bot.pacing import INTERIM, EditBudget
 from bot.retry_after import retry_after
 
 _CHANNEL = re.compile(r"/channels/(\d+)/messages")
@@ -119,7 +119,11 @@ class Budgets:
     """One ``EditBudget`` per Discord channel (threads are channels of their own): a token bucket
     of ``BUCKET`` writes refilled at ``per_minute``.  (A strict 5-in-any-5-s window was tried:
     a reply editing once a second then has no room left for its final edit, which waited
-    ~0.25 s longer; discord.py and ``RateMonitor`` catch the rare burst past the bucket.)"""
+    ~0.25 s longer; discord.py and ``RateMonitor`` catch the rare burst past the bucket.)
+
+    Interim edits leave room for the final writes of the replies streaming there (``reserve``,
+    from interim edits only): with several answers in one channel the bucket is full when
+    their messages end, instead of spent on interim edits of their first messages."""
 
     def __init__(self, per_minute: float) -> None:
         self.per_minute = per_minute
@@ -128,5 +132,7 @@ class Budgets:
     def for_channel(self, channel_id: int) -> EditBudget:
         budget = self._budgets.get(channel_id)
         if budget is None:
-            budget = self._budgets[channel_id] = EditBudget(self.per_minute, burst=BUCKET)
+            budget = self._budgets[channel_id] = EditBudget(
+                self.per_minute, burst=BUCKET, reserve=True, keep_from=INTERIM
+            )
         return budget
