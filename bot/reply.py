@@ -89,6 +89,7 @@ class _Source:
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
+        self.chars = 0  # characters received
         self.version = 0
         self.changed = asyncio.Event()
         self.finish_reason: str | None = None
@@ -132,6 +133,8 @@ class ReplyStream:
         self._posts_paced: bool = capability(surface, "paced_posts", True)
         self._joined = False  # counted in the budget's streaming replies (``join``)
         self._granted = False  # an urgent grant taken and not used yet
+        self._full = asyncio.Event()  # the current message's text may have outgrown it
+        self._full_at = self.max_chars  # ... once ``_Source.chars`` reaches this
         self._outcome = ReplyOutcome()
         self._src = _Source()
         self.refs: list[Ref] = []  # every message posted, in order
@@ -329,6 +332,9 @@ class ReplyStream:
                 if out.first_delta_at is None:
                     out.first_delta_at = now
                 src.pieces.append(delta.text)
+                src.chars += len(delta.text)
+                if src.chars >= self._full_at:
+                    self._full.set()
                 src.version += 1
                 src.changed.set()
                 out.last_delta_at = now
@@ -354,11 +360,31 @@ class ReplyStream:
             if self.budget is not None and self._paced():
                 first = not self._message_shown and self._part == 0  # a continuation's first text is not urgent
                 acquired = asyncio.ensure_future(self.budget.acquire(first=first))
-                await _first(reader, acquired)
+                full = asyncio.ensure_future(self._full.wait())
+                try:
+                    await asyncio.wait({reader, acquired, full}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    full.cancel()
                 if not acquired.done():
                     acquired.cancel()  # the final edit will take an urgent token instead
-                    break
+                    if reader.done():
+                        break
+                    await self._end_full()
+                    continue
             await self._show_interim()
+
+    async def _end_full(self) -> None:
+        """The text outgrew its message while an interim edit waited: end the message now (an
+        urgent ``cut`` write, or as shown when edits are busy), not after that interim edit."""
+        self._full.clear()
+        try:
+            await self._placed()
+            await self._roll_over(self._current_text())
+        except PlatformError as exc:  # as an interim edit's: the final text is retried
+            log.warning("could not end a full message: %s", exc)
+            if isinstance(exc, MessageGone):
+                self._current, self._gone = None, True
+        self._full_at = max(self._committed + self.max_chars, self._src.chars + self.max_chars // 10)
 
     async def _show_interim(self) -> None:
         version = self._src.version
