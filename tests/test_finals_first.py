@@ -71,3 +71,17 @@ def test_an_adapting_budget_learns_the_platforms_limit_from_a_429():
     budget.pause(30.0)  # ... and then Slack said 429
     assert budget.burst == 12
     assert budget.next_grant() >= 29  # nothing before the Retry-After is over
+
+
+async def test_the_web_api_calls_of_a_reply_share_their_connections(slack, start_bot, fake_llm):
+    answer = " ".join(f"Kept word {n}." for n in range(30))
+    fake_llm.reply(answer, delay=0.03)
+    bot = await start_bot()
+    event = mention(slack, f"<@{BOT_USER}> one more")
+    await slack.deliver(slack.callback(event))
+    await until(lambda: join_parts(thread_texts(slack, "C1", event["ts"])) == answer, what="the answer")
+    assert len(slack.calls) >= 5
+    assert len(slack.peers) <= 2  # one kept connection (two if a call raced another), not one per call
+    await bot.stop()
+    assert bot.client.session is None  # closed on shutdown
+

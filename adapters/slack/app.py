@@ -4,7 +4,10 @@ Listeners only hand over to ``SlackRelay`` (Bolt acks events itself before
 they run; ``/ask`` acks first thing).  ``SlackBot`` owns the connection:
 Socket Mode when an app token is set (``SLACK_SOCKET_CONNECTIONS`` websockets,
 ``sockets.SocketPool``), else the HTTP Events API on ``SLACK_PORT`` (all
-interfaces) at ``/slack/events`` with Bolt's signature check.
+interfaces) at ``/slack/events`` with Bolt's signature check.  Every Web API
+call goes through one ``aiohttp`` session, opened by ``start()`` and closed by
+``stop()``, so its connections are kept (slack_sdk would otherwise open a new
+session, and connection, for each call).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import re
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
@@ -132,6 +136,20 @@ class SlackBot:
         return "socket" if self.settings.slack_app_token is not None else "http"
 
     async def start(self) -> None:
+        if self.client.session is None or self.client.session.closed:
+            self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_session()
+            raise
+
+    async def _close_session(self) -> None:
+        if self.client.session is not None:
+            await self.client.session.close()
+            self.client.session = None
+
+    async def _start(self) -> None:
         try:
             await self.relay.identify()
         except PlatformError as exc:
@@ -204,4 +222,5 @@ class SlackBot:
         if self._sockets is not None:
             await self._sockets.close()
             self._sockets = None
+        await self._close_session()
 

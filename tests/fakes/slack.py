@@ -117,6 +117,8 @@ class FakeSlack(SocketMode):
     early_retries: int = 0
     bot_token: str = BOT_TOKEN
     app_token: str = APP_TOKEN
+    #: client addresses the Web API was called from (one per connection)
+    peers: set[Any] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.port = 0
@@ -337,6 +339,8 @@ class FakeSlack(SocketMode):
             else:
                 params.update(dict(parse_qsl(raw, keep_blank_values=True)))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
         call = Call(method, params, token, time.monotonic())
         self.calls.append(call)
         refused = self._refusal(method, token, params)
