@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 from httpx_sse import EventSource, SSEError
 
@@ -136,6 +137,13 @@ def transport_error(who: Describe, exc: httpx.HTTPError, *, started: bool) -> Pr
     """Map an httpx exception; after the first token it is an interruption."""
     if started:
         return errors.StreamInterrupted(who.display, str(exc), hint="the answer is incomplete")
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):  # the aiohttp transport maps some of its errors loosely
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return errors.ProviderUnavailable(who.display, str(exc), hint="could not connect")
+        if isinstance(cause, aiohttp.ServerTimeoutError):
+            return errors.ProviderTimeout(who.display, str(exc), hint="try again")
+        return errors.ProviderUnavailable(who.display, str(exc), hint="the connection failed")
     if isinstance(exc, httpx.TimeoutException):
         return errors.ProviderTimeout(who.display, str(exc), hint="try again")
     if isinstance(exc, httpx.ConnectError):

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from .. import errors
 from ..settings import ProviderConfig
@@ -80,7 +81,9 @@ class HttpProvider:
             base_url=config.base_url,
             headers=headers,
             timeout=self.http_timeout(),
-            transport=transport,
+            # httpx's API over aiohttp's connections: about a third less CPU per streamed piece
+            # than httpcore's (``python -m bench transport``)
+            transport=transport or AiohttpTransport(limits=LIMITS),
             limits=LIMITS,
         )
 
