@@ -421,7 +421,7 @@ class ReplyStream:
     def _paced(self) -> bool:
         """Does the next write draw from the edit budget (an edit, or a post where posts are paced)?"""
         placing = self._placing is not None and not self._placing.done()
-        return self._posts_paced or self._current is not None or placing
+        return self._posts_paced or self._current is not None or bool(self._spare) or placing
 
     async def _edit_soon(self) -> bool:
         """Is an edit granted within ``FINAL_WAIT``?  The grant is kept for the next ``_land``."""
@@ -442,7 +442,7 @@ class ReplyStream:
         it shows (no platform call) and return what the next message continues with; None when
         it is edited instead (an edit is granted, it shows no answer yet, or its end would look
         different from what it shows)."""
-        if self._posts_paced or self._current is None or not self._message_shown or self._gone:
+        if self._posts_paced or self._current is None or not self._message_shown or self._gone or self._stale:
             return None  # (where a new message draws from the same budget, it would not help)
         shown = self._shown
         end = max(shown.rfind(" "), shown.rfind("\n")) + 1 or len(shown)  # a word boundary if it has one
@@ -640,9 +640,11 @@ class ReplyStream:
         """
         give_up_at = time.monotonic() + self.patience
         attempt = 0
-        if self._current is not None and self.surface.render(draft) == self._rendered:
-            self._shown = draft.text  # the message shows it already: no call, no grant
-            return
+        shown = self._buttoned(draft)
+        if self._current is not None and not self._stale and shown.controls == self._buttons:
+            if self.surface.render(shown) == self._rendered:
+                self._shown = draft.text  # the message shows it already: no call, no grant
+                return
         while True:
             paced = self._paced()
             if self._granted:
