@@ -1,7 +1,7 @@
 """Finals first: under a busy edit budget the end of an answer does not wait behind interim edits.
 
-The real Bolt app and Socket Mode stack against the fake Slack (``tests.fakes.slack``)
-and the fake model.  What the user sees is checked: the whole answer (split messages
+The real Bolt app and Socket Mode stack against the fake Slack (``tests.fakes.slack``),
+the real discord.py client against the fake Discord, and the fake model.  What the user sees is checked: the whole answer (split messages
 joined), no placeholder left behind, every Retry-After honoured.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 from adapters.slack.events import PLACEHOLDER
 from bot.pacing import EditBudget
 from bot.splitting import join_parts
+from tests.discord_harness import running_bot, wait_for
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import mention, thread_texts, until
 
@@ -85,3 +87,31 @@ async def test_the_web_api_calls_of_a_reply_share_their_connections(slack, start
     await bot.stop()
     assert bot.client.session is None  # closed on shutdown
 
+
+
+async def test_long_discord_answers_in_one_busy_channel_all_land_their_last_messages(make_settings, fake_llm):
+    answers = [" ".join(f"Long{n} answer word {w}." for w in range(220)) for n in range(3)]  # ~5,000 chars
+    for answer in answers:
+        fake_llm.reply(answer, delay=0.005)
+    fake = FakeDiscord(write_limit=(5, 5.0))  # Discord's message bucket: 5 writes per 5 s per channel
+    async with running_bot(make_settings, fake) as bot:
+        questions = [await fake.say(f"question {n}", mention_bot=True) for n in range(3)]
+
+        def replies() -> list[str]:
+            """Each question's answer: its reply and the continuations chained to it, joined."""
+            after: dict[str, dict] = {}
+            for message in fake.bot_messages(CHANNEL_ID):
+                ref = (message.get("message_reference") or {}).get("message_id")
+                after[str(ref)] = message
+            texts = []
+            for question in questions:
+                parts, at = [], after.get(str(question["id"]))
+                while at is not None:
+                    parts.append(at["content"])
+                    at = after.get(str(at["id"]))
+                texts.append(join_parts(parts))
+            return texts
+
+        await wait_for(lambda: replies() == answers, timeout=90, what="every answer whole, last messages included")
+        assert len(fake.bot_messages(CHANNEL_ID)) == 9  # three messages each, none lost or doubled
+        assert fake.limited <= 3  # the bucket was shared, not stormed
