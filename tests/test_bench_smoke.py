@@ -61,3 +61,13 @@ async def test_the_replicas_scenario_answers_through_two_replicas_and_measures_t
     run = await _load(postgres_url, 2, conversations=2, tokens=20)
     assert sorted(run.seen) == ["0", "1"] and all(run.complete(tag) for tag in run.seen)
     assert run.answers_per_second() > 0
+
+
+async def test_the_busy_scenario_runs_loads_back_to_back_in_one_bot():
+    from bench.busy import Workload, bucket_bound, run_sequence
+
+    loads = [Workload(2, 1, "normal", "bucket"), Workload(2, 2, "normal", "bucket")]
+    results = await run_sequence("discord", loads, quick=True)
+    assert [r.completed for r in results] == [2, 2]
+    assert [sorted(r.seen) for r in results] == [["1000", "1001"], ["2000", "2001"]]  # each load its own replies
+    assert bucket_bound(results[0]) >= 0
