@@ -361,8 +361,9 @@ class ReplyStream:
                 first = not self._message_shown and self._part == 0  # a continuation's first text is not urgent
                 acquired = asyncio.ensure_future(self.budget.acquire(first=first))
                 full = asyncio.ensure_future(self._full.wait())
+                waiting: set[asyncio.Future[Any]] = {reader, acquired, full}
                 try:
-                    await asyncio.wait({reader, acquired, full}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     full.cancel()
                 if not acquired.done():
