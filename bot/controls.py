@@ -12,6 +12,9 @@ only to the person who pressed (or None: nothing to say, the reply itself shows 
   a shared database a press may land on another replica: it marks the request
   (``Store.request_stop``) and the replica streaming it notices within ``STOP_POLL``
   seconds.  A reply that has ended already (or was cut short by a restart) says so.
+  A 🛑 reaction names a message, not a key: ``streaming_at`` finds the answer streaming into
+  it (here, or in an open request record a replica saves), with no button needed (Slack's
+  native streams carry none while open).
 * **Regenerate** (the asker or an admin): the same question again, read afresh from the
   platform up to the question (so without the old answer), written into the old answer's
   messages (those a shorter answer does not need are deleted), by the next provider in the failover order when there is one; the new request record names the one it replaces (``regenerates``).  One
@@ -29,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,7 @@ from .access import AccessPolicy, Caller
 from .errors import RelayError
 from .metrics import Metrics
 from .store import OPEN_STATES, RequestRecord, Store
+from .surface import Ref, capability
 
 if TYPE_CHECKING:
     from .incoming import Incoming, Platform
@@ -98,6 +102,19 @@ class _Live:
 Answer = Callable[[int, "Incoming"], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Streaming:
+    """An answer still streaming, found by one of its messages (``Controls.streaming_at``)."""
+
+    key: str  # the reply's key, as its buttons would carry it
+    place: dict[str, Any]  # where it goes (its surface's place)
+
+
+def _names(refs: list[Ref], place: dict[str, Any], ref: Ref, where: Mapping[str, Any]) -> bool:
+    """Whether ``ref`` (in a place with the fields ``where``) is one of ``refs`` at ``place``."""
+    return ref in refs and all(place.get(name) == value for name, value in where.items())
+
+
 class Controls:
     """The answers this process is streaming, and what a press on any reply does."""
 
@@ -135,6 +152,24 @@ class Controls:
                 live = self._live.get(request_id)
                 if live is not None and live.stream.stop(by):
                     log.info("request %s: stopped by %s (pressed on another replica)", request_id, by)
+
+    async def streaming_at(
+        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+    ) -> Streaming | None:
+        """The answer streaming into the message ``ref`` (of a place with the fields ``where``):
+        one streaming here, else (replicas on a shared database) an open request whose saved
+        messages include it, its asker read from its place by ``asker``.  None: no answer is
+        streaming into that message (it has ended, or it is not one of ours)."""
+        for live in self._live.values():
+            place = capability(live.stream.surface, "place", {}) or {}
+            if live.platform == platform and live.stream.key and _names(live.stream.refs, place, ref, where):
+                return Streaming(live.stream.key, place)
+        if not self.store.shared:
+            return None
+        for record in await self.store.open_requests(platform):
+            if _names(record.messages, record.place, ref, where):
+                return Streaming(key(record.id, asker(record.place)), record.place)
+        return None
 
     async def close(self) -> None:
         if self._poll is not None:

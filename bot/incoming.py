@@ -9,12 +9,12 @@ what the core asks of an adapter after a restart (``bot.recovery``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .access import Caller
-from .controls import Press
+from .controls import Press, Streaming
 from .conversation import Turn
 from .pacing import EditPacer
 from .reply import ReplyOutcome
@@ -87,6 +87,12 @@ class Core(Protocol):
     ) -> bool:
         """The asker edited the question (asked at ``asked_at``) the reply ``reply_key`` answers:
         answer it again in place (``bot.controls``)."""
+
+    async def streaming_at(
+        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+    ) -> Streaming | None:
+        """The answer streaming into the message ``ref`` (a 🛑 reaction's target), if any
+        (``bot.controls``)."""
 
     def report_health(self, platform: str, up: bool) -> None: ...
 

@@ -231,6 +231,11 @@ class ReplyStream:
             self.budget.leave()
 
     @property
+    def key(self) -> str | None:
+        """The reply's key (``bot.controls``); None: it shows no controls."""
+        return self._key
+
+    @property
     def stopped_by(self) -> str | None:
         return self._stopped_by
 

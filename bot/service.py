@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from . import recovery, tokens
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
-from .controls import Controls, Press
+from .controls import Controls, Press, Streaming
 from .controls import key as control_key
 from .conversation import Turn
 from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StoreUnavailable
@@ -187,6 +187,12 @@ class RelayService:
     ) -> bool:
         """The asker edited a question: answer it again into its answer (``bot.controls``)."""
         return await self.controls.reanswer(platform, reply_key, incoming, edit, asked_at, self._answer_again)
+
+    async def streaming_at(
+        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+    ) -> Streaming | None:
+        """The answer streaming into the message ``ref`` (a 🛑 reaction's target), if any."""
+        return await self.controls.streaming_at(platform, ref, where, asker)
 
     async def _answer_again(self, request_id: int, incoming: Incoming) -> None:
         self.spawn(self._process(request_id, incoming), name=f"again-{request_id}")

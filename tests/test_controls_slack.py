@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from adapters.slack.events import PLACEHOLDER
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import mention, reply_text, thread_texts, until
@@ -103,6 +105,53 @@ async def test_a_stop_reaction_by_the_asker_stops_the_answer(slack, start_bot, f
     await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
 
 
+async def native_stream(slack, fake_llm, text="tell me a long story"):
+    """Ask with native streaming on; wait until the open stream shows some text: (question event, answer ts)."""
+    fake_llm.reply(LONG, delay=0.02)
+    event = mention(slack, f"<@{BOT_USER}> {text}")
+    await slack.deliver(slack.callback(event))
+
+    def streaming():
+        ts = answer_ts(slack)
+        return ts if ts and slack.streaming("C1", ts) and "word5" in slack.messages["C1"][ts]["text"] else None
+
+    ts = await until(streaming, what="the answer to stream natively")
+    return event, ts
+
+
+async def test_a_stop_reaction_stops_a_natively_streamed_answer(slack, start_bot, fake_llm):
+    """An open native stream carries no button: the 🛑 finds the answer by its message."""
+    bot = await start_bot(slack_native_streaming=True, bot_admins="U3")
+    event, ts = await native_stream(slack, fake_llm)
+    assert slack.buttons("C1", ts) == []
+
+    await slack.deliver(slack.callback(slack.react("C1", ts, user="U2")))  # not the asker
+    await until(lambda: slack.called("chat.postEphemeral"), what="the private refusal")
+    [refusal] = slack.called("chat.postEphemeral")
+    assert refusal.params["user"] == "U2" and refusal.params["thread_ts"] == event["ts"]
+    assert refusal.params["text"] == "Only the person who asked (or an admin) can stop this answer."
+    assert slack.streaming("C1", ts)
+
+    await slack.deliver(slack.callback(slack.react("C1", ts, user="U1")))
+    await until(lambda: slack.called("chat.stopStream"), what="the stream to stop")
+    text = slack.messages["C1"][ts]["text"]
+    assert text.endswith("\n\n*stopped by Ada*")
+    assert 5 < len(text.split("\n")[0].split()) < 400  # the partial text stays, cut short
+    assert slack.buttons("C1", ts) == FINAL_BUTTONS
+    await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
+    await bot.service.tasks.wait_idle()
+    record = await bot.service.store.request(1)
+    assert record is not None and record.state == "stopped"
+    assert not slack.called("conversations.replies")  # found without reading the message back
+    assert len(slack.called("chat.postEphemeral")) == 1  # the asker's 🛑 needs no words
+
+    await slack.deliver(slack.callback(slack.react("C1", ts, user="U3")))  # an admin, too late
+    fake_llm.reply("Done.")
+    await slack.deliver(slack.callback(mention(slack, f"<@{BOT_USER}> barrier", thread_ts=event["ts"])))
+    await until(lambda: len(slack.called("chat.stopStream")) == 2, what="a later question, as a barrier")
+    assert len(slack.called("chat.postEphemeral")) == 1  # a 🛑 on an ended answer is ignored
+
+
 async def test_a_finished_answer_has_no_stop_and_a_late_stop_is_answered_politely(slack, start_bot, fake_llm):
     await start_bot()
     _, ts = await finished(slack, fake_llm, "Short answer.", "quick one")
@@ -118,8 +167,10 @@ async def test_a_finished_answer_has_no_stop_and_a_late_stop_is_answered_politel
     assert slack.messages["C1"][ts]["text"] == "Short answer."
 
 
-async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_settings, fake_llm, postgres_url):
-    """Two replicas on one PostgreSQL: the question reaches one, the Stop press the other."""
+@pytest.mark.parametrize("native", [False, True], ids=["button", "native-stream-reaction"])
+async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_settings, fake_llm, postgres_url, native):
+    """Two replicas on one PostgreSQL: the question reaches one, the Stop press (or, on a native
+    stream, which has no button, the 🛑) the other."""
     from adapters.slack import SlackBot
     from bot.runtime import build_router
     from bot.service import RelayService
@@ -130,7 +181,7 @@ async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_se
         for n in range(2):
             settings = make_settings(
                 slack_bot_token="xoxb-fake", slack_app_token="xapp-fake", slack_api_url=slack.api_url,
-                bot_database=postgres_url, bot_replica=f"r{n}",
+                bot_database=postgres_url, bot_replica=f"r{n}", slack_native_streaming=native,
             )
             store = await open_store(postgres_url, pool_size=3)
             router = build_router(settings)
@@ -144,18 +195,21 @@ async def test_a_stop_pressed_on_another_replica_stops_the_answer(slack, make_se
         fake_llm.reply(LONG, delay=0.02)
         event = mention(slack, f"<@{BOT_USER}> tell me a long story")
         await slack.deliver(slack.callback(event), via=streaming_replica)
+        shows = (lambda t: slack.streaming("C1", t)) if native else (lambda t: slack.buttons("C1", t) == ["relay_stop"])
         ts = await until(
-            lambda: (t := answer_ts(slack)) and slack.buttons("C1", t) == ["relay_stop"]
-            and "word5" in slack.messages["C1"][t]["text"] and t,
+            lambda: (t := answer_ts(slack)) and shows(t) and "word5" in slack.messages["C1"][t]["text"] and t,
             what="the answer to stream",
         )
-        await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive", via=other)
+        if native:
+            await slack.deliver(slack.callback(slack.react("C1", ts, user="U1")), via=other)
+        else:
+            await slack.deliver(slack.press("C1", ts, "relay_stop", user="U1"), kind="interactive", via=other)
 
         await until(lambda: slack.buttons("C1", ts) == FINAL_BUTTONS, what="the stop, noticed through the store")
-        assert slack.messages["C1"][ts]["text"].endswith("_stopped by Ada_")
+        assert slack.messages["C1"][ts]["text"].endswith("*stopped by Ada*" if native else "_stopped by Ada_")
         await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
         assert fake_llm.sent[0] < 400
-        assert respond_texts(slack) == []
+        assert respond_texts(slack) == [] and not slack.called("chat.postEphemeral")
         await bots[0].service.tasks.wait_idle()
         record = await bots[1].service.store.request(1)
         assert record is not None and record.owner.startswith("r0/") and record.state == "stopped"

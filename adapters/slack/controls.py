@@ -8,8 +8,10 @@ it streams; Regenerate, 👍, 👎 once final).  Each button's ``value`` is the 
 
 In: a ``block_actions`` payload (``press_of``) or a ``reaction_added`` of ``octagonal_sign``
 on one of the bot's messages (``reaction_target``) becomes a ``bot.controls.Press``; both are
-validated like any other input: anything malformed is ignored.  A reaction carries no key, so
-the message is read back (``conversations.replies``) for its Stop button's value.
+validated like any other input: anything malformed is ignored.  A reaction carries no key: the
+core finds the answer streaming into the reacted message (``Core.streaming_at``: in this process,
+or in the store's open requests for a replica), buttons or not, so a natively streamed answer
+(which carries none while open) stops too; the reply's place names the asker and its thread.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from bot import splitting
 from bot.controls import ACTIONS, Press
 from bot.errors import PlatformError, RelayError
 
-from .api import SlackApi
 from .events import slack_id
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,6 @@ def reaction_target(event: Mapping[str, Any], bot_user: str | None) -> tuple[str
     return channel, ts, user
 
 
-def stop_key(message: Mapping[str, Any]) -> str | None:
-    """The key on a message's Stop button, if it shows one."""
-    return button_key(message, ("stop",))
-
-
 def button_key(message: Mapping[str, Any], actions: tuple[str, ...] = ACTIONS) -> str | None:
     """The reply key on the first of a message's buttons for ``actions``, if it shows one."""
     wanted = {ACTION_PREFIX + action for action in actions}
@@ -126,15 +122,10 @@ def button_key(message: Mapping[str, Any], actions: tuple[str, ...] = ACTIONS) -
     return None
 
 
-async def read_stop_key(api: SlackApi, channel: str, ts: str) -> str | None:
-    """The Stop button's key on the message at ``channel``/``ts`` (read back from Slack)."""
-    try:  # a thread reply or a top-level message alike
-        data = await api.call("conversations.replies", channel=channel, ts=ts, oldest=ts, inclusive=True, limit=20)
-    except PlatformError as exc:
-        log.info("slack: could not read the message a 🛑 was added to: %s", exc)
-        return None
-    messages = [m for m in data.get("messages") or [] if isinstance(m, Mapping) and m.get("ts") == ts]
-    return stop_key(messages[0]) if messages else None
+def asker_of(place: dict[str, Any]) -> str | None:
+    """The person a reply answers, from its saved place (``surface.Place.user``)."""
+    user = place.get("user")
+    return user if isinstance(user, str) else None
 
 
 class SlackControls:
@@ -181,13 +172,20 @@ class SlackControls:
             self.relay.core.spawn(self._reaction(*target), name=f"slack-reaction-{target[0]}-{target[1]}")
 
     async def _reaction(self, channel: str, ts: str, user: str) -> None:
-        key = await read_stop_key(self.relay.api, channel, ts)
-        if key is None:
+        try:
+            streaming = await self.relay.core.streaming_at("slack", {"ts": ts}, {"channel": channel}, asker_of)
+        except RelayError as exc:
+            log.warning("slack: could not look for the answer a 🛑 was added to: %s", exc)
+            return
+        if streaming is None:
             return  # not a reply still streaming (or not ours)
-        text = await self._decide(Press("slack", "stop", key, user, await self._name(user, user)))
+        text = await self._decide(Press("slack", "stop", streaming.key, user, await self._name(user, user)))
         if text is None:
             return
+        thread = streaming.place.get("thread_ts")  # shown in the reply's thread, where the 🛑 was
         try:
-            await self.relay.api.call("chat.postEphemeral", channel=channel, user=user, text=text)
+            await self.relay.api.call(
+                "chat.postEphemeral", channel=channel, user=user, text=text, thread_ts=thread or None
+            )
         except PlatformError as exc:
             log.info("slack: could not answer a 🛑 privately: %s", exc)

@@ -231,6 +231,11 @@ class FakeSlack(SocketMode):
             e["action_id"] for b in message.get("blocks") or [] if b.get("type") == "actions" for e in b["elements"]
         ]
 
+    def streaming(self, channel: str, ts: str) -> bool:
+        """Whether the message at ``ts`` is a native stream still open."""
+        stream = self._streams.get((channel, ts))
+        return stream is not None and stream.open and time.monotonic() - stream.started <= self.stream_lifetime
+
     def press(self, channel: str, ts: str, action_id: str, *, user: str = "U1") -> dict[str, Any]:
         """The ``block_actions`` payload of ``user`` clicking ``action_id`` on the message at ``ts``."""
         message = self.messages[channel][ts]
