@@ -192,9 +192,11 @@ class StreamSurface(_Messages):
     whitespace, so neutralising never changes text already sent).  A stream
     Slack has closed already (or one from before a restart) is finished with
     ``chat.update``.  Streams expire, so messages roll over by age.  A stream
-    carries no buttons while it is open; the final ones (Regenerate, 👍/👎) go
-    under the text as ``chat.stopStream`` stops it (not after a ``chat.update``,
-    whose ``markdown_text`` takes no blocks).
+    carries no buttons while it is open (a ``blocks`` chunk becomes part of the
+    streamed content, and nothing takes it off again: a Stop would stay on the
+    final answer; a 🛑 reaction stops it instead); the final ones (Regenerate,
+    👍/👎) go under the text as ``chat.stopStream`` stops it (not after a
+    ``chat.update``, whose ``markdown_text`` takes no blocks).
     """
 
     placeholder = True
