@@ -4,21 +4,21 @@
 from __future__ import annotations
 
 from tests.discord_harness import running_bot, wait_for
-from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, FakeDiscord
+from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, DM_CHANNEL_ID, FakeDiscord
 
 #: the gateway intents GUILD_MESSAGE_REACTIONS (1 << 10) and DIRECT_MESSAGE_REACTIONS (1 << 13)
 REACTIONS = (1 << 10) | (1 << 13)
 LONG = " ".join(f"word{n}" for n in range(400))
 
 
-def answer(fake: FakeDiscord) -> dict | None:
-    messages = fake.bot_messages(CHANNEL_ID)
+def answer(fake: FakeDiscord, channel: int = CHANNEL_ID) -> dict | None:
+    messages = fake.bot_messages(channel) if channel in fake.channels else []
     return messages[0] if messages else None
 
 
-def actions(fake: FakeDiscord) -> list[str]:
-    msg = answer(fake)
-    return [c.split(":")[1] for c in fake.buttons(CHANNEL_ID, int(msg["id"]))] if msg else []
+def actions(fake: FakeDiscord, channel: int = CHANNEL_ID) -> list[str]:
+    msg = answer(fake, channel)
+    return [c.split(":")[1] for c in fake.buttons(channel, int(msg["id"]))] if msg else []
 
 
 def followups(fake: FakeDiscord, payload: dict) -> list[dict]:
@@ -150,6 +150,44 @@ async def test_an_edit_is_left_alone_when_the_answer_is_not_the_latest(make_sett
         await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
         assert len(fake_llm.requests) == 2
         assert answer(bot.fake)["content"] == "Paris."
+
+
+async def test_an_edited_question_is_answered_again_in_its_thread(make_settings, fake_llm):
+    """Thread reply mode: the answer is in the thread opened from the question, not after it."""
+    fake_llm.reply("Paris.")
+    fake_llm.reply("Rome.", delay=0.01)
+    async with running_bot(make_settings, discord_reply_mode="thread") as bot:
+        question = await bot.fake.say("capital of France?", mention_bot=True)
+        thread = int(question["id"])  # a thread started from a message has its id
+        await wait_for(lambda: actions(bot.fake, thread) == ["regenerate", "up", "down"], what="the final buttons")
+        await bot.fake.say("chatter in the channel", author=BOB)  # the channel moves on; the thread does not
+        await bot.fake.edit(CHANNEL_ID, thread, f"<@{BOT_ID}> capital of Italy?")
+        await wait_for(lambda: answer(bot.fake, thread)["content"] == "Rome.", what="the answer in place")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        assert len(bot.fake.bot_messages(thread)) == 1 and bot.fake.bot_messages(CHANNEL_ID) == []
+        assert len(bot.fake.threads()) == 1
+        assert fake_llm.requests[1]["messages"][-1] == {"role": "user", "content": "Alice A.: capital of Italy?"}
+        assert (await bot.service.store.request(2)).origin["regenerates"] == 1
+
+
+async def test_an_edit_is_left_alone_when_its_thread_moved_on(make_settings, fake_llm):
+    fake_llm.reply("Paris.")
+    fake_llm.reply("About 2 million.")
+    async with running_bot(make_settings, discord_reply_mode="thread") as bot:
+        question = await bot.fake.say("capital of France?", mention_bot=True)
+        thread = int(question["id"])
+        await wait_for(lambda: actions(bot.fake, thread) == ["regenerate", "up", "down"], what="the final buttons")
+        await bot.fake.say("how many live there?", channel=thread)  # a follow-up in the thread
+        await wait_for(lambda: len(bot.fake.bot_messages(thread)) == 2, what="the follow-up's answer")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        await bot.fake.edit(CHANNEL_ID, thread, f"<@{BOT_ID}> capital of Italy?")
+        await wait_for(lambda: bot.fake.find("GET", rf"/channels/{thread}/messages"), what="the edit to be looked at")
+        fake_llm.reply("Pong.")  # a barrier: a later question is answered after the edit was handled
+        await bot.fake.say("ping", dm=True)
+        await wait_for(lambda: bot.fake.bot_messages(DM_CHANNEL_ID), what="the barrier")
+        await wait_for(lambda: not bot.service.tasks, what="the requests to be settled")
+        assert len(fake_llm.requests) == 3
+        assert [m["content"] for m in bot.fake.bot_messages(thread)] == ["Paris.", "About 2 million."]
 
 
 async def test_controls_pressed_after_a_restart_work(make_settings, fake_llm):

@@ -69,13 +69,13 @@ class Conversations:
             if isinstance(exc, discord.HTTPException) and exc.code == THREAD_EXISTS:
                 # Opened for this question before a restart (the answer had not shown yet): the
                 # answer belongs in it.
-                thread = await self._thread_of(message)
+                thread = await self.thread_of(message)
                 if thread is not None:
                     return thread
             log.warning("discord message %s: no thread (%s); replying instead", message.id, map_error(exc))
             return None
 
-    async def _thread_of(self, message: discord.Message) -> discord.Thread | None:
+    async def thread_of(self, message: discord.Message) -> discord.Thread | None:
         """The thread started from ``message`` (it has the message's id)."""
         thread = self.client.get_channel(message.id)
         if thread is None:

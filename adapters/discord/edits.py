@@ -4,10 +4,10 @@ Discord sends a message update for every edit, the bot's own included (each stre
 and for embeds resolving; ``question_edit`` decides from the event alone (no call): a person's
 message whose text changed, that the bot would answer, asked within ``EDIT_WINDOW``.  Then the
 channel is read after the question: the bot's answer must be all that follows it (still the
-latest message), and its buttons carry the reply key the core needs.  The core decides the
-rest (``Core.reanswer``): the asker's own question, once per edit, answered into the old message.
-An answer in a thread of its own (``DISCORD_REPLY_MODE=thread``) is not in the question's
-channel, so an edit there is left alone.
+latest message), and its buttons carry the reply key the core needs.  An answer in a thread of
+its own (``DISCORD_REPLY_MODE=thread``; the thread has the question's id) is looked for there
+instead: it must be all the thread holds.  The core decides the rest (``Core.reanswer``): the
+asker's own question, once per edit, answered into the old message.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import discord
 from bot.controls import EDIT_WINDOW
 
 from .buttons import parse
-from .events import decide, facts_of
+from .events import Trigger, decide, facts_of
 from .parsers import UNREADABLE
 from .surface import MAPPED, map_error
 
@@ -68,7 +68,7 @@ class DiscordEdits:
             return
         if trigger is None:
             return
-        key = await self._latest_answer(message, me.id)
+        key = await self._latest_answer(message, trigger, me.id)
         if key is None:
             log.info("discord: message %s edited, but its answer is not the latest; left alone", message.id)
             return
@@ -78,13 +78,27 @@ class DiscordEdits:
         if not await self.client.core.reanswer(self.client, key, incoming, edit, message.created_at.timestamp()):
             log.info("discord: message %s edited; not answered again", message.id)
 
-    async def _latest_answer(self, message: discord.Message, bot_id: int) -> str | None:
-        """The reply key of the bot's answer to ``message`` when it is all that follows it."""
-        try:
-            later = [m async for m in message.channel.history(limit=AFTER + 1, after=message, oldest_first=True)]
-        except MAPPED as exc:
-            log.info("discord: could not read after an edited question: %s", map_error(exc))
-            return None
-        if not later or len(later) > AFTER or any(m.author.id != bot_id for m in later):
-            return None
-        return reply_key(later[-1])
+    async def _latest_answer(self, message: discord.Message, trigger: Trigger, bot_id: int) -> str | None:
+        """The reply key of the bot's answer to ``message`` when it is all that follows it: in the
+        thread opened from it (thread reply mode), else in its channel."""
+        if self.client.requests.in_thread(message, trigger):
+            thread = await self.client.conversations.thread_of(message)
+            if thread is not None:
+                return await _latest(thread, None, bot_id)
+        return await _latest(message.channel, message, bot_id)
+
+
+async def _latest(channel: Any, after: discord.Message | None, bot_id: int) -> str | None:
+    """The reply key on the last of the messages of ``channel`` (``after`` a message, or all of a
+    thread's) when they are all the bot's; None otherwise."""
+    try:
+        later = [
+            m async for m in channel.history(limit=AFTER + 1, after=after, oldest_first=True)
+            if m.type is not discord.MessageType.thread_starter_message  # a thread's link to its question
+        ]
+    except MAPPED as exc:
+        log.info("discord: could not read after an edited question: %s", map_error(exc))
+        return None
+    if not later or len(later) > AFTER or any(m.author.id != bot_id for m in later):
+        return None
+    return reply_key(later[-1])

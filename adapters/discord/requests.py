@@ -78,10 +78,8 @@ class MessageRequests:
         return ChannelSurface(target, reply_to, self.watch(target.id))
 
     def _wants_thread(self, message: discord.Message, trigger: Trigger, turns: list[Turn]) -> bool:
-        return (
-            self.threads
-            and trigger is Trigger.MENTION
-            and not isinstance(message.channel, discord.Thread)
-            and bool(turns)
-            and bool(turns[-1].text.strip())
-        )
+        return self.in_thread(message, trigger) and bool(turns) and bool(turns[-1].text.strip())
+
+    def in_thread(self, message: discord.Message, trigger: Trigger) -> bool:
+        """Whether the answer to ``message`` goes to a thread of its own (opened from it)."""
+        return self.threads and trigger is Trigger.MENTION and not isinstance(message.channel, discord.Thread)
