@@ -37,8 +37,9 @@ async def finished(slack, fake_llm, text: str, question: str = "hello"):
     return event, ts
 
 
-async def streaming_reply(slack, fake_llm, text="tell me a long story"):
-    """Ask, and wait until the answer shows some text and its Stop button: (question event, answer ts)."""
+async def streaming_reply(slack, fake_llm, text="tell me a long story", *, native=False):
+    """Ask, and wait until the answer shows some text and its Stop button (a native stream: until it
+    streams, with no button): (question event, answer ts)."""
     fake_llm.reply(LONG, delay=0.02)
     event = mention(slack, f"<@{BOT_USER}> {text}")
     await slack.deliver(slack.callback(event))
@@ -47,9 +48,12 @@ async def streaming_reply(slack, fake_llm, text="tell me a long story"):
         ts = answer_ts(slack)
         message = slack.messages["C1"].get(ts) if ts else None
         shown = message is not None and message["text"] not in ("", PLACEHOLDER) and "word5" in message["text"]
-        return ts if shown and slack.buttons("C1", ts) == ["relay_stop"] else None
+        if not shown:
+            return None
+        live = slack.streaming("C1", ts) if native else slack.buttons("C1", ts) == ["relay_stop"]
+        return ts if live else None
 
-    ts = await until(streaming, what="the answer to stream with a Stop button")
+    ts = await until(streaming, what="the answer to stream")
     return event, ts
 
 
@@ -105,24 +109,10 @@ async def test_a_stop_reaction_by_the_asker_stops_the_answer(slack, start_bot, f
     await until(lambda: fake_llm.hung_up == 1, what="the provider's stream to be closed")
 
 
-async def native_stream(slack, fake_llm, text="tell me a long story"):
-    """Ask with native streaming on; wait until the open stream shows some text: (question event, answer ts)."""
-    fake_llm.reply(LONG, delay=0.02)
-    event = mention(slack, f"<@{BOT_USER}> {text}")
-    await slack.deliver(slack.callback(event))
-
-    def streaming():
-        ts = answer_ts(slack)
-        return ts if ts and slack.streaming("C1", ts) and "word5" in slack.messages["C1"][ts]["text"] else None
-
-    ts = await until(streaming, what="the answer to stream natively")
-    return event, ts
-
-
 async def test_a_stop_reaction_stops_a_natively_streamed_answer(slack, start_bot, fake_llm):
     """An open native stream carries no button: the 🛑 finds the answer by its message."""
     bot = await start_bot(slack_native_streaming=True, bot_admins="U3")
-    event, ts = await native_stream(slack, fake_llm)
+    event, ts = await streaming_reply(slack, fake_llm, native=True)
     assert slack.buttons("C1", ts) == []
 
     await slack.deliver(slack.callback(slack.react("C1", ts, user="U2")))  # not the asker
