@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from . import tokens
+from .attachments import Attachment
 from .errors import WindowTooSmall
 from .tokens import TokenCounter
 
@@ -39,6 +40,8 @@ class Turn:
     text: str
     author: str | None = None  # display name of a user in a shared channel
     message_id: str | None = None  # platform id: the token-count cache key
+    #: files not read yet (``bot.attachments`` puts their text into ``text`` before the fit)
+    attachments: tuple[Attachment, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", clean_text(self.text))

@@ -30,6 +30,13 @@ class EmptyPrompt(RelayError):
         super().__init__("The question is empty: type something to ask.")
 
 
+class NothingReadable(RelayError):
+    """A question that is only files the bot cannot read: what it says about them, not "empty"."""
+
+    def __init__(self, notes: list[str]) -> None:
+        super().__init__(" ".join(f"{note[0].upper()}{note[1:]}." for note in notes))
+
+
 class WindowTooSmall(RelayError):
     """Not even the system prompt and a few tokens of the question fit a context window."""
 

@@ -31,12 +31,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import recovery, tokens
+from .attachments import Attachments
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .controls import Controls, Press, Streaming
 from .controls import key as control_key
 from .conversation import Turn
-from .errors import Blocked, EmptyPrompt, QuotaReached, RelayError, StoreUnavailable
+from .errors import Blocked, EmptyPrompt, NothingReadable, QuotaReached, RelayError, StoreUnavailable
 from .incoming import Incoming, Platform
 from .leases import Leases
 from .ledger import Ledger
@@ -112,6 +113,7 @@ class RelayService:
         self.tasks = Tasks(settings.bot_shutdown_grace)
         self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
+        self.attachments = Attachments(settings)
         self.leases = Leases(store, self.owner, self._settle_orphans)
         self.controls = Controls(store, self.access, self.metrics, self.owner)
         #: platform name -> connected? (adapters report it; /healthz reads it)
@@ -388,7 +390,7 @@ class RelayService:
         stream.start()
         try:
             await asyncio.sleep(0)
-            routed = await self._route(request)
+            routed, file_notes = await self._route(request)
             if admission is not None:
                 await admission.grow(*routed.worst_case())
             await self.store.update_request(request_id, state="answering")
@@ -407,7 +409,7 @@ class RelayService:
             len(fitted.turns) if fitted else 0, fitted.dropped if fitted else 0,
         )
         try:
-            outcome = await stream.run(routed, notes=lambda: routed.notes)
+            outcome = await stream.run(routed, notes=lambda: [*file_notes, *routed.notes])
         except asyncio.CancelledError:  # shutdown: the stream tried to show "interrupted"
             if stream.outcome.final_at is not None:  # else stays open: the next start finalises it
                 await self.store.update_request(request_id, state="partial", error="interrupted by shutdown")
@@ -470,13 +472,16 @@ class RelayService:
         rows.update(await self.store.channel_settings(platform, channel))
         return rows
 
-    async def _route(self, request: Request) -> Routed:
-        question = request.question
+    async def _route(self, request: Request) -> tuple[Routed, list[str]]:
+        """The routed answer, and notes about the question's files (``bot.attachments``)."""
+        turns, said = await self.attachments.read(request.turns)
+        question = turns[-1] if turns and turns[-1].role == "user" else None
         if question is None or not question.text.strip():
-            raise EmptyPrompt()
+            raise NothingReadable(said) if said else EmptyPrompt()
+        notes = [f"({note})" for note in said]
         config = ChannelConfig.from_rows(await self.channel_settings(request.platform, request.channel))
         system = request.system_prompt or config.system_prompt or self.settings.bot_system_prompt
-        turns = [Turn("system", system), *request.turns]
+        turns = [Turn("system", system), *turns]
         max_tokens = request.max_tokens or config.max_tokens or self.settings.bot_max_tokens
         sampling = self.sampling
         if config.temperature is not None:
@@ -487,7 +492,8 @@ class RelayService:
             order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
         for note in await self.router.check_windows():  # the first answer asks a local server its window
             log.warning("%s", note)
-        return self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)
+        routed = self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)
+        return routed, notes
 
     # -- token-count cache -------------------------------------------------------------------
 

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     bot_channel_daily_tokens: int = Field(0, ge=0)
     bot_channel_daily_cost: float = Field(0.0, ge=0)
 
+    # files attached to questions (bot/attachments.py): how many per message (0: none are read),
+    # bytes downloaded per file, characters of text kept per file (cut in the middle), seconds per download
+    bot_attachment_max_files: int = Field(5, ge=0, le=50)
+    bot_attachment_max_bytes: int = Field(5_000_000, ge=1000)
+    bot_attachment_max_chars: int = Field(400_000, ge=1000)
+    bot_attachment_timeout: float = Field(15.0, gt=0)
+
     # per-channel settings from a TOML file (see bot/channel_config.py); /relay config overrides it
     bot_channel_config: Path | None = None
 

@@ -23,6 +23,7 @@ from bot.conversation import Turn
 from bot.settings import Settings
 
 from . import format as fmt
+from .files import attachments_of
 from .surface import MAPPED, map_error
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,11 @@ def turn_of(message: discord.Message, bot_id: int, *, labelled: bool = True) -> 
         return Turn("assistant", text, message_id=f"discord:{message.id}") if text.strip() else None
     names = {u.id: u.display_name for u in message.mentions}
     text = fmt.question_text(content, bot_id, names)
-    if not text:
+    attached = attachments_of(message)
+    if not text and not attached:
         return None
     author = message.author.display_name if labelled else None
-    return Turn("user", text, author=author, message_id=f"discord:{message.id}")
+    return Turn("user", text, author=author, message_id=f"discord:{message.id}", attachments=attached)
 
 
 def to_turns(messages: Iterable[discord.Message], bot_id: int, *, labelled: bool = True) -> list[Turn]:

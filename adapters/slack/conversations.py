@@ -20,6 +20,7 @@ from bot.tokens import TokenCounter
 from . import events
 from .api import SlackApi
 from .events import Trigger
+from .files import SlackFiles
 from .history import History
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ KNOWN_THREADS = 20_000
 
 
 class Conversations:
-    def __init__(self, api: SlackApi, *, followups: bool) -> None:
+    def __init__(self, api: SlackApi, *, followups: bool, files: SlackFiles) -> None:
         self.api = api
+        self.files = files
         self.history = History(api)
         self.followups = followups
         self.bot_user: str | None = None
@@ -93,10 +95,13 @@ class Conversations:
             people | events.user_ids([trig.text, *(events.text_of(m) for m in earlier)])
         )
         ids = f"slack:{trig.channel}:"
-        turns = events.thread_turns(earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm", ids=ids)
+        turns = events.thread_turns(
+            earlier, self.bot_user, self.bot_id, names, labelled=trig.kind != "dm", ids=ids, files=self.files.of
+        )
         question = events.plain_text(trig.text, self.bot_user, names)
         author = names.get(trig.user, trig.user) if trig.kind != "dm" else None
-        return [*turns, Turn("user", question, author=author, message_id=f"{ids}{trig.ts}")]
+        attached = self.files.of({"files": list(trig.files)})
+        return [*turns, Turn("user", question, author=author, message_id=f"{ids}{trig.ts}", attachments=attached)]
 
     async def question(self, trig: Trigger) -> Turn:
         """A slash command's question alone, names resolved."""

@@ -14,10 +14,11 @@ continuations), ``head`` (characters of a header before the answer, for
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.attachments import Attachment
 from bot.conversation import Turn, clean_text
 from bot.splitting import join_parts
 
@@ -47,6 +48,7 @@ class Trigger:
     ts: str
     text: str  # the raw Slack text
     thread_ts: str | None  # the thread the message is in (None: top level)
+    files: tuple[Mapping[str, Any], ...] = ()  # the message's ``files[]``, as Slack sent them
 
     @property
     def reply_thread(self) -> str | None:
@@ -130,7 +132,15 @@ def trigger(
         kind = "followup"
     else:
         return None
-    return Trigger(kind, team, channel, str(event["user"]), ts, text, thread_ts)
+    return Trigger(kind, team, channel, str(event["user"]), ts, text, thread_ts, files_of(event))
+
+
+def files_of(message: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The ``files[]`` of a message (anything malformed left out)."""
+    files = message.get("files")
+    if not isinstance(files, list):
+        return ()
+    return tuple(f for f in files if isinstance(f, dict))
 
 
 def user_ids(texts: Iterable[str]) -> set[str]:
@@ -184,11 +194,13 @@ def thread_turns(
     *,
     labelled: bool = True,
     ids: str = "slack:",
+    files: Callable[[Mapping[str, Any]], tuple[Attachment, ...]] = lambda _message: (),
 ) -> list[Turn]:
     """A thread, oldest first, as turns: people as user turns, the bot's replies as assistant turns.
 
     ``labelled``: user turns carry the person's display name (shared channels, not DMs).
     ``ids`` prefixes each message's ts to make the turn's ``message_id`` (the token-count cache key).
+    ``files`` describes a message's attached files (read later by the core).
 
     Continuation messages (``part`` > 0) join the reply they continue; other
     bots, placeholders and non-spoken subtypes are left out.
@@ -230,9 +242,10 @@ def thread_turns(
         if not is_spoken(message, bot_user, bot_id):
             continue
         text = plain_text(text_of(message), bot_user, names)
-        if text:
+        attached = files(message)
+        if text or attached:
             user = str(message.get("user"))
             author = names.get(user, user) if labelled else None
-            turns.append(Turn("user", text, author=author, message_id=f"{ids}{ts}"))
+            turns.append(Turn("user", text, author=author, message_id=f"{ids}{ts}", attachments=attached))
     close()
     return turns

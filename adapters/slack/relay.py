@@ -32,6 +32,7 @@ from .controls import SlackControls
 from .conversations import Conversations
 from .edits import SlackEdits
 from .events import Trigger
+from .files import SlackFiles
 from .surface import STREAM_LIFETIME, Place, UpdateSurface, surface_for
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class SlackRelay:
         self.core = core
         self.settings = settings
         self.api = api
-        self.conversations = Conversations(api, followups=settings.slack_thread_followups)
+        files = SlackFiles(api.client.token or "", api.client.base_url)
+        self.conversations = Conversations(api, followups=settings.slack_thread_followups, files=files)
         self.bot_user: str | None = None
         self.bot_id: str | None = None
         self.bot_name = "the bot"
@@ -164,6 +166,6 @@ def _trigger(data: object) -> Trigger | None:
     if not isinstance(data, dict):
         return None
     try:
-        return Trigger(**data)
+        return Trigger(**{**data, "files": tuple(data.get("files") or ())})
     except TypeError:
         return None

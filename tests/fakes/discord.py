@@ -19,6 +19,8 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
   characters on every create and edit (else 400 / 50035), and an interaction's
   first response within 3 s of its dispatch (else 404 / 10062 "Unknown
   interaction"); ``interaction_deadline`` changes that one for a test that needs to.
+* Attachments: ``attach(name, data, content_type)`` hosts a file on the CDN of this fake
+  (``tests.fakes.files``) and returns its attachment object; ``say(..., attachments=[...])``.
 * Gateway (``discord_gateway``): a session per shard; READY and GUILD_CREATE for
   the shard's guilds, then whatever the test injects (``say``, ``interact``), each
   event on the session of its guild's shard (DMs on shard 0), as Discord does.
@@ -42,6 +44,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.discord_gateway import Gateway, Session
+from tests.fakes.files import FileHost
 from tests.fakes.discord_payloads import (
     ALICE,
     APP_ID,
@@ -161,6 +164,7 @@ class FakeDiscord(Gateway):
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.files = FileHost()  # attachments' CDN (no token)
         self.roles = {ALICE: [ROLE_ID], BOB: []}
         for cid, name in ((CHANNEL_ID, "general"), (OTHER_CHANNEL_ID, "random")):
             self.channels[cid] = text_channel(cid, name)
@@ -181,11 +185,13 @@ class FakeDiscord(Gateway):
         app = web.Application()
         app.router.add_get("/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self.files.install(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.files.base = f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         for ws in list(self.sockets):
@@ -235,6 +241,7 @@ class FakeDiscord(Gateway):
         mention_bot: bool = False,
         dm: bool = False,
         dispatch: bool = True,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A user posts a message: stored, then dispatched as MESSAGE_CREATE.
 
@@ -246,9 +253,20 @@ class FakeDiscord(Gateway):
         if dm:
             channel = DM_CHANNEL_ID
         msg = self._message(channel, author, content, reply_to=reply_to)
+        msg["attachments"] = list(attachments or [])
         if dispatch:
             await self.dispatch("MESSAGE_CREATE", msg)
         return msg
+
+    def attach(
+        self, name: str, data: bytes, content_type: str = "text/plain", *, status: int = 200, delay: float = 0.0
+    ) -> dict[str, Any]:
+        """A file on this fake's CDN, as a message's attachment object (``say(..., attachments=[...])``)."""
+        fid, url = self.files.add(name, data, content_type, status=status, delay=delay)
+        return {
+            "id": str(snowflake()), "filename": name, "size": len(data), "content_type": content_type,
+            "url": url, "proxy_url": url,
+        }
 
     async def interact(
         self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID

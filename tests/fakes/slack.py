@@ -21,6 +21,9 @@
   websocket URL; ``deliver`` sends an envelope over one (the newest, a random one, or
   a given one) and waits for the ack; ``redeliver`` retries it on another; past
   ``max_connections`` a websocket is refused with ``too_many_websockets``.
+* Files: ``file(name, data, mimetype)`` hosts a file and returns its Slack file object (pass it
+  in ``say(..., files=[...])``); its ``url_private_download`` answers the bot token only
+  (``tests.fakes.files``), and ``files.downloads`` records each download.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
 * Controls: messages keep their ``blocks`` (a ``chat.update`` without ``blocks`` keeps them, an
   empty list removes them, as on Slack); ``press`` builds the ``block_actions`` payload of a
@@ -50,6 +53,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.files import FileHost
 from tests.fakes.slack_socket import Connection, SocketMode
 
 __all__ = ["BOT_USER", "BOT_ID", "TEAM", "Call", "Connection", "FakeSlack"]
@@ -131,6 +135,7 @@ class FakeSlack(SocketMode):
         self._penalty: dict[tuple[str, str], float] = {}
         self._streams: dict[tuple[str, str], Stream] = {}
         self._failures: dict[str, Failure] = {}
+        self.files = FileHost(token=self.bot_token)
 
     # -- server ----------------------------------------------------------------------------------
 
@@ -142,11 +147,13 @@ class FakeSlack(SocketMode):
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/link/", self._link)
+        self.files.install(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.files.base = f"http://127.0.0.1:{self.port}"
         return self
 
     async def stop(self) -> None:
@@ -210,6 +217,17 @@ class FakeSlack(SocketMode):
         self._store(channel, message)
         kind = "im" if channel.startswith("D") else "channel"
         return {**message, "channel": channel, "channel_type": kind, "team": TEAM, "event_ts": ts}
+
+    def file(
+        self, name: str, data: bytes, mimetype: str = "text/plain", *, status: int = 200, delay: float = 0.0
+    ) -> dict[str, Any]:
+        """A file a person shares (pass it in ``say(..., files=[...])``): served at its
+        ``url_private_download`` to the bot token only; ``status``/``delay`` make the download fail."""
+        fid, url = self.files.add(name, data, mimetype, status=status, delay=delay)
+        return {
+            "id": fid, "name": name, "title": name, "mimetype": mimetype, "filetype": name.rsplit(".", 1)[-1],
+            "size": len(data), "mode": "hosted", "url_private": url, "url_private_download": url + "?download=1",
+        }
 
     def callback(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
         """The ``event_callback`` body Slack sends for ``event``."""
