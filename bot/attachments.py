@@ -111,7 +111,7 @@ def kind_of(name: str, mime: str | None) -> Kind:
         return "pdf"
     for kind in ("image", "audio", "video"):
         if mime.startswith(f"{kind}/"):
-            return kind  # type: ignore[return-value]
+            return kind
     if mime.startswith("text/") or mime in TEXT_TYPES or mime.endswith(("+json", "+xml")) or suffix in TEXT_SUFFIXES:
         return "text"
     return "binary"

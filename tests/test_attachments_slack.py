@@ -3,6 +3,7 @@ files (to the bot token only) and the fake model recording what it was asked."""
 
 from __future__ import annotations
 
+from bot import tokens
 from tests.fakes.files import pdf
 from tests.fakes.slack import BOT_TOKEN, BOT_USER
 from tests.slack_helpers import mention, reply_text, thread_texts, until
@@ -39,7 +40,7 @@ async def test_text_code_csv_and_pdf_files_reach_the_model_labelled(slack, start
 async def test_a_file_earlier_in_the_thread_stays_in_the_conversation(slack, start_bot, fake_llm):
     fake_llm.reply("Noted.")
     fake_llm.reply("Friday.")
-    await start_bot()
+    bot = await start_bot()
     first = mention(slack, f"<@{BOT_USER}> keep this", files=[slack.file("plan.md", b"# Plan\nShip on Friday.")])
     await slack.deliver(slack.callback(first))
     await reply_text(slack, "C1", first["ts"], "Noted.")
@@ -50,6 +51,10 @@ async def test_a_file_earlier_in_the_thread_stays_in_the_conversation(slack, sta
     earlier = fake_llm.requests[1]["messages"][1]
     assert earlier == {"role": "user", "content": "Ada: keep this\n\n[file: plan.md]\n# Plan\nShip on Friday.\n[end of file: plan.md]"}
     assert len(slack.files.downloads) == 1  # read once, remembered
+    # its token count is cached under the message's id, for the text with the file in it
+    await bot.service.tasks.wait_idle()
+    cached = await bot.service.store.cached_counts([f"slack:C1:{first['ts']}"])
+    assert cached[f"slack:C1:{first['ts']}"] == (tokens.digest(earlier["content"]), tokens.count(earlier["content"]))
 
 
 async def test_an_image_gets_a_note_and_the_question_is_answered(slack, start_bot, fake_llm):

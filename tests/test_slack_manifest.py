@@ -21,6 +21,7 @@ def test_manifest_covers_the_adapter():
         "users:read",
         "assistant:write",
         "reactions:read",  # 🛑 stops an answer
+        "files:read",  # attached files are downloaded with the bot token
     } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.channels", "message.im", "assistant_thread_started"} <= events
