@@ -1,4 +1,4 @@
-"""Per-channel settings: system prompt, provider order, temperature, max output tokens.
+"""Per-channel settings: system prompt, provider order, model, temperature, max output tokens.
 
 Admins set them with ``/relay config NAME VALUE`` on Slack or Discord (kept in
 the store), or an operator writes them in a TOML file named by
@@ -13,18 +13,24 @@ The file has one table per channel, under its platform::
 
     [discord."112233445566778899"]
     providers = "deepinfra,openai"
+    model = "llama-3.1-8b"
     max_tokens = 800
+
+A ``model`` must be served by every provider the channel uses (its ``providers``, else all
+configured ones): a short name such as ``llama-3.1-8b`` or a provider's own id; the ``openai``
+provider takes any name (``bot.providers.models``).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadChannelSetting, ConfigError
-from .settings import MAX_MAX_TOKENS, MIN_MAX_TOKENS, PROVIDER_NAMES
+from .providers import models
+from .settings import MAX_MAX_TOKENS, MIN_MAX_TOKENS, PROVIDER_NAMES, Settings
 
 
 def _providers(value: str) -> str:
@@ -63,10 +69,18 @@ def _system_prompt(value: str) -> str:
     return value.strip()
 
 
+def _model(value: str) -> str:
+    name = value.strip()
+    if not name or len(name) > 200 or any(c.isspace() for c in name):
+        raise BadChannelSetting("model must be one model name, e.g. llama-3.1-8b")
+    return name
+
+
 #: name -> normaliser (raises BadChannelSetting with a message the admin reads)
 SETTINGS: dict[str, Callable[[str], str]] = {
     "system_prompt": _system_prompt,
     "providers": _providers,
+    "model": _model,
     "temperature": _temperature,
     "max_tokens": _max_tokens,
 }
@@ -76,6 +90,7 @@ SETTINGS: dict[str, Callable[[str], str]] = {
 class ChannelConfig:
     system_prompt: str | None = None
     providers: tuple[str, ...] = ()
+    model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
 
@@ -84,6 +99,7 @@ class ChannelConfig:
         return cls(
             system_prompt=rows.get("system_prompt"),
             providers=tuple(rows["providers"].split(",")) if rows.get("providers") else (),
+            model=rows.get("model"),
             temperature=float(rows["temperature"]) if "temperature" in rows else None,
             max_tokens=int(rows["max_tokens"]) if "max_tokens" in rows else None,
         )
@@ -99,10 +115,24 @@ def normalise(name: str, value: str) -> str:
     return SETTINGS[name](value)
 
 
+def check_model(rows: Mapping[str, str], settings: Settings) -> None:
+    """``BadChannelSetting`` unless every provider the channel uses serves its ``model``."""
+    model = rows.get("model")
+    if not model:
+        return
+    used: Sequence[str] = rows["providers"].split(",") if rows.get("providers") else settings.provider_order()
+    configured = {name: settings.provider(name).model for name in used}
+    missing = models.unserved(model, used, configured)
+    if missing:
+        first = missing[0]
+        served = ", ".join(f"`{m}`" for m in models.served_by(first, configured[first]))
+        raise BadChannelSetting(f"{first} does not serve the model `{model}`; it serves {served}")
+
+
 ChannelKey = tuple[str, str]  # (platform, channel id)
 
 
-def load_file(path: Path) -> dict[ChannelKey, dict[str, str]]:
+def load_file(path: Path, settings: Settings | None = None) -> dict[ChannelKey, dict[str, str]]:
     """Read and check a channel settings file; any mistake is a ``ConfigError`` naming it."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -121,6 +151,11 @@ def load_file(path: Path) -> dict[ChannelKey, dict[str, str]]:
             for name, value in values.items():
                 try:
                     rows[name] = normalise(name, ",".join(value) if isinstance(value, list) else str(value))
+                except BadChannelSetting as exc:
+                    raise ConfigError(f"BOT_CHANNEL_CONFIG: [{platform}.{channel}] {exc.user_message}") from None
+            if settings is not None:
+                try:
+                    check_model(rows, settings)
                 except BadChannelSetting as exc:
                     raise ConfigError(f"BOT_CHANNEL_CONFIG: [{platform}.{channel}] {exc.user_message}") from None
             out[(platform, str(channel))] = rows

@@ -21,7 +21,8 @@ HELP = (
     "**`/relay` commands**\n"
     "• `/relay status` — this channel's settings and your usage today\n"
     "• `/relay config` — show this channel's settings\n"
-    "• `/relay config NAME VALUE` — admins: set `system_prompt`, `providers`, `temperature` or `max_tokens`\n"
+    "• `/relay config NAME VALUE` — admins: set `system_prompt`, `providers`, `model`, `temperature` or "
+    "`max_tokens`\n"
     "• `/relay config NAME reset` — admins: back to the default\n"
     "• `/relay usage` — your usage (admins: per channel, user and provider)"
 )
@@ -58,6 +59,9 @@ async def _config(service: RelayService, caller: Caller, args: list[str]) -> str
             await store.set_channel_setting(caller.platform, caller.channel, name, None)
             return f"`{name}` is back to the default for this channel."
         normalised = channel_config.normalise(name, value)
+        if name in ("model", "providers"):  # the channel's providers must serve its model
+            rows = {**await service.channel_settings(caller.platform, caller.channel), name: normalised}
+            channel_config.check_model(rows, service.settings)
     except BadChannelSetting as exc:
         return f"Not changed: {exc.user_message}."
     await store.set_channel_setting(caller.platform, caller.channel, name, normalised)
@@ -74,6 +78,7 @@ async def _status(service: RelayService, caller: Caller) -> str:
     lines = [
         "**llama-relay status**",
         f"• providers: {providers}",
+        f"• model: {config.model or 'the default of each provider'}",
         f"• max output tokens: {config.max_tokens or settings.bot_max_tokens}",
         f"• temperature: {_temperature(config.temperature, settings.bot_temperature)}",
         f"• system prompt: {'custom for this channel' if config.system_prompt else 'default'}",

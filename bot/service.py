@@ -111,7 +111,7 @@ class RelayService:
         self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
         self.access = AccessPolicy(settings, store, owner=self.owner)
         self.tasks = Tasks(settings.bot_shutdown_grace)
-        self.channel_files = load_file(settings.bot_channel_config) if settings.bot_channel_config else {}
+        self.channel_files = load_file(settings.bot_channel_config, settings) if settings.bot_channel_config else {}
         self.sampling = sampling_of(settings)
         self.attachments = Attachments(settings)
         self.leases = Leases(store, self.owner, self._settle_orphans)
@@ -492,7 +492,9 @@ class RelayService:
             order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
         for note in await self.router.check_windows():  # the first answer asks a local server its window
             log.warning("%s", note)
-        routed = self.router.answer(turns, max_tokens, self.counter, sampling, request.provider, order=order)
+        routed = self.router.answer(
+            turns, max_tokens, self.counter, sampling, request.provider, order=order, model=config.model
+        )
         return routed, notes
 
     # -- token-count cache -------------------------------------------------------------------

@@ -46,6 +46,8 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
     #: monotonic time by which the whole answer must be done, shared by retries and failover
     deadline: float | None = None
+    #: the model to ask for, when a channel chose one (the provider's own id; None: its setting)
+    model: str | None = None
 
     def messages(self) -> list[dict[str, str]]:
         return [t.as_message() for t in self.turns]

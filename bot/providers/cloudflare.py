@@ -170,8 +170,8 @@ class CloudflareProvider(WorkersEnvelope, HttpProvider):
             raise errors.ConfigError("CLOUDFLARE_ACCOUNT_ID is not set")
         self.account_id = config.account_id
 
-    def path(self) -> str:
-        return f"/accounts/{self.account_id}/ai/run/{self.info.model}"
+    def path(self, request: ChatRequest) -> str:
+        return f"/accounts/{self.account_id}/ai/run/{self.model(request)}"
 
     def body(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {

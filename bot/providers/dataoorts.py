@@ -35,7 +35,7 @@ class DataoortsProvider(WorkersEnvelope, HttpProvider):
     def first_token_timeout(self) -> float | None:
         return None  # the first text is the whole answer: only the turn deadline bounds it
 
-    def path(self) -> str:
+    def path(self, request: ChatRequest) -> str:
         return self.config.base_url  # the base URL is the endpoint (absolute: no slash added)
 
     def body(self, request: ChatRequest) -> dict[str, object]:
@@ -44,4 +44,4 @@ class DataoortsProvider(WorkersEnvelope, HttpProvider):
             "max_tokens": request.max_tokens,
         }
         data.update(params.select(self.info.name, request.sampling))
-        return {"model": self.info.model, "data": data}
+        return {"model": self.model(request), "data": data}

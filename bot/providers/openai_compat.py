@@ -43,7 +43,7 @@ class OpenAICompatProvider(HttpProvider):
         super().__init__(config, info, who, timeouts=timeouts, transport=transport)
         self.include_usage = include_usage
 
-    def path(self) -> str:
+    def path(self, request: ChatRequest) -> str:
         return "/chat/completions"
 
     async def server_window(self) -> int | None:
@@ -55,7 +55,7 @@ class OpenAICompatProvider(HttpProvider):
 
     def body(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {
-            "model": self.info.model,
+            "model": self.model(request),
             "messages": request.messages(),
             "stream": True,
             "max_tokens": request.max_tokens,

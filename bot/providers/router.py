@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from .. import errors
 from ..conversation import Fitted, Turn, fit
 from ..tokens import TokenCounter
-from . import params, window
+from . import models, params, window
 from .base import ChatRequest, Delta, Provider, ProviderInfo, Sampling, Usage
 from .breaker import DEFAULT_POLICY, Admission, Breaker, BreakerPolicy
 from .http import MAX_RETRY_AFTER
@@ -66,6 +66,7 @@ class Plan:
     provider: Provider
     fitted: Fitted
     max_tokens: int  # what to ask for: within the window left after the prompt
+    model: str | None = None  # the channel's model, as this provider names it (None: its setting)
 
     @property
     def trimmed(self) -> bool:
@@ -121,14 +122,16 @@ class Routed:
                 deferred.add(id(plan))  # benched (or another request is probing it):
                 plans.append(plan)  # only after the others, as a last resort
                 continue
-            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling, deadline)
+            request = ChatRequest(plan.fitted.turns, plan.max_tokens, self._sampling, deadline, plan.model)
             fallback = n < len(plans)
             probe = admission is Admission.PROBE
             try:
                 tries = self._router.attempt(plan.provider, request, fallback=fallback, probe=probe)
                 async for delta in tries:
                     if self.provider is None:
-                        self.provider, self.fitted = plan.provider.info, plan.fitted
+                        info = plan.provider.info
+                        self.provider = replace(info, model=plan.model) if plan.model else info
+                        self.fitted = plan.fitted
                     yield delta
                 return
             except errors.ProviderError as exc:
@@ -183,7 +186,7 @@ def shrink(plan: Plan, counter: TokenCounter | None, limit: int = SAFE_WINDOW) -
         cut_tokens=plan.fitted.cut_tokens + again.cut_tokens,
         prompt_tokens=again.prompt_tokens,
     )
-    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, limit - again.prompt_tokens)))
+    return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, limit - again.prompt_tokens)), plan.model)
 
 
 #: Every sampling parameter left at the provider's default.
@@ -229,10 +232,13 @@ class Router:
         counter: TokenCounter,
         only: str | None = None,
         order: Sequence[str] | None = None,
+        model: str | None = None,
     ) -> list[Plan]:
         """Candidates in the order to try them, each with the conversation fitted to its window.
 
-        ``only`` forces one provider; ``order`` (a channel's setting) picks and orders them.
+        ``only`` forces one provider; ``order`` (a channel's setting) picks and orders them;
+        ``model`` (a channel's setting, ``bot.providers.models``) leaves out the providers that do
+        not serve it.
         """
         if only:
             candidates = [self.by_name(only)]
@@ -244,6 +250,10 @@ class Router:
         plans: list[Plan] = []
         for provider in candidates:
             info = provider.info
+            chosen = models.model_for(info.name, model, info.model) if model else None
+            if model and chosen is None:
+                log.info("%s does not serve this channel's model %s: left out", info.name, model)
+                continue
             reserve = min(max_tokens, info.context_window // 2)
             try:
                 fitted = fit(turns, info.context_window, reserve, counter, date_preamble=info.date_preamble)
@@ -252,7 +262,9 @@ class Router:
             asked = min(max_tokens, params.output_limit(info.name))  # a channel may ask for more
             if info.window_includes_output:  # prompt + max_tokens must fit (Cloudflare: 24k)
                 asked = max(1, min(asked, info.context_window - fitted.prompt_tokens))
-            plans.append(Plan(provider, fitted, asked))
+            plans.append(Plan(provider, fitted, asked, chosen))
+        if not plans and model:
+            raise errors.BadChannelSetting(f"no configured provider serves this channel's model `{model}`")
         if not plans:
             raise errors.ContextTooLong("Every provider", "window too small", hint="shorten the question")
         # Stable sort: benched providers last, then those that would have to
@@ -305,8 +317,9 @@ class Router:
         sampling: Sampling = DEFAULT_SAMPLING,
         only: str | None = None,
         order: Sequence[str] | None = None,
+        model: str | None = None,
     ) -> Routed:
-        return Routed(self, self.plan(turns, max_tokens, counter, only, order), sampling, counter)
+        return Routed(self, self.plan(turns, max_tokens, counter, only, order, model), sampling, counter)
 
     async def attempt(
         self, provider: Provider, request: ChatRequest, *, fallback: bool = False, probe: bool = False

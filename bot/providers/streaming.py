@@ -96,8 +96,12 @@ class HttpProvider:
         """Seconds from sending a request to its first text (None: only the turn deadline)."""
         return self.timeouts.first_token
 
-    def path(self) -> str:
+    def path(self, request: ChatRequest) -> str:
         raise NotImplementedError
+
+    def model(self, request: ChatRequest) -> str:
+        """The model id this request asks for: the channel's choice, else the provider's setting."""
+        return request.model or self.info.model
 
     def body(self, request: ChatRequest) -> dict[str, object]:
         raise NotImplementedError
@@ -146,7 +150,7 @@ class HttpProvider:
 
     async def _exchange(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """The request and its response's deltas, as one iterator the deadlines can bound."""
-        async with self._client.stream("POST", self.path(), json=self.body(request)) as response:
+        async with self._client.stream("POST", self.path(request), json=self.body(request)) as response:
             async for delta in self._deltas(response, request):
                 yield delta
 

@@ -1,0 +1,76 @@
+"""A channel's own model: ``/relay config model …`` on Slack (the real Bolt stack) and the channel
+TOML, checked against the providers the channel uses, and sent in the provider request."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.channel_config import load_file
+from bot.conversation import Turn
+from bot.errors import ConfigError
+from bot.runtime import open_service
+from bot.service import Request
+from tests.fakes.sinks import RecordingSurface
+from tests.fakes.slack import BOT_USER
+from tests.slack_helpers import mention, reply_text, until
+
+pytest_plugins = ("tests.slack_env",)
+
+
+async def relay(slack, text: str, n: int) -> str:
+    """``/relay <text>`` by the admin U1 in C1: the ephemeral answer (the ``n``-th so far)."""
+    command = {
+        "command": "/relay", "text": text, "user_id": "U1", "channel_id": "C1", "team_id": "T1",
+        "trigger_id": f"t{n}", "response_url": f"{slack.api_url}respond",
+    }
+    await slack.deliver(command, kind="slash_commands")
+    replies = await until(lambda: len(slack.called("respond")) >= n and slack.called("respond"), what="/relay's answer")
+    return str(replies[n - 1].params["text"])
+
+
+async def test_a_hosted_provider_takes_only_a_model_it_serves(slack, start_bot, fake_llm):
+    await start_bot(
+        bot_admins="U1", bot_providers="deepinfra", deepinfra_token="di-test", deepinfra_base_url=fake_llm.base_url
+    )
+    refused = await relay(slack, "config model gpt-4o", 1)
+    assert refused.startswith("Not changed: deepinfra does not serve the model `gpt-4o`; it serves `llama-3.1-70b`")
+    assert "`meta-llama/Meta-Llama-3.1-8B-Instruct`" in refused
+    assert "`model` is now `llama-3.1-8b`" in await relay(slack, "config model llama-3.1-8b", 2)
+    assert "`model`: llama-3.1-8b" in await relay(slack, "config", 3)
+
+    fake_llm.reply("Small and quick.")
+    event = mention(slack, f"<@{BOT_USER}> which model?")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "Small and quick.")
+    assert fake_llm.requests[0]["model"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+
+    other = mention(slack, f"<@{BOT_USER}> and here?", channel="C2")
+    fake_llm.reply("The default.")
+    await slack.deliver(slack.callback(other))
+    await reply_text(slack, "C2", other["ts"], "The default.")
+    assert fake_llm.requests[1]["model"] == "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"  # other channels: unchanged
+
+
+async def test_an_openai_compatible_server_takes_any_model_name(slack, start_bot, fake_llm):
+    bot = await start_bot(bot_admins="U1")
+    assert "`model` is now `qwen-local:32b`" in await relay(slack, "config model qwen-local:32b", 1)
+    fake_llm.reply("Local answer.")
+    event = mention(slack, f"<@{BOT_USER}> hi")
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, "C1", event["ts"], "Local answer.")
+    assert fake_llm.requests[0]["model"] == "qwen-local:32b"
+    await bot.service.tasks.wait_idle()
+    assert "`model` is back to the default" in await relay(slack, "config model reset", 2)
+
+
+async def test_the_channel_file_sets_a_model_and_a_wrong_one_is_a_config_error(make_settings, fake_llm, tmp_path):
+    path = tmp_path / "channels.toml"
+    hosted = {"bot_providers": "cloudflare,openai", "cloudflare_account_id": "acc", "cloudflare_auth_token": "cf"}
+    path.write_text('[discord.C9]\nproviders = "cloudflare"\nmodel = "llama-3.1-70b-turbo"\n')
+    with pytest.raises(ConfigError, match=r"\[discord.C9\] cloudflare does not serve the model `llama-3.1-70b-turbo`"):
+        load_file(path, make_settings(**hosted))
+
+    path.write_text('[discord.C9]\nproviders = "openai"\nmodel = "meta-llama/Llama-3.1-8B-Instruct"\n')
+    async with open_service(make_settings(bot_channel_config=path)) as service:
+        await service.answer(Request("discord", "C9", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
+    assert fake_llm.requests[-1]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
