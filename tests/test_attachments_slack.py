@@ -15,6 +15,17 @@ def question_sent(fake_llm, n: int = 0) -> str:
     return str(fake_llm.requests[n]["messages"][-1]["content"])
 
 
+async def ask_with_files(slack, fake_llm, question: str, files: list, *, answer: str, note: str) -> tuple[str, str]:
+    """Mention the bot with ``files``; once the answer ``answer`` with ``note`` shows: (the question
+    the model got, the reply's text)."""
+    fake_llm.reply(answer)
+    event = mention(slack, f"<@{BOT_USER}> {question}", files=files)
+    await slack.deliver(slack.callback(event))
+    await until(lambda: any(answer in t and note in t for t in thread_texts(slack, "C1", event["ts"])),
+                what=f"the answer with the note {note!r}")
+    return question_sent(fake_llm), thread_texts(slack, "C1", event["ts"])[-1]
+
+
 async def test_text_code_csv_and_pdf_files_reach_the_model_labelled(slack, start_bot, fake_llm):
     fake_llm.reply("Looked at all four.")
     await start_bot()
@@ -58,17 +69,11 @@ async def test_a_file_earlier_in_the_thread_stays_in_the_conversation(slack, sta
 
 
 async def test_an_image_gets_a_note_and_the_question_is_answered(slack, start_bot, fake_llm):
-    fake_llm.reply("A cat, probably.")
     await start_bot()
     image = slack.file("cat.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")
-    event = mention(slack, f"<@{BOT_USER}> what is this?", files=[image])
-    await slack.deliver(slack.callback(event))
-
-    await until(lambda: any("A cat, probably." in t and "text-only" in t for t in thread_texts(slack, "C1", event["ts"])),
-                what="the answer with its note")
-    text = thread_texts(slack, "C1", event["ts"])[-1]
+    sent, text = await ask_with_files(slack, fake_llm, "what is this?", [image], answer="A cat, probably.", note="text-only")
     assert "I can't read images: the model is text-only (cat.png)" in text
-    assert question_sent(fake_llm) == "Ada: what is this?\n\n[attached, not readable here: cat.png]"
+    assert sent == "Ada: what is this?\n\n[attached, not readable here: cat.png]"
     assert slack.files.downloads == []  # an image is never downloaded
 
 
@@ -87,46 +92,35 @@ async def test_a_message_that_is_only_an_image_gets_the_note_not_empty(slack, st
 
 
 async def test_an_oversize_file_is_cut_with_a_note(slack, start_bot, fake_llm):
-    fake_llm.reply("It is a long log.")
     await start_bot(bot_attachment_max_bytes=2000)
     log = "".join(f"line {n}: all good\n" for n in range(1000)).encode()
-    event = mention(slack, f"<@{BOT_USER}> anything wrong?", files=[slack.file("app.log", log)])
-    await slack.deliver(slack.callback(event))
-    await until(lambda: any("It is a long log." in t and "app.log" in t for t in thread_texts(slack, "C1", event["ts"])),
-                what="the answer with its note")
-
-    sent = question_sent(fake_llm)
+    sent, text = await ask_with_files(
+        slack, fake_llm, "anything wrong?", [slack.file("app.log", log)], answer="It is a long log.", note="app.log"
+    )
     assert sent.startswith("Ada: anything wrong?\n\n[file: app.log]\nline 0: all good\n")
     assert "line 999" not in sent and "[… the rest of app.log was not read …]" in sent
-    assert "app.log is larger than 2 KB: only its beginning was read" in thread_texts(slack, "C1", event["ts"])[-1]
+    assert "app.log is larger than 2 KB: only its beginning was read" in text
 
 
 async def test_a_file_too_long_for_the_window_is_cut_in_the_middle(slack, start_bot, fake_llm):
-    fake_llm.reply("Read what fitted.")
     await start_bot(openai_context_window=4096, bot_max_tokens=512)
     words = " ".join(f"word{n}" for n in range(6000)).encode()
-    event = mention(slack, f"<@{BOT_USER}> what is in it?", files=[slack.file("big.txt", words)])
-    await slack.deliver(slack.callback(event))
-    await until(lambda: any("Read what fitted." in t and "cut" in t for t in thread_texts(slack, "C1", event["ts"])),
-                what="the answer with the cut note")
-
-    sent = question_sent(fake_llm)
+    sent, text = await ask_with_files(
+        slack, fake_llm, "what is in it?", [slack.file("big.txt", words)], answer="Read what fitted.", note="cut"
+    )
+    assert "(your message was too long: its middle was cut)" in text
     assert sent.startswith("Ada: what is in it?\n\n[file: big.txt]\nword0 word1")
     assert "tokens cut from the middle of this message" in sent
     assert sent.endswith("word5999\n[end of file: big.txt]")
 
 
 async def test_a_failed_download_is_a_note_and_the_question_is_answered(slack, start_bot, fake_llm):
-    fake_llm.reply("Answered anyway.")
     await start_bot(bot_attachment_timeout=0.5)
     gone = slack.file("gone.txt", b"x", status=404)
     slow = slack.file("slow.txt", b"y", delay=5.0)
-    event = mention(slack, f"<@{BOT_USER}> read these", files=[gone, slow])
-    await slack.deliver(slack.callback(event))
-    await until(lambda: any("Answered anyway." in t and "slow.txt" in t for t in thread_texts(slack, "C1", event["ts"])),
-                what="the answer with its notes")
-
-    text = thread_texts(slack, "C1", event["ts"])[-1]
+    sent, text = await ask_with_files(
+        slack, fake_llm, "read these", [gone, slow], answer="Answered anyway.", note="slow.txt"
+    )
     assert "could not download gone.txt: the file is gone (HTTP 404)" in text
     assert "could not download slow.txt: no answer within 0.5 s" in text
-    assert question_sent(fake_llm) == "Ada: read these\n\n[attached, not readable here: gone.txt, slow.txt]"
+    assert sent == "Ada: read these\n\n[attached, not readable here: gone.txt, slow.txt]"

@@ -28,6 +28,15 @@ async def relay(slack, text: str, n: int) -> str:
     return str(replies[n - 1].params["text"])
 
 
+async def model_asked(slack, fake_llm, channel: str = "C1") -> str:
+    """Mention the bot in ``channel``: the model its provider request named."""
+    fake_llm.reply("Answered.")
+    event = mention(slack, f"<@{BOT_USER}> which model?", channel=channel)
+    await slack.deliver(slack.callback(event))
+    await reply_text(slack, channel, event["ts"], "Answered.")
+    return str(fake_llm.requests[-1]["model"])
+
+
 async def test_a_hosted_provider_takes_only_a_model_it_serves(slack, start_bot, fake_llm):
     await start_bot(
         bot_admins="U1", bot_providers="deepinfra", deepinfra_token="di-test", deepinfra_base_url=fake_llm.base_url
@@ -38,27 +47,15 @@ async def test_a_hosted_provider_takes_only_a_model_it_serves(slack, start_bot, 
     assert "`model` is now `llama-3.1-8b`" in await relay(slack, "config model llama-3.1-8b", 2)
     assert "`model`: llama-3.1-8b" in await relay(slack, "config", 3)
 
-    fake_llm.reply("Small and quick.")
-    event = mention(slack, f"<@{BOT_USER}> which model?")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "Small and quick.")
-    assert fake_llm.requests[0]["model"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
-
-    other = mention(slack, f"<@{BOT_USER}> and here?", channel="C2")
-    fake_llm.reply("The default.")
-    await slack.deliver(slack.callback(other))
-    await reply_text(slack, "C2", other["ts"], "The default.")
-    assert fake_llm.requests[1]["model"] == "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"  # other channels: unchanged
+    assert await model_asked(slack, fake_llm) == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+    # other channels keep the provider's own
+    assert await model_asked(slack, fake_llm, "C2") == "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"
 
 
 async def test_an_openai_compatible_server_takes_any_model_name(slack, start_bot, fake_llm):
     bot = await start_bot(bot_admins="U1")
     assert "`model` is now `qwen-local:32b`" in await relay(slack, "config model qwen-local:32b", 1)
-    fake_llm.reply("Local answer.")
-    event = mention(slack, f"<@{BOT_USER}> hi")
-    await slack.deliver(slack.callback(event))
-    await reply_text(slack, "C1", event["ts"], "Local answer.")
-    assert fake_llm.requests[0]["model"] == "qwen-local:32b"
+    assert await model_asked(slack, fake_llm) == "qwen-local:32b"
     await bot.service.tasks.wait_idle()
     assert "`model` is back to the default" in await relay(slack, "config model reset", 2)
 
