@@ -2,7 +2,8 @@
 
 Adapters pass the text after ``/relay`` and who asked; the reply is standard
 Markdown, which each adapter renders for its platform and shows to that person
-only (ephemeral on Slack and Discord).
+only (ephemeral on Slack and Discord).  ``suggestions`` completes a half-typed
+``/relay`` (Discord's option autocomplete): verbs, setting names, then values.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from . import channel_config
 from .access import Caller, start_of_day_utc
 from .channel_config import ChannelConfig
 from .errors import BadChannelSetting
+from .providers import models
 from .service import RelayService
 from .store import UsageTotal
 
@@ -38,6 +40,39 @@ async def relay_command(service: RelayService, caller: Caller, text: str) -> str
     if verb == "usage":
         return await _usage(service, caller)
     return HELP
+
+
+VERBS = ("status", "config", "usage", "help")
+#: at most this many suggestions (Discord shows 25)
+MAX_SUGGESTIONS = 25
+EXAMPLES = {"temperature": ("0.2", "0.7", "1.0"), "max_tokens": ("512", "1024", "2048")}
+
+
+def suggestions(service: RelayService, caller: Caller, text: str) -> list[str]:
+    """Whole ``/relay`` texts that complete ``text``: a verb, then (admins) ``config NAME VALUE``."""
+    words = text.lstrip().split(" ")
+    if len(words) == 1:
+        return [v for v in VERBS if v.startswith(words[0].lower())]
+    if words[0].lower() != "config" or not service.access.is_admin(caller):
+        return []
+    if len(words) == 2:
+        return [f"config {n}" for n in channel_config.SETTINGS if n.startswith(words[1].lower())]
+    name, typed = words[1].lower(), " ".join(words[2:])
+    if name not in channel_config.SETTINGS:
+        return []
+    values = [v for v in (*_values(service, name), "reset") if v.lower().startswith(typed.lower())]
+    return [f"config {name} {v}" for v in values][:MAX_SUGGESTIONS]
+
+
+def _values(service: RelayService, name: str) -> list[str]:
+    settings = service.settings
+    order = settings.provider_order()
+    if name == "providers":
+        return [",".join(order), *order] if len(order) > 1 else list(order)
+    if name == "model":
+        names = [m for p in order if p != models.ANY_NAME for m in models.served_by(p, settings.provider(p).model)]
+        return list(dict.fromkeys([*models.FAMILIES, *names]))
+    return list(EXAMPLES.get(name, ()))
 
 
 async def _config(service: RelayService, caller: Caller, args: list[str]) -> str:

@@ -79,6 +79,9 @@ class Core(Protocol):
 
     async def relay_command(self, caller: Caller, text: str) -> str: ...
 
+    def relay_suggestions(self, caller: Caller, text: str) -> list[str]:
+        """Whole ``/relay`` texts completing ``text`` (option autocomplete)."""
+
     async def press(self, platform: Platform, press: Press) -> str | None:
         """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
 

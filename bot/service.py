@@ -180,6 +180,12 @@ class RelayService:
 
         return await relay_command(self, caller, text)
 
+    def relay_suggestions(self, caller: Caller, text: str) -> list[str]:
+        """Completions of a half-typed ``/relay`` text (``bot.commands.suggestions``)."""
+        from .commands import suggestions  # commands reads the service: imported when used
+
+        return suggestions(self, caller, text)
+
     async def press(self, platform: Platform, press: Press) -> str | None:
         """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
         return await self.controls.press(platform, press, self._answer_again)

@@ -10,7 +10,7 @@ Discord Markdown, shown only to the person who asked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
@@ -34,6 +34,10 @@ from .surface import LIMIT, MAPPED, NO_MENTIONS, InteractionSurface, map_error
 log = logging.getLogger(__name__)
 
 Handler = Callable[[discord.Interaction, str], Awaitable[None]]
+Complete = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]
+#: Discord's limits on autocomplete choices: how many, and characters of a name or value
+MAX_CHOICES = 25
+CHOICE_CHARS = 100
 NOT_ALLOWED = "Sorry, I am not set up to answer here."
 
 
@@ -47,9 +51,10 @@ def ask_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
     return ask
 
 
-def relay_command(handler: Handler) -> app_commands.Command[Any, Any, None]:
+def relay_command(handler: Handler, complete: Complete) -> app_commands.Command[Any, Any, None]:
     @app_commands.command(name="relay", description="The bot's status, this channel's settings, your usage")
     @app_commands.describe(command="status, config [NAME VALUE], usage or help")
+    @app_commands.autocomplete(command=complete)
     async def relay(interaction: discord.Interaction, command: str = "help") -> None:
         await handler(interaction, command)
 
@@ -78,7 +83,7 @@ class SlashCommands:
 
     def install(self, tree: app_commands.CommandTree[Any]) -> None:
         tree.add_command(ask_command(self.ask))
-        tree.add_command(relay_command(self.relay))
+        tree.add_command(relay_command(self.relay, self.complete_relay))
 
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         """Defer within Discord's 3 s, then stream the answer into the original response."""
@@ -168,6 +173,13 @@ class SlashCommands:
         """``/relay``: status, channel settings and usage, shown only to the person who asked."""
         text = await relay_reply(self.core, interaction_caller(interaction), command)
         await _reply(interaction, text, "/relay answer")
+
+
+    async def complete_relay(self, interaction: discord.Interaction[Any], current: str) -> list[app_commands.Choice[str]]:
+        """``/relay``'s option autocomplete: the core's completions of what is typed so far."""
+        texts = self.core.relay_suggestions(interaction_caller(interaction), current)
+        texts = [t for t in texts if len(t) <= CHOICE_CHARS][:MAX_CHOICES]
+        return [app_commands.Choice(name=t, value=t) for t in texts]
 
 
 def _saved(caller: Caller) -> dict[str, Any]:

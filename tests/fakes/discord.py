@@ -276,6 +276,17 @@ class FakeDiscord(Gateway):
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
+    async def autocomplete(
+        self, name: str, option: str, typed: str, *, author: int = ALICE, channel: int = CHANNEL_ID
+    ) -> dict[str, Any]:
+        """``author`` types ``typed`` into ``option`` of ``/name`` (APPLICATION_COMMAND_AUTOCOMPLETE);
+        the answer is the POST to ``/interactions/<id>/<token>/callback``."""
+        payload = interaction(name, {option: typed}, self.channels[channel], author, self.roles.get(author))
+        payload["type"] = 4
+        payload["data"]["options"][0]["focused"] = True
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
     def buttons(self, channel: int, mid: int) -> list[str]:
         """The ``custom_id``s of the buttons a message shows now."""
         msg = self.messages[channel][mid]
