@@ -11,8 +11,9 @@ per file (cut in the middle beyond), ``BOT_ATTACHMENT_TIMEOUT`` seconds per down
 
 Images, audio, video and other binaries are not read: the answer gets a short note, and so
 does a download that fails or is cut.  Texts read are remembered per file id (a thread asked
-again does not download its files again); their token counts are cached with their message's,
-under its id, like any message text.
+again does not download its files again).  A message with its files has its own count-cache key
+(``<message id>+files``): the adapters' history readers count the message's own text under the
+plain id, and one key per text keeps both counts cached.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class Attachments:
             blocks.append("[attached, not readable here: " + ", ".join(unread) + "]")
         text = "\n\n".join(blocks) if any(r.text is not None for r in reads) or turn.text.strip() else ""
         notes = list(dict.fromkeys(notes))
-        return replace(turn, text=text, attachments=()), notes
+        key = f"{turn.message_id}+files" if turn.message_id else None
+        return replace(turn, text=text, attachments=(), message_id=key), notes
 
     def _too_many(self, count: int) -> str:
         if not self.max_files:

@@ -65,3 +65,21 @@ async def test_a_failed_download_is_a_note_and_an_oversize_file_is_cut(make_sett
     sent = question_sent(fake_llm)
     assert sent.startswith("Alice A.: check\n\n[file: huge.log]\nok\nok\n")
     assert "[… the rest of huge.log was not read …]" in sent and "missing.txt" in sent
+
+
+async def test_a_file_earlier_in_a_reply_chain_is_read_once_and_its_counts_stay_cached(make_settings, fake_llm):
+    fake_llm.reply("Stored.")
+    fake_llm.reply("Tuesday.")
+    async with running_bot(make_settings) as bot:
+        first = await bot.fake.say("remember", mention_bot=True, attachments=[bot.fake.attach("dates.md", b"Ship: Tuesday")])
+        await wait_for(lambda: last_text(bot.fake) == "Stored.", what="the first answer")
+        answer = bot.fake.bot_messages(CHANNEL_ID)[-1]
+        await bot.fake.say("when do we ship?", reply_to=int(answer["id"]))
+        await wait_for(lambda: last_text(bot.fake) == "Tuesday.", what="the second answer")
+        counter = bot.service.counter
+    earlier = fake_llm.requests[1]["messages"][1]["content"]
+    assert earlier == "Alice A.: remember\n\n[file: dates.md]\nShip: Tuesday\n[end of file: dates.md]"
+    assert len(bot.fake.files.downloads) == 1
+    # the history reader's count (the message's own text) and the fit's (with its file) both stay cached
+    assert counter.known(f"discord:{first['id']}", "Alice A.: remember")
+    assert counter.known(f"discord:{first['id']}+files", earlier)

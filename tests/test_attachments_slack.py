@@ -62,10 +62,11 @@ async def test_a_file_earlier_in_the_thread_stays_in_the_conversation(slack, sta
     earlier = fake_llm.requests[1]["messages"][1]
     assert earlier == {"role": "user", "content": "Ada: keep this\n\n[file: plan.md]\n# Plan\nShip on Friday.\n[end of file: plan.md]"}
     assert len(slack.files.downloads) == 1  # read once, remembered
-    # its token count is cached under the message's id, for the text with the file in it
+    # its token count is cached under the message's id (+files), for the text with the file in it
     await bot.service.tasks.wait_idle()
-    cached = await bot.service.store.cached_counts([f"slack:C1:{first['ts']}"])
-    assert cached[f"slack:C1:{first['ts']}"] == (tokens.digest(earlier["content"]), tokens.count(earlier["content"]))
+    key = f"slack:C1:{first['ts']}+files"
+    cached = await bot.service.store.cached_counts([key])
+    assert cached[key] == (tokens.digest(earlier["content"]), tokens.count(earlier["content"]))
 
 
 async def test_an_image_gets_a_note_and_the_question_is_answered(slack, start_bot, fake_llm):
