@@ -64,6 +64,8 @@ NOT_READ = {
 PARALLEL = 4
 #: texts remembered by file id
 CACHE_FILES = 256
+#: the count-cache key of a message with its files: ``<message id>+files``
+FILES_KEY = "+files"
 
 
 class DownloadFailed(RelayError):
@@ -188,7 +190,7 @@ class Attachments:
             blocks.append("[attached, not readable here: " + ", ".join(unread) + "]")
         text = "\n\n".join(blocks) if any(r.text is not None for r in reads) or turn.text.strip() else ""
         notes = list(dict.fromkeys(notes))
-        key = f"{turn.message_id}+files" if turn.message_id else None
+        key = f"{turn.message_id}{FILES_KEY}" if turn.message_id else None
         return replace(turn, text=text, attachments=(), message_id=key), notes
 
     def _too_many(self, count: int) -> str:

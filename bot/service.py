@@ -9,9 +9,10 @@
 4. quotas (a refusal is shown where the answer would have gone);
 5. one answer at a time per conversation, in arrival order;
 6. the history, read within the core's token budget with the core's counter;
-7. the answer: channel settings, fit to the provider's window, stream through
-   the router into a ``ReplyStream``, then the request's final state, usage
-   and cost.
+7. the answer: the first platform call (typing, status, placeholder), then the
+   files of the conversation read into their turns (``bot.attachments``), channel
+   settings, fit to the provider's window, stream through the router into a
+   ``ReplyStream``, then the request's final state, usage and cost.
 
 ``answer`` is step 7 alone (the terminal, tests).  Background tasks live in
 ``bot.tasks``, the ledger in ``bot.ledger``, restart recovery in
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import recovery, tokens
-from .attachments import Attachments
+from .attachments import FILES_KEY, Attachments
 from .access import AccessPolicy, Admission, Caller
 from .channel_config import ChannelConfig, load_file
 from .controls import Controls, Press, Streaming
@@ -493,6 +494,7 @@ class RelayService:
         if config.temperature is not None:
             sampling = replace(sampling, temperature=config.temperature)
         await self._load_counts(turns)
+        await self._count_files(turns)
         order: Sequence[str] | None = config.providers or None
         if request.rotate_from:
             order = rotated(order or [p.info.name for p in self.router.providers], request.rotate_from)
@@ -516,6 +518,15 @@ class RelayService:
             content = missing[mid].content()
             if tokens.digest(content) == dig:
                 self.counter.remember(mid, content, n)
+
+    async def _count_files(self, turns: Sequence[Turn]) -> None:
+        """Messages with files are long texts (100 ms per 400k characters): counted in a thread,
+        off the event loop, so that the fit finds them cached."""
+        for turn in turns:
+            key, content = turn.message_id, turn.content()
+            if key and key.endswith(FILES_KEY) and not self.counter.known(key, content):
+                n = await asyncio.to_thread(tokens.count, content)
+                self.counter.remember(key, content, n, fresh=True)
 
     async def _save_counts(self) -> None:
         fresh = self.counter.take_fresh()

@@ -183,6 +183,8 @@ class TokenCounter:
         fresh, self._fresh = self._fresh, []
         return fresh
 
-    def remember(self, message_id: str, text: str, n: int) -> None:
-        """Seed the cache from a persisted count."""
+    def remember(self, message_id: str, text: str, n: int, *, fresh: bool = False) -> None:
+        """Seed the cache from a persisted count (``fresh``: one made elsewhere, to persist)."""
         self._cache[message_id] = (text, n)
+        if fresh:
+            self._fresh.append((message_id, text, n))

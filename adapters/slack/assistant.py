@@ -37,6 +37,8 @@ async def title(api: SlackApi, channel: str, thread_ts: str, question: str) -> N
     """Name a new assistant thread after its first question."""
     text = " ".join(question.split())
     text = text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+    if not text:  # a question that is only a file: Slack keeps its own title
+        return
     try:
         await api.call("assistant.threads.setTitle", channel_id=channel, thread_ts=thread_ts, title=text)
     except PlatformError as exc:
