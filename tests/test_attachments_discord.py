@@ -83,3 +83,14 @@ async def test_a_file_earlier_in_a_reply_chain_is_read_once_and_its_counts_stay_
     # the history reader's count (the message's own text) and the fit's (with its file) both stay cached
     assert counter.known(f"discord:{first['id']}", "Alice A.: remember")
     assert counter.known(f"discord:{first['id']}+files", earlier)
+
+
+async def test_the_first_platform_call_does_not_wait_for_a_download(make_settings, fake_llm):
+    fake_llm.reply("Read it.")
+    async with running_bot(make_settings) as bot:
+        slow = bot.fake.attach("slow.txt", b"worth the wait", delay=1.5)
+        await bot.fake.say("read this", mention_bot=True, attachments=[slow])
+        await wait_for(lambda: bot.fake.find("POST", rf"/channels/{CHANNEL_ID}/typing"), what="typing")
+        assert not fake_llm.requests  # typing shows while the file is still downloading
+        await wait_for(lambda: last_text(bot.fake) == "Read it.", what="the answer")
+    assert question_sent(fake_llm).endswith("[file: slow.txt]\nworth the wait\n[end of file: slow.txt]")
