@@ -125,3 +125,14 @@ async def test_a_failed_download_is_a_note_and_the_question_is_answered(slack, s
     assert "could not download gone.txt: the file is gone (HTTP 404)" in text
     assert "could not download slow.txt: no answer within 0.5 s" in text
     assert sent == "Ada: read these\n\n[attached, not readable here: gone.txt, slow.txt]"
+
+
+async def test_the_bot_token_goes_to_slack_only(slack, start_bot, fake_llm):
+    await start_bot()
+    elsewhere = slack.file("leak.txt", b"secret")
+    elsewhere["url_private_download"] = elsewhere["url_private_download"].replace("127.0.0.1", "localhost")
+    _, text = await ask_with_files(
+        slack, fake_llm, "read it", [elsewhere], answer="Nothing to read.", note="leak.txt"
+    )
+    assert "could not download leak.txt: it is not hosted by Slack" in text
+    assert slack.files.downloads == []  # never asked, so no token went out

@@ -46,6 +46,7 @@ async def test_a_hosted_provider_takes_only_a_model_it_serves(slack, start_bot, 
     assert "`meta-llama/Meta-Llama-3.1-8B-Instruct`" in refused
     assert "`model` is now `llama-3.1-8b`" in await relay(slack, "config model llama-3.1-8b", 2)
     assert "`model`: llama-3.1-8b" in await relay(slack, "config", 3)
+    assert "• model: llama-3.1-8b" in await relay(slack, "status", 4)
 
     assert await model_asked(slack, fake_llm) == "meta-llama/Meta-Llama-3.1-8B-Instruct"
     # other channels keep the provider's own
