@@ -56,6 +56,9 @@ class TextCleaner:
 #: One connection per answer streaming: httpx's default cap (100) made the 101st concurrent
 #: answer wait for a free connection and fail with a pool timeout after 10 s (bench: 500 at once).
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+#: The same for aiohttp's connector under httpx: it reads "no cap" as its own default of 100, so
+#: the transport is given 0, aiohttp's "no cap" (500 answers at once: 200 waited, then failed).
+TRANSPORT_LIMITS = httpx.Limits(max_connections=0, max_keepalive_connections=100)
 
 
 class HttpProvider:
@@ -83,7 +86,7 @@ class HttpProvider:
             timeout=self.http_timeout(),
             # httpx's API over aiohttp's connections: about a third less CPU per streamed piece
             # than httpcore's (``python -m bench transport``)
-            transport=transport or AiohttpTransport(limits=LIMITS),
+            transport=transport or AiohttpTransport(limits=TRANSPORT_LIMITS),
             limits=LIMITS,
         )
 
