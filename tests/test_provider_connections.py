@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.providers.registry import build_provider
 from bot.settings import Settings
+from tests.fakes.local import serving
 from tests.providers_support import collect
 
 AT_ONCE = 120
@@ -36,22 +37,17 @@ async def test_more_answers_at_once_than_a_default_pool_holds(tmp_path):
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    settings = Settings(
-        _env_file=None, bot_database=tmp_path / "relay.db",
-        openai_base_url=f"http://127.0.0.1:{port}/v1", openai_api_key="sk-test",
-    )
-    provider = build_provider("openai", settings)
-    try:
-        async with asyncio.timeout(30):
-            answers = await asyncio.gather(*(collect(provider) for _ in range(AT_ONCE)))
-    finally:
-        await provider.aclose()
-        await runner.cleanup()
+    async with serving(app) as port:
+        settings = Settings(
+            _env_file=None, bot_database=tmp_path / "relay.db",
+            openai_base_url=f"http://127.0.0.1:{port}/v1", openai_api_key="sk-test",
+        )
+        provider = build_provider("openai", settings)
+        try:
+            async with asyncio.timeout(30):
+                answers = await asyncio.gather(*(collect(provider) for _ in range(AT_ONCE)))
+        finally:
+            await provider.aclose()
     assert arrived == AT_ONCE
     assert [a.text for a in answers] == ["ok"] * AT_ONCE
     assert all(a.error is None and a.finish == "stop" for a in answers)

@@ -17,6 +17,7 @@ from bot.providers.base import Delta
 from bot.reply import ReplyStream
 from bot.errors import MessageGone, PlatformError, PlatformRateLimited, StreamClosed
 from bot.tokens import TokenCounter
+from tests.fakes.local import serving
 
 pytest_plugins = ("tests.slack_env",)
 
@@ -46,18 +47,11 @@ async def test_any_retry_after_header_maps_to_a_wait(header: str, wait: float) -
 
     app = web.Application()
     app.router.add_post("/api/{method}", limited)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         api = SlackApi(AsyncWebClient(token="xoxb-fake", base_url=f"http://127.0.0.1:{port}/api/"))
         with pytest.raises(PlatformRateLimited) as caught:
             await api.call("chat.update", channel="C1", ts="1.000", text="y")
         assert caught.value.retry_after == wait
-    finally:
-        await runner.cleanup()
 
 
 async def test_retries_wait_out_a_rate_limit(slack, api):
