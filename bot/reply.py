@@ -164,10 +164,7 @@ class ReplyStream:
         """Show that an answer is coming (indicator, placeholder) without waiting for either."""
         if self._started:
             return
-        self._started = True
-        if self.budget is not None:
-            self.budget.join()
-            self._joined = True
+        self._join()
         if capability(self.surface, "pending") is not None:
             self._pending = asyncio.ensure_future(self._indicate())
         if capability(self.surface, "placeholder", False):
@@ -271,8 +268,19 @@ class ReplyStream:
         await self._land(draft)
 
     async def fail(self, error: RelayError) -> ReplyOutcome:
-        """End the reply at once with ``error`` as its note (a refusal, a request that could not start)."""
+        """End the reply at once with ``error`` as its note (a refusal, a request that could not start).
+
+        Not started yet: no indicator and no placeholder, the note is posted as it is (a placeholder
+        already under way is edited into it)."""
+        if not self._started:
+            self._join()
         return await self.run(failing(error))
+
+    def _join(self) -> None:
+        self._started = True
+        if self.budget is not None:
+            self.budget.join()
+            self._joined = True
 
     async def _run(
         self, deltas: AsyncIterable[Delta], notes: Sequence[str] | Callable[[], Sequence[str]]
