@@ -497,18 +497,14 @@ class ReplyStream:
         self._shown = draft.text
 
     async def _edit_saving(self, ref: Ref, draft: Draft) -> None:
-        """Edit ``ref`` to ``draft`` while its text is saved.
+        """Save ``draft``'s text, then edit ``ref`` to it.
 
-        The save starts with the edit instead of before it: a crash after the edit lands should
-        find a saved text at least as long as the one shown (a longer one is harmless), and the
-        store's write takes a fraction of the platform's round trip, while the first and final
-        texts are what users wait for.  Both are done before the next write.
+        In that order: a crash right after the edit lands finds a saved text at least as long as
+        the one shown, so recovery's note never takes back words a user has read (saving beside
+        the edit won ~0.3 ms and lost that race when the process was killed mid-answer).
         """
-        saving = asyncio.ensure_future(self._save(draft.text))
-        try:
-            await self.surface.edit(ref, draft)
-        finally:
-            await saving
+        await self._save(draft.text)
+        await self.surface.edit(ref, draft)
 
     def _buttoned(self, draft: Draft) -> Draft:
         """``draft`` with its buttons: Stop while the answer streams, from a message's second write

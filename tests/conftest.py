@@ -60,17 +60,21 @@ async def service(make_settings) -> AsyncIterator[RelayService]:
 
 # -- the store on both backends ------------------------------------------------------------
 
-_started: list[pg.PostgresServer] = []
+_ran_on: list[str] = []  # one line per server started (one per pytest-xdist worker that needed one)
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[pg.PostgresServer]:
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[pg.PostgresServer]:
     """A PostgreSQL server for the whole session; no binaries is an error, never a skip."""
     try:
         server = pg.start()
     except pg.NoPostgres as exc:
         pytest.fail(str(exc), pytrace=False)
-    _started.append(server)
+    line = f"PostgreSQL tests ran on {server.bindir} (found by {server.origin}), 127.0.0.1:{server.port}"
+    _ran_on.append(line)
+    worker_output = getattr(request.config, "workeroutput", None)  # set on a pytest-xdist worker
+    if worker_output is not None:
+        worker_output.setdefault("postgres", []).append(line)
     yield server
     server.stop()
 
@@ -124,8 +128,12 @@ async def store(make_store: Callable[..., Awaitable[Store]]) -> Store:
     return await make_store()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist: a worker finished; keep the servers it started for the summary."""
+    _ran_on.extend(getattr(node, "workeroutput", {}).get("postgres", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for server in _started:
-        terminalreporter.write_line(
-            f"PostgreSQL tests ran on {server.bindir} (found by {server.origin}), 127.0.0.1:{server.port}"
-        )
+    for line in _ran_on:
+        terminalreporter.write_line(line)
