@@ -209,6 +209,8 @@ class SlackDriver:
                 tag = by_thread.get((channel, str(p.get("thread_ts"))))
             elif call.method in ("chat.update", "chat.appendStream", "chat.stopStream"):
                 tag = owner.get((channel, str(p.get("ts"))))
+            elif call.method == "reactions.add":  # :eyes: on the question (it roots its reply's thread)
+                tag = by_thread.get((channel, str(p.get("timestamp"))))
             else:
                 continue
             if tag is None:
@@ -220,7 +222,7 @@ class SlackDriver:
             if call.error is not None:
                 continue
             one.first_call_at = min(one.first_call_at or call.at, call.at)
-            if call.method == "assistant.threads.setStatus":
+            if call.method in ("assistant.threads.setStatus", "reactions.add"):
                 continue
             one.writes += 1
             text = p.get("text") or p.get("markdown_text") or ""

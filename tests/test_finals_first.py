@@ -65,6 +65,14 @@ async def test_a_busy_workspace_gets_its_first_text_posted_instead_of_a_placehol
     assert first_posts["C11"] != PLACEHOLDER and first_posts["C11"].startswith("Reply1")  # busy: text at once
     assert no_placeholder(slack)
 
+    # Meanwhile the busy one's question showed :eyes: (no chat.update spent), gone once its text showed.
+    marks = [(c.method, c.params["channel"], c.params["timestamp"], c.params["name"])
+             for c in slack.calls if c.method.startswith("reactions.")]
+    assert marks == [("reactions.add", "C11", events[1]["ts"], "eyes"), ("reactions.remove", "C11", events[1]["ts"], "eyes")]
+    calls = [c.method for c in slack.calls if c.params.get("channel") == "C11" and c.method != "conversations.replies"]
+    assert calls.index("reactions.add") < calls.index("chat.postMessage") < calls.index("reactions.remove")
+    await until(lambda: not slack.reactions("C11", events[1]["ts"]), what="the mark taken off")
+
 
 def test_an_adapting_budget_learns_the_platforms_limit_from_a_429():
     budget = EditBudget(50, burst=50, window=60.0, adapt=True)
@@ -115,3 +123,16 @@ async def test_long_discord_answers_in_one_busy_channel_all_land_their_last_mess
         await wait_for(lambda: replies() == answers, timeout=90, what="every answer whole, last messages included")
         assert len(fake.bot_messages(CHANNEL_ID)) == 9  # three messages each, none lost or doubled
         assert fake.limited <= 3  # the bucket was shared, not stormed
+
+
+async def test_without_the_reactions_scope_a_busy_workspace_answers_and_stops_asking(slack, start_bot, fake_llm, caplog):
+    slack.errors["reactions.add"] = [{"error": "missing_scope", "needed": "reactions:write"}]
+    await start_bot(slack_edits_per_minute=1)  # never room for a placeholder
+    for n in range(2):
+        fake_llm.reply(f"Answer {n}.")
+        event = mention(slack, f"<@{BOT_USER}> question {n}", channel=f"C{n + 20}")
+        await slack.deliver(slack.callback(event))
+        await until(lambda e=event, n=n: thread_texts(slack, e["channel"], e["ts"]) == [f"Answer {n}."],
+                    timeout=30, what=f"answer {n}")
+    assert [c.method for c in slack.calls if c.method.startswith("reactions.")] == ["reactions.add"]  # asked once
+    assert "lacks the scope 'reactions:write'" in caplog.text

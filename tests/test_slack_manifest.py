@@ -21,6 +21,7 @@ def test_manifest_covers_the_adapter():
         "users:read",
         "assistant:write",
         "reactions:read",  # 🛑 stops an answer
+        "reactions:write",  # :eyes: on a question while its answer starts (busy workspace)
         "files:read",  # attached files are downloaded with the bot token
     } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])

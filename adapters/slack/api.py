@@ -51,11 +51,17 @@ def wait_of(error: SlackApiError) -> float:
 TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
 
+def error_code(error: SlackApiError) -> str:
+    """Slack's ``error`` code of a failed call ("" when the body has none)."""
+    data = getattr(error.response, "data", None)
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
+
+
 def map_error(method: str, params: dict[str, Any], error: SlackApiError) -> PlatformError:
     """The ``bot.errors`` error for a failed Slack call (logging the ones an operator must fix)."""
     status = getattr(error.response, "status_code", None)
     data = getattr(error.response, "data", None)
-    code = data.get("error", "") if isinstance(data, dict) else ""
+    code = error_code(error)
     if status == 429 or code == "ratelimited":
         return PlatformRateLimited(f"slack {method}: rate limited", retry_after=wait_of(error))
     if code == "message_not_in_streaming_state":
@@ -113,6 +119,8 @@ class SlackApi:
         self.client = client
         self.calls = 0
         self.posts = ChannelPosts(post_every)
+        #: methods Slack refused for a missing scope: optional calls (the :eyes: mark) skip them
+        self.unscoped: set[str] = set()
 
     async def call(self, method: str, *, retries: int = 0, **params: Any) -> dict[str, Any]:
         """Call ``method``; JSON body for chat.* methods, form data otherwise."""
@@ -139,6 +147,8 @@ class SlackApi:
                 response = await self.client.api_call(method, params=params)
         except SlackApiError as exc:
             error = map_error(method, params, exc)
+            if error_code(exc) == "missing_scope":
+                self.unscoped.add(method)
             if channel and isinstance(error, PlatformRateLimited):
                 self.posts.hold(channel, error.retry_after)
             raise error from exc

@@ -133,6 +133,7 @@ class SlackRelay:
             surface = self.surface(place.as_dict())
             if isinstance(surface, UpdateSurface) and not placeholder_affordable(budget):
                 surface.placeholder = False  # the first text is posted instead of edited in
+                surface.seen_ts = trig.ts  # :eyes: on the question shows it was seen meanwhile
             return surface
 
         return Incoming(

@@ -8,6 +8,7 @@ the history reader can join a split reply back together and strip the notes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -29,6 +30,10 @@ STREAM_LIMIT = 8000
 #: native streams end after ~5 minutes; the core continues in a fresh one before that
 STREAM_LIFETIME = 270.0
 STATUS = "is thinking…"
+#: the reaction a busy workspace puts on a question while its answer has not shown yet
+SEEN = "eyes"
+#: 429s a mark's removal waits out (Tier 2: 20 a minute per workspace; bursts wait their turn)
+REMOVE_RETRIES = 3
 #: ends the render of a message whose native stream is still open (never sent to Slack)
 OPEN = "\x00open"
 
@@ -81,6 +86,8 @@ class _Messages:
         self.api = api
         self.where = place
         self.first_ts: str | None = None
+        #: the question's ts, marked :eyes: until the first text shows (no placeholder: ``slack.relay``)
+        self.seen_ts: str | None = None
 
     @property
     def place(self) -> dict[str, Any]:
@@ -109,9 +116,17 @@ class _Messages:
         await self.api.call("chat.delete", channel=self.where.channel, ts=ref["ts"])
 
     async def pending(self) -> None:
-        """An assistant thread shows "is thinking…" as its status (cleared by Slack when we post)."""
-        if not self.where.status:
-            return
+        """Show that the answer is coming, until the core cancels this (its first text shows).
+
+        An assistant thread shows "is thinking…" as its status (cleared by Slack when we post);
+        a question answered without a placeholder gets :eyes: (``seen_ts``).
+        """
+        if self.where.status:
+            await self._status()
+        elif self.seen_ts is not None:
+            await self._seen(self.seen_ts)
+
+    async def _status(self) -> None:
         try:
             await self.api.call(
                 "assistant.threads.setStatus",
@@ -121,6 +136,35 @@ class _Messages:
             )
         except PlatformError as exc:
             log.info("assistant status not shown: %s", exc)
+
+    async def _seen(self, ts: str) -> None:
+        """:eyes: on the question while this runs, taken off when it is cancelled.
+
+        Reactions have their own method budgets (``reactions.add`` Tier 3, ``reactions.remove``
+        Tier 2), apart from ``chat.update``'s: the mark costs the edits nothing.  A mark that
+        cannot be added (rate limited, no ``reactions:write`` scope) is simply not shown; one
+        that was added is taken off even when this is cancelled while adding it.
+        """
+        adding = asyncio.ensure_future(self._react("reactions.add", ts))
+        try:
+            if await asyncio.shield(adding):
+                await asyncio.Event().wait()  # until the core cancels the indicator
+        finally:
+            await asyncio.shield(self._unmark(adding, ts))
+
+    async def _unmark(self, adding: asyncio.Future[bool], ts: str) -> None:
+        if await adding:
+            await self._react("reactions.remove", ts, retries=REMOVE_RETRIES)
+
+    async def _react(self, method: str, ts: str, *, retries: int = 0) -> bool:
+        if method in self.api.unscoped:
+            return False
+        try:
+            await self.api.call(method, channel=self.where.channel, timestamp=ts, name=SEEN, retries=retries)
+        except PlatformError as exc:
+            log.info("%s :%s: on %s: %s", method, SEEN, ts, exc)
+            return False
+        return True
 
 
 class UpdateSurface(_Messages):

@@ -11,7 +11,8 @@
   published ones (docs.slack.dev "Rate limits"): ``chat.update`` Tier 3
   (50 a minute per workspace), ``chat.startStream``/``stopStream`` Tier 2 (20),
   ``chat.appendStream`` Tier 4 (100), ``chat.postMessage`` about one a second per
-  channel (a burst of 3 in 3 s tolerated).  ``early_retries`` counts calls for the same message that came
+  channel (a burst of 3 in 3 s tolerated), ``reactions.add`` Tier 3 and ``reactions.remove``
+  Tier 2 (the bot's own reactions are kept on the message: ``reactions(channel, ts)``).  ``early_retries`` counts calls for the same message that came
   back before their Retry-After was over (a client that does not honour it).
 * Failures: ``fail(method, error, status=..., calls=N | seconds=S, retry_after=R)``
   makes ``method`` answer ``{"ok": false, "error": error}`` with HTTP ``status``
@@ -181,6 +182,8 @@ class FakeSlack(SocketMode):
         self.limit("chat.stopStream", 20, 60.0)
         self.limit("chat.appendStream", 100, 60.0)
         self.limit("chat.postMessage", 3, 3.0, per="channel")
+        self.limit("reactions.add", 50, 60.0)  # Tier 3
+        self.limit("reactions.remove", 20, 60.0)  # Tier 2
 
     def fail(
         self,
@@ -482,6 +485,33 @@ class FakeSlack(SocketMode):
         if self.messages[params["channel"]].pop(params["ts"], None) is None:
             return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._react(params, add=True)
+
+    def _reactions_remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._react(params, add=False)
+
+    def _react(self, params: dict[str, Any], *, add: bool) -> dict[str, Any]:
+        """The bot's own reaction on a message, kept in its ``reactions[]`` as Slack shows them."""
+        message = self.messages[params["channel"]].get(params["timestamp"])
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        users = {r["name"]: r["users"] for r in message.get("reactions", [])}
+        mine = users.setdefault(params["name"], [])
+        if add == (BOT_USER in mine):
+            return {"ok": False, "error": "already_reacted" if add else "no_reaction"}
+        if add:
+            mine.append(BOT_USER)
+        else:
+            mine.remove(BOT_USER)
+        message["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in users.items() if u]
+        return {"ok": True}
+
+    def reactions(self, channel: str, ts: str) -> dict[str, list[str]]:
+        """Who reacted what to a message now: ``{"eyes": ["UBOT"]}``."""
+        message = self.messages[channel].get(ts) or {}
+        return {r["name"]: list(r["users"]) for r in message.get("reactions", []) if r["users"]}
 
     def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("thread_ts"):
