@@ -116,14 +116,14 @@ async def test_a_file_too_long_for_the_window_is_cut_in_the_middle(slack, start_
 
 
 async def test_a_failed_download_is_a_note_and_the_question_is_answered(slack, start_bot, fake_llm):
-    await start_bot(bot_attachment_timeout=0.5)
+    await start_bot(bot_attachment_timeout=2.0)  # room for a busy CI machine's 404, far below the slow one
     gone = slack.file("gone.txt", b"x", status=404)
-    slow = slack.file("slow.txt", b"y", delay=5.0)
+    slow = slack.file("slow.txt", b"y", delay=6.0)
     sent, text = await ask_with_files(
         slack, fake_llm, "read these", [gone, slow], answer="Answered anyway.", note="slow.txt"
     )
     assert "could not download gone.txt: the file is gone (HTTP 404)" in text
-    assert "could not download slow.txt: no answer within 0.5 s" in text
+    assert "could not download slow.txt: no answer within 2 s" in text
     assert sent == "Ada: read these\n\n[attached, not readable here: gone.txt, slow.txt]"
 
 
