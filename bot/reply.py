@@ -372,7 +372,11 @@ class ReplyStream:
                     break
             if self.budget is not None and self._paced():
                 first = not self._message_shown and self._part == 0  # a continuation's first text is not urgent
-                acquired = asyncio.ensure_future(self.budget.acquire(first=first))
+                # A placeholder's first text was budgeted when the placeholder went out (the
+                # platform's ``placeholder`` choice): it may use the room kept for finals, or
+                # replies arriving later would keep "thinking…" up until the window turns.
+                owed = first and not self._posts_paced
+                acquired = asyncio.ensure_future(self.budget.acquire(urgent=owed, cut=owed, first=first))
                 full = asyncio.ensure_future(self._full.wait())
                 waiting: set[asyncio.Future[Any]] = {reader, acquired, full}
                 try:
