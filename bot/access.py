@@ -69,6 +69,17 @@ class Caller:
     direct: bool = False  # a direct message: channel allowlists do not apply
 
 
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """A caller's usage since midnight UTC (the ledger), beside their own daily budget (0: none;
+    admins have none)."""
+
+    tokens: int
+    cost: float
+    max_tokens: int = 0
+    max_cost: float = 0.0
+
+
 #: Seconds a caller is told to wait when answers in flight hold the rest of a budget (a guess:
 #: an answer takes seconds to a minute).
 IN_FLIGHT_RETRY = 30.0
@@ -217,6 +228,16 @@ class AccessPolicy:
             return await shared_limits.held(self._shared, key)
         holders = self._held.get(key, ())
         return sum(a.tokens for a in holders), sum(a.cost for a in holders)
+
+    async def usage_today(self, caller: Caller, now: float | None = None) -> DailyUsage:
+        """What ``caller`` used today (answers settled in the ledger) and their own daily budget."""
+        if caller.user is None:
+            return DailyUsage(0, 0.0)
+        since = start_of_day_utc(time.time() if now is None else now)
+        tokens, cost = await self.store.usage_of("user", caller.user, since=since)
+        if self.is_admin(caller):  # admins are exempt from quotas
+            return DailyUsage(tokens, cost)
+        return DailyUsage(tokens, cost, self.settings.bot_user_daily_tokens, self.settings.bot_user_daily_cost)
 
     async def check(self, caller: Caller, now: float | None = None) -> None:
         """Raise ``Blocked`` or ``QuotaReached``; return when a request may go ahead (nothing held)."""

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from . import channel_config
-from .access import Caller, start_of_day_utc
+from .access import Caller
 from .channel_config import ChannelConfig
 from .errors import BadChannelSetting
 from .providers import models
@@ -107,9 +107,7 @@ async def _status(service: RelayService, caller: Caller) -> str:
     config = ChannelConfig.from_rows(await service.channel_settings(caller.platform, caller.channel))
     settings = service.settings
     providers = ", ".join(config.providers or [p.info.name for p in service.router.providers])
-    tokens, cost = (0, 0.0)
-    if caller.user is not None:
-        tokens, cost = await service.store.usage_of("user", caller.user, since=start_of_day_utc(time.time()))
+    used = await service.access.usage_today(caller)
     lines = [
         "**llama-relay status**",
         f"• providers: {providers}",
@@ -117,7 +115,7 @@ async def _status(service: RelayService, caller: Caller) -> str:
         f"• max output tokens: {config.max_tokens or settings.bot_max_tokens}",
         f"• temperature: {_temperature(config.temperature, settings.bot_temperature)}",
         f"• system prompt: {'custom for this channel' if config.system_prompt else 'default'}",
-        f"• your usage today: {tokens:,} tokens, ${cost:.4f}",
+        f"• your usage today: {used.tokens:,} tokens, ${used.cost:.4f}",
     ]
     return "\n".join(lines)
 

@@ -14,7 +14,8 @@ only to the person who pressed (or None: nothing to say, the reply itself shows 
   seconds.  A reply that has ended already (or was cut short by a restart) says so.
   A 🛑 reaction names a message, not a key: ``streaming_at`` finds the answer streaming into
   it (here, or in an open request record a replica saves), with no button needed (Slack's
-  native streams carry none while open).
+  native streams carry none while open); a platform's own stop (Slack's agent sessions) may
+  name only the thread, and finds the answer streaming there.
 * **Regenerate** (the asker or an admin): the same question again, read afresh from the
   platform up to the question (so without the old answer), written into the old answer's
   messages (those a shorter answer does not need are deleted), by the next provider in the failover order when there is one; the new request record names the one it replaces (``regenerates``).  One
@@ -110,9 +111,10 @@ class Streaming:
     place: dict[str, Any]  # where it goes (its surface's place)
 
 
-def _names(refs: list[Ref], place: dict[str, Any], ref: Ref, where: Mapping[str, Any]) -> bool:
-    """Whether ``ref`` (in a place with the fields ``where``) is one of ``refs`` at ``place``."""
-    return ref in refs and all(place.get(name) == value for name, value in where.items())
+def _names(refs: list[Ref], place: dict[str, Any], ref: Ref | None, where: Mapping[str, Any]) -> bool:
+    """Whether ``ref`` (in a place with the fields ``where``) is one of ``refs`` at ``place``;
+    ``ref`` None: whether ``place`` has those fields (any of its messages, or none yet)."""
+    return (ref is None or ref in refs) and all(place.get(name) == value for name, value in where.items())
 
 
 class Controls:
@@ -154,12 +156,14 @@ class Controls:
                     log.info("request %s: stopped by %s (pressed on another replica)", request_id, by)
 
     async def streaming_at(
-        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+        self, platform: str, ref: Ref | None, where: Mapping[str, Any],
+        asker: Callable[[dict[str, Any]], str | None],
     ) -> Streaming | None:
         """The answer streaming into the message ``ref`` (of a place with the fields ``where``):
         one streaming here, else (replicas on a shared database) an open request whose saved
-        messages include it, its asker read from its place by ``asker``.  None: no answer is
-        streaming into that message (it has ended, or it is not one of ours)."""
+        messages include it, its asker read from its place by ``asker``.  ``ref`` None: the answer
+        streaming at a place with those fields (a thread), whether it shows a message yet or not.
+        None: no answer is streaming there (it has ended, or it is not one of ours)."""
         for live in self._live.values():
             place = capability(live.stream.surface, "place", {}) or {}
             if live.platform == platform and live.stream.key and _names(live.stream.refs, place, ref, where):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .access import Caller
+from .access import Caller, DailyUsage
 from .controls import Press, Streaming
 from .conversation import Turn
 from .pacing import EditPacer
@@ -82,6 +82,9 @@ class Core(Protocol):
     def relay_suggestions(self, caller: Caller, text: str) -> list[str]:
         """Whole ``/relay`` texts completing ``text`` (option autocomplete)."""
 
+    async def usage_today(self, caller: Caller) -> DailyUsage:
+        """The caller's usage since midnight UTC and their own daily budget (a Home tab shows it)."""
+
     async def press(self, platform: Platform, press: Press) -> str | None:
         """A control pressed on a reply (``bot.controls``): what to tell the presser privately, or None."""
 
@@ -92,7 +95,8 @@ class Core(Protocol):
         answer it again in place (``bot.controls``)."""
 
     async def streaming_at(
-        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+        self, platform: str, ref: Ref | None, where: Mapping[str, Any],
+        asker: Callable[[dict[str, Any]], str | None],
     ) -> Streaming | None:
         """The answer streaming into the message ``ref`` (a 🛑 reaction's target), if any
         (``bot.controls``)."""

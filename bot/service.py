@@ -33,7 +33,7 @@ from typing import Any
 
 from . import recovery, tokens
 from .attachments import FILES_KEY, Attachments
-from .access import AccessPolicy, Admission, Caller
+from .access import AccessPolicy, Admission, Caller, DailyUsage
 from .channel_config import ChannelConfig, load_file
 from .controls import Controls, Press, Streaming
 from .controls import key as control_key
@@ -181,6 +181,10 @@ class RelayService:
 
         return await relay_command(self, caller, text)
 
+    async def usage_today(self, caller: Caller) -> DailyUsage:
+        """The caller's usage today and their daily budget (``AccessPolicy.usage_today``)."""
+        return await self.access.usage_today(caller)
+
     def relay_suggestions(self, caller: Caller, text: str) -> list[str]:
         """Completions of a half-typed ``/relay`` text (``bot.commands.suggestions``)."""
         from .commands import suggestions  # commands reads the service: imported when used
@@ -198,7 +202,8 @@ class RelayService:
         return await self.controls.reanswer(platform, reply_key, incoming, edit, asked_at, self._answer_again)
 
     async def streaming_at(
-        self, platform: str, ref: Ref, where: Mapping[str, Any], asker: Callable[[dict[str, Any]], str | None]
+        self, platform: str, ref: Ref | None, where: Mapping[str, Any],
+        asker: Callable[[dict[str, Any]], str | None],
     ) -> Streaming | None:
         """The answer streaming into the message ``ref`` (a 🛑 reaction's target), if any."""
         return await self.controls.streaming_at(platform, ref, where, asker)

@@ -8,13 +8,14 @@ wrong variable on one line.
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
@@ -28,6 +29,33 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _json_list(value: object) -> object:
+    """A list given as JSON text (an environment variable); anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError('must be a JSON list, e.g. ["first", "second"]') from None
+
+
+class SuggestedPrompt(BaseModel):
+    """A prompt Slack offers under the greeting: a short title, and the message it sends."""
+
+    title: str = Field(min_length=1, max_length=200)
+    message: str = Field(min_length=1, max_length=2000)
+
+
+#: Slack shows at most 4 suggested prompts and rotates at most 10 loading messages
+MAX_PROMPTS, MAX_LOADING_MESSAGES = 4, 10
+SLACK_PROMPTS = [
+    SuggestedPrompt(title="Explain a concept", message="Explain how TCP congestion control works, briefly."),
+    SuggestedPrompt(title="Review some code", message="Review this Python function for bugs:"),
+    SuggestedPrompt(title="Draft a message", message="Draft a short, friendly status update for my team."),
+]
+SLACK_LOADING = ["Reading the conversation…", "Thinking it through…", "Writing the answer…"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +206,18 @@ class Settings(BaseSettings):
     slack_allowed_users: CommaList = Field(default_factory=list)
     slack_edits_per_minute: float = Field(50.0, gt=0)
     slack_socket_connections: int = Field(1, ge=1, le=10)  # Socket Mode connections of this process
+    # Slack's agent messaging experience (manifest ``agent_view``): the DM opens with the greeting
+    # and prompts (app_home_opened), each DM message is a thread root answered in its thread
+    slack_agent_view: bool = False
+    # the greeting and suggested prompts of a new assistant thread (or agent DM), and the loading
+    # messages its status rotates through while an answer comes
+    slack_greeting: str = Field("Hi! Ask me anything: I answer in the thread.", min_length=1, max_length=3000)
+    slack_suggested_prompts: Annotated[list[SuggestedPrompt], NoDecode] = Field(
+        default_factory=lambda: list(SLACK_PROMPTS), max_length=MAX_PROMPTS
+    )
+    slack_loading_messages: Annotated[list[Annotated[str, Field(min_length=1)]], NoDecode] = Field(
+        default_factory=lambda: list(SLACK_LOADING), max_length=MAX_LOADING_MESSAGES
+    )
 
     # -- Discord ---------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -210,6 +250,17 @@ class Settings(BaseSettings):
         "discord_allowed_users",
         mode="before",
     )(_split)
+
+    _loading_list = field_validator("slack_loading_messages", mode="before")(_json_list)
+
+    @field_validator("slack_suggested_prompts", mode="before")
+    @classmethod
+    def _prompt_list(cls, value: object) -> object:
+        """A JSON list; a prompt given as a plain string is its own title and message."""
+        value = _json_list(value)
+        if isinstance(value, list):
+            return [{"title": v, "message": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("bot_database", mode="before")
     @classmethod

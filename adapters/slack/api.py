@@ -123,7 +123,8 @@ class SlackApi:
         self.unscoped: set[str] = set()
 
     async def call(self, method: str, *, retries: int = 0, **params: Any) -> dict[str, Any]:
-        """Call ``method``; JSON body for chat.* methods, form data otherwise."""
+        """Call ``method``; a JSON body for the chat.*, assistant.*, agents.* and views.* methods (they
+        take lists and objects), form data otherwise."""
         params = {k: v for k, v in params.items() if v is not None}
         for attempt in range(retries + 1):
             try:
@@ -141,7 +142,7 @@ class SlackApi:
             await self.posts.turn(channel)
         self.calls += 1
         try:
-            if method.startswith(("chat.", "assistant.")):
+            if method.startswith(("chat.", "assistant.", "agents.", "views.")):
                 response = await self.client.api_call(method, json=params)
             else:
                 response = await self.client.api_call(method, params=params)

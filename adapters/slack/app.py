@@ -35,12 +35,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_EVERY = 5.0
-GREETING = "Hi! Ask me anything: I answer in this thread."
-SUGGESTED_PROMPTS = [
-    {"title": "Explain a concept", "message": "Explain how TCP congestion control works, briefly."},
-    {"title": "Review some code", "message": "Review this Python function for bugs:"},
-    {"title": "Draft a message", "message": "Draft a short, friendly status update for my team."},
-]
 
 
 class _NoTokenNotice(logging.Filter):
@@ -65,7 +59,7 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
 
     @assistant.thread_started
     async def thread_started(payload: dict[str, Any]) -> None:
-        await relay.on_thread_started(payload, GREETING, SUGGESTED_PROMPTS)
+        await relay.on_thread_started(payload)
 
     @assistant.user_message
     async def user_message(body: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -89,6 +83,14 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     @app.event("reaction_added")
     async def on_reaction(event: dict[str, Any]) -> None:
         relay.controls.on_reaction(event)
+
+    @app.event("agent_session_stopped")  # Slack's stop button on an agent session
+    async def on_session_stopped(event: dict[str, Any]) -> None:
+        relay.controls.on_session_stopped(event)
+
+    @app.event("app_home_opened")  # the Home tab, or (agent view) the DM opened
+    async def on_home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
+        await relay.on_home_opened(body, event)
 
     @app.command("/relay")
     async def on_relay(ack: Any, command: dict[str, Any], respond: Any) -> None:

@@ -1,4 +1,5 @@
-"""Slack's assistant threads (AI apps): the greeting, suggested prompts and thread titles.
+"""Slack's assistant threads (AI apps, manifest ``assistant_view``): the greeting, suggested
+prompts (``SLACK_GREETING``, ``SLACK_SUGGESTED_PROMPTS``) and thread titles.
 
 All of it is a nicety: a failure is logged and the answer goes on.
 """
@@ -33,10 +34,15 @@ async def greet(api: SlackApi, event: Mapping[str, Any], greeting: str, prompts:
         log.info("slack: assistant greeting not shown: %s", exc)
 
 
+def short_title(question: str) -> str:
+    """A thread's title from its question: one line of at most ``TITLE_CHARS`` characters."""
+    text = " ".join(question.split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+
+
 async def title(api: SlackApi, channel: str, thread_ts: str, question: str) -> None:
     """Name a new assistant thread after its first question."""
-    text = " ".join(question.split())
-    text = text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+    text = short_title(question)
     if not text:  # a question that is only a file: Slack keeps its own title
         return
     try:

@@ -6,28 +6,33 @@ blocks, the ``text`` stays the notification and history fallback): its mrkdwn in
 closed and reopened), then one ``actions`` block with the buttons the core chose (Stop while
 it streams; Regenerate, 👍, 👎 once final).  Each button's ``value`` is the reply's key.
 
-In: a ``block_actions`` payload (``press_of``) or a ``reaction_added`` of ``octagonal_sign``
-on one of the bot's messages (``reaction_target``) becomes a ``bot.controls.Press``; both are
-validated like any other input: anything malformed is ignored.  A reaction carries no key: the
+In: a ``block_actions`` payload (``press_of``), a ``reaction_added`` of ``octagonal_sign``
+on one of the bot's messages (``reaction_target``) or a press of Slack's own stop button on an
+agent session (``agent_session_stopped``, ``session_stop_of``) becomes a ``bot.controls.Press``;
+all are validated like any other input: anything malformed is ignored.  A reaction carries no key: the
 core finds the answer streaming into the reacted message (``Core.streaming_at``: in this process,
 or in the store's open requests for a replica), buttons or not, so a natively streamed answer
 (which carries none while open) stops too; the reply's place names the asker and its thread.
+Slack's stop names the streams it stopped (``streaming_message_ts``) and the thread: the answer
+streaming into one of them, else the one streaming in that thread (it may show no text yet).
+With nothing to stop the session is set ``active`` all the same (Slack leaves it to the app).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackClientError
 
 from bot import splitting
-from bot.controls import ACTIONS, Press
+from bot.controls import ACTIONS, Press, Streaming
 from bot.errors import PlatformError, RelayError
 
+from . import agent
 from .events import slack_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,26 @@ def reaction_target(event: Mapping[str, Any], bot_user: str | None) -> tuple[str
     return channel, ts, user
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    """A press of Slack's stop button on an agent session (``agent_session_stopped``)."""
+
+    channel: str
+    thread_ts: str
+    user: str
+    streams: tuple[str, ...]  # the bot's streaming messages Slack stopped
+
+
+def session_stop_of(event: Mapping[str, Any]) -> SessionStop | None:
+    """The stop an ``agent_session_stopped`` event carries; None when malformed."""
+    channel, thread, user = slack_id(event.get("channel")), slack_id(event.get("thread_ts")), slack_id(event.get("user"))
+    streams = event.get("streaming_message_ts")
+    if channel is None or thread is None or user is None:
+        return None
+    listed = streams if isinstance(streams, list) else []
+    return SessionStop(channel, thread, user, tuple(ts for ts in map(slack_id, listed) if ts is not None))
+
+
 def button_key(message: Mapping[str, Any], actions: tuple[str, ...] = ACTIONS) -> str | None:
     """The reply key on the first of a message's buttons for ``actions``, if it shows one."""
     wanted = {ACTION_PREFIX + action for action in actions}
@@ -172,20 +197,46 @@ class SlackControls:
             self.relay.core.spawn(self._reaction(*target), name=f"slack-reaction-{target[0]}-{target[1]}")
 
     async def _reaction(self, channel: str, ts: str, user: str) -> None:
-        try:
-            streaming = await self.relay.core.streaming_at("slack", {"ts": ts}, {"channel": channel}, asker_of)
-        except RelayError as exc:
-            log.warning("slack: could not look for the answer a 🛑 was added to: %s", exc)
+        streaming = await self._streaming({"ts": ts}, {"channel": channel})
+        if streaming is not None:  # else not a reply still streaming (or not ours)
+            await self._stop(streaming, channel, user)
+
+    def on_session_stopped(self, event: Mapping[str, Any]) -> None:
+        """An ``agent_session_stopped`` event: Slack's stop button pressed on an agent session."""
+        stop = session_stop_of(event)
+        if stop is None:
+            log.info("slack: ignored a malformed agent_session_stopped event")
             return
+        self.relay.core.spawn(self._session_stopped(stop), name=f"slack-session-stop-{stop.channel}-{stop.thread_ts}")
+
+    async def _session_stopped(self, stop: SessionStop) -> None:
+        streaming = None
+        for ts in stop.streams:  # the streams Slack stopped, else whatever streams in the thread
+            if (streaming := await self._streaming({"ts": ts}, {"channel": stop.channel})) is not None:
+                break
         if streaming is None:
-            return  # not a reply still streaming (or not ours)
+            streaming = await self._streaming(None, {"channel": stop.channel, "thread_ts": stop.thread_ts})
+        if streaming is None:  # nothing streams there (any more): out of "processing" all the same
+            await agent.set_session(self.relay.api, stop.channel, stop.thread_ts, agent.ACTIVE)
+            return
+        await self._stop(streaming, stop.channel, stop.user)
+
+    async def _streaming(self, ref: dict[str, Any] | None, where: dict[str, Any]) -> Streaming | None:
+        try:
+            return await self.relay.core.streaming_at("slack", ref, where, asker_of)
+        except RelayError as exc:
+            log.warning("slack: could not look for the answer to stop: %s", exc)
+            return None
+
+    async def _stop(self, streaming: Streaming, channel: str, user: str) -> None:
+        """``user`` stops ``streaming`` (a 🛑 or Slack's stop); a refusal is shown to them only."""
         text = await self._decide(Press("slack", "stop", streaming.key, user, await self._name(user, user)))
         if text is None:
             return
-        thread = streaming.place.get("thread_ts")  # shown in the reply's thread, where the 🛑 was
+        thread = streaming.place.get("thread_ts")  # shown in the reply's thread, where the stop was
         try:
             await self.relay.api.call(
                 "chat.postEphemeral", channel=channel, user=user, text=text, thread_ts=thread or None
             )
         except PlatformError as exc:
-            log.info("slack: could not answer a 🛑 privately: %s", exc)
+            log.info("slack: could not answer a stop privately: %s", exc)

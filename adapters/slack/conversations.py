@@ -1,7 +1,8 @@
 """What the bot reads of a Slack conversation: its turns, and whether it answered in a thread.
 
 ``turns`` reads a thread (or a DM's top level) back within the core's token
-budget and turns it into conversation turns ending with the question.
+budget and turns it into conversation turns ending with the question; the root
+of a new thread (an agent DM message) is the question alone.
 ``followed`` says whether a thread message without a mention is for the bot:
 only in threads the bot has answered in (remembered, else read once).
 """
@@ -83,7 +84,7 @@ class Conversations:
                 messages = await self.history.thread(
                     trig.channel, trig.thread_ts, budget, latest=trig.ts, count=counter.count
                 )
-            elif trig.kind == "dm":
+            elif trig.kind == "dm" and not trig.thread_ts:  # a thread's root (agent view) starts afresh
                 messages = await self.history.channel(trig.channel, budget, latest=trig.ts, count=counter.count)
         except PlatformError as exc:
             log.warning("slack: history of %s unavailable (%s); answering the question alone", trig.channel, exc)

@@ -2,21 +2,23 @@
 
 Listeners hand events here and return at once (Bolt has acked already).
 ``SlackRelay`` decides with the pure ``events`` functions whether a message
-asks the bot something, and hands the core an ``Incoming``: dedupe keys (the
+asks the bot something (with ``SLACK_AGENT_VIEW`` a top-level DM message is
+the root of its own thread, ``agent``), and hands the core an ``Incoming``: dedupe keys (the
 event id, and the message's channel+ts so an ``app_mention`` and a
 ``message`` for one message answer once), the caller, a history reader
 (``conversations``) and where the reply goes (``surface``).  The core decides
-the rest; the slash commands live in ``commands``.  ``SlackRelay`` is also
-the core's ``Platform`` after a restart.
+the rest; the slash commands live in ``commands``, the App Home tab in
+``home``.  ``SlackRelay`` is also the core's ``Platform`` after a restart.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
+from bot.access import Caller
 from bot.conversation import Turn
 from bot.incoming import Core, Incoming
 from bot.pacing import EditPacer
@@ -25,7 +27,8 @@ from bot.surface import Surface
 from bot.tokens import TokenCounter
 
 from . import assistant as assistant_threads
-from . import events
+from . import events, home
+from .agent import AgentDMs
 from .api import SlackApi
 from .commands import SlashCommands, caller_of
 from .controls import SlackControls
@@ -58,6 +61,8 @@ class SlackRelay:
         self.commands = SlashCommands(self)
         self.controls = SlackControls(self)
         self.edits = SlackEdits(self)
+        self.prompts = [p.model_dump() for p in settings.slack_suggested_prompts]
+        self.agent_dms = AgentDMs(api, settings.slack_greeting, self.prompts)
 
     async def identify(self) -> None:
         """Who the bot is (``auth.test``): its user id, bot id and workspace."""
@@ -81,7 +86,9 @@ class SlackRelay:
     # -- the core's Platform ---------------------------------------------------------------
 
     def surface(self, place: dict[str, Any]) -> Surface:
-        return surface_for(self.api, Place.from_dict(place), lifetime=self.stream_lifetime)
+        return surface_for(
+            self.api, Place.from_dict(place), lifetime=self.stream_lifetime, loading=self.settings.slack_loading_messages
+        )
 
     async def revive(self, origin: dict[str, Any]) -> Incoming | None:
         trig = _trigger(origin.get("trigger"))
@@ -104,6 +111,8 @@ class SlackRelay:
         trig = events.trigger(event, team, self.bot_user, self.bot_id)
         if trig is None:
             return
+        if self._agent(trig) and not trig.thread_ts:  # agent view: each DM message is a thread root
+            trig = replace(trig, thread_ts=trig.ts)
         keys = [("message", f"{trig.channel}:{trig.ts}")]
         event_id = events.slack_id(body.get("event_id"))  # a malformed id: dedupe on channel+ts alone
         if event_id:
@@ -115,10 +124,16 @@ class SlackRelay:
         """The request a message makes, without dedupe keys (an edited question asked again)."""
         return self._message(trig, keys=(), assistant=False)
 
+    def _agent(self, trig: Trigger) -> bool:
+        """Whether ``trig`` is a message in an agent DM (``SLACK_AGENT_VIEW``)."""
+        return self.settings.slack_agent_view and trig.kind == "dm"
+
     def _message(self, trig: Trigger, *, keys: Keys, assistant: bool) -> Incoming:
         thread = trig.reply_thread
         stream = bool(self.settings.slack_native_streaming and thread)
-        place = Place(trig.channel, thread, trig.team or None, trig.user, stream=stream, status=assistant and not stream)
+        agent = self._agent(trig) and thread is not None
+        status = (assistant or agent) and not stream
+        place = Place(trig.channel, thread, trig.team or None, trig.user, stream=stream, status=status, agent=agent)
 
         async def read(budget: int, counter: TokenCounter) -> list[Turn]:
             return await self.conversations.turns(trig, budget, counter)
@@ -128,7 +143,9 @@ class SlackRelay:
         async def open_(turns: list[Turn]) -> Surface:
             if thread:
                 self.conversations.remember((trig.channel, thread))
-                if assistant and turns and not any(t.role == "user" for t in turns[:-1]):
+                if agent and turns:  # the agent session's title, when Slack creates it
+                    place.title = assistant_threads.short_title(turns[-1].text)
+                elif assistant and turns and not any(t.role == "user" for t in turns[:-1]):
                     await assistant_threads.title(self.api, trig.channel, thread, turns[-1].text)
             surface = self.surface(place.as_dict())
             if isinstance(surface, UpdateSurface) and not placeholder_affordable(budget):
@@ -147,10 +164,22 @@ class SlackRelay:
             budget=budget,
         )
 
-    async def on_thread_started(
-        self, event: Mapping[str, Any], greeting: str, prompts: list[dict[str, str]]
-    ) -> None:
-        await assistant_threads.greet(self.api, event, greeting, prompts)
+    async def on_thread_started(self, event: Mapping[str, Any]) -> None:
+        """A new assistant thread: the greeting and suggested prompts."""
+        await assistant_threads.greet(self.api, event, self.settings.slack_greeting, self.prompts)
+
+    async def on_home_opened(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        """``app_home_opened``: the Home tab, or (agent view) the DM's greeting and prompts."""
+        user, channel = events.slack_id(event.get("user")), events.slack_id(event.get("channel"))
+        if user is None:
+            return
+        tab = event.get("tab")
+        if tab == "home":
+            team = str(body.get("team_id") or self.team or "") or None
+            caller = Caller("slack", user, channel or "", team, direct=True)
+            await home.publish(self.api, self.core, caller, self.bot_name, agent_view=self.settings.slack_agent_view)
+        elif tab == "messages" and channel is not None and self.settings.slack_agent_view:
+            await self.agent_dms.opened(channel)
 
 
 def placeholder_affordable(budget: EditPacer) -> bool:

@@ -4,18 +4,26 @@ Both implement ``bot.surface.Surface``; the core decides when to post, edit,
 continue in a new message and finish.  Every message carries our reply
 metadata (``events.REPLY_EVENT``: part number, header and footer lengths) so
 the history reader can join a split reply back together and strip the notes.
+
+An assistant thread or an agent DM (``Place.status``) shows a status line rotating the loading
+messages instead of a placeholder; an agent DM thread (``Place.agent``) also has its agent
+session ``processing`` while the answer comes (``agent``), and ``active`` once the reply's last
+message is written: the final draft that carries notes or final buttons (a finished part of a
+longer answer carries neither, ``bot.surface.Draft``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bot.errors import PlatformError, StreamClosed
 from bot.surface import Draft, Ref
 
+from . import agent
 from .api import SlackApi
 from .controls import blocks
 from .events import PLACEHOLDER, REPLY_EVENT
@@ -49,7 +57,9 @@ class Place:
     header: str = ""  # mrkdwn shown above the answer in its first message (/ask)
     continue_in_thread: bool = False  # a top-level reply continues in its own thread
     stream: bool = False  # Slack's native streaming
-    status: bool = False  # an assistant thread: "is thinking…" status instead of a placeholder
+    status: bool = False  # an assistant thread or agent DM: "is thinking…" status instead of a placeholder
+    agent: bool = False  # an agent DM thread (agent_view): its agent session shows Slack's stop button
+    title: str = ""  # the agent session's title: the question, shortened
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,20 +81,27 @@ def metadata(part: int, head: int = 0, foot: int = 0, asker: str | None = None) 
 
 
 def surface_for(
-    api: SlackApi, place: Place, *, lifetime: float = STREAM_LIFETIME
+    api: SlackApi, place: Place, *, lifetime: float = STREAM_LIFETIME, loading: Sequence[str] = ()
 ) -> UpdateSurface | StreamSurface:
-    """The surface of ``place``; ``lifetime``: seconds before a native stream continues in a new one."""
+    """The surface of ``place``; ``lifetime``: seconds before a native stream continues in a new
+    one; ``loading``: the messages a status line rotates through."""
     if place.stream and place.thread_ts:
-        return StreamSurface(api, place, lifetime=lifetime)
-    return UpdateSurface(api, place)
+        return StreamSurface(api, place, lifetime=lifetime, loading=loading)
+    return UpdateSurface(api, place, loading=loading)
+
+
+def ends_reply(draft: Draft) -> bool:
+    """Whether ``draft`` is the last message of its reply: final, with notes or final buttons."""
+    return draft.final and bool(draft.notes or [c for c in draft.controls if c != "stop"])
 
 
 class _Messages:
-    """What both surfaces share: the place, the thread continuations go to, metadata."""
+    """What both surfaces share: the place, the thread continuations go to, metadata, status."""
 
-    def __init__(self, api: SlackApi, place: Place) -> None:
+    def __init__(self, api: SlackApi, place: Place, loading: Sequence[str] = ()) -> None:
         self.api = api
         self.where = place
+        self.loading = list(loading)
         self.first_ts: str | None = None
         #: the question's ts, marked :eyes: until the first text shows (no placeholder: ``slack.relay``)
         self.seen_ts: str | None = None
@@ -118,21 +135,30 @@ class _Messages:
     async def pending(self) -> None:
         """Show that the answer is coming, until the core cancels this (its first text shows).
 
-        An assistant thread shows "is thinking…" as its status (cleared by Slack when we post);
-        a question answered without a placeholder gets :eyes: (``seen_ts``).
+        An agent DM's session turns ``processing`` (Slack shows its stop button); an assistant
+        thread or agent DM shows "is thinking…" and the loading messages as its status (cleared
+        by Slack when we post); a question answered without a placeholder gets :eyes:
+        (``seen_ts``).
         """
-        if self.where.status:
+        where = self.where
+        if where.agent and where.thread_ts:
+            await agent.set_session(
+                self.api, where.channel, where.thread_ts, agent.PROCESSING, title=where.title, user=where.user
+            )
+        if where.status:
             await self._status()
         elif self.seen_ts is not None:
             await self._seen(self.seen_ts)
 
     async def _status(self) -> None:
+        where = self.where
         try:
             await self.api.call(
                 "assistant.threads.setStatus",
-                channel_id=self.where.channel,
-                thread_ts=self.where.thread_ts,
+                channel_id=where.channel,
+                thread_ts=where.thread_ts,
                 status=STATUS,
+                loading_messages=self.loading or None,
             )
         except PlatformError as exc:
             log.info("assistant status not shown: %s", exc)
@@ -166,6 +192,11 @@ class _Messages:
             return False
         return True
 
+    async def written(self, draft: Draft) -> None:
+        """After a write: the reply's last message ends an agent DM's ``processing``."""
+        if self.where.agent and self.where.thread_ts and ends_reply(draft):
+            await agent.set_session(self.api, self.where.channel, self.where.thread_ts, agent.ACTIVE)
+
 
 class UpdateSurface(_Messages):
     """Post a message, edit it with ``chat.update`` (mrkdwn ``text``; with controls, the same
@@ -181,8 +212,10 @@ class UpdateSurface(_Messages):
     controls = True
     paced_posts = False
 
-    def __init__(self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT) -> None:
-        super().__init__(api, place)
+    def __init__(
+        self, api: SlackApi, place: Place, *, max_chars: int = TEXT_LIMIT, loading: Sequence[str] = ()
+    ) -> None:
+        super().__init__(api, place, loading)
         self.max_chars = max_chars
         self.placeholder = not place.status  # an assistant thread has its status line instead
 
@@ -215,6 +248,7 @@ class UpdateSurface(_Messages):
         )
         ts = str(data.get("ts"))
         self.remember(ts)
+        await self.written(draft)
         return {"ts": ts}
 
     async def edit(self, ref: Ref, draft: Draft) -> None:
@@ -227,6 +261,7 @@ class UpdateSurface(_Messages):
             blocks=_blocks(body + foot, draft),
             metadata=self.meta(draft, len(foot)),
         )
+        await self.written(draft)
 
 
 class StreamSurface(_Messages):
@@ -247,9 +282,10 @@ class StreamSurface(_Messages):
     controls = True
 
     def __init__(
-        self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT, lifetime: float = STREAM_LIFETIME
+        self, api: SlackApi, place: Place, *, max_chars: int = STREAM_LIMIT, lifetime: float = STREAM_LIFETIME,
+        loading: Sequence[str] = (),
     ) -> None:
-        super().__init__(api, place)
+        super().__init__(api, place, loading)
         if not place.thread_ts:
             raise ValueError("a native stream needs a thread")
         self.max_chars = max_chars
@@ -339,8 +375,9 @@ class StreamSurface(_Messages):
             appendable = False
         if appendable:
             self._sent.pop(ts, None)
-            return
-        await self._replace(ts, body + foot, meta)
+        else:
+            await self._replace(ts, body + foot, meta)
+        await self.written(draft)
 
 
 def _blocks(text: str, draft: Draft) -> list[dict[str, Any]] | None:

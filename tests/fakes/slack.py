@@ -26,6 +26,9 @@
   in ``say(..., files=[...])``); its ``url_private_download`` answers the bot token only
   (``tests.fakes.files``), and ``files.downloads`` records each download.
 * ``sign`` builds the headers of a correctly signed HTTP Events API request.
+* Assistant threads, agent sessions and the App Home (``slack_agent``): statuses, suggested
+  prompts, sessions and published Home tabs are kept; ``app_opened`` and ``stop_session`` build
+  the ``app_home_opened`` and ``agent_session_stopped`` events.
 * Controls: messages keep their ``blocks`` (a ``chat.update`` without ``blocks`` keeps them, an
   empty list removes them, as on Slack); ``press`` builds the ``block_actions`` payload of a
   click on one of a message's buttons (deliver it with ``kind="interactive"``), ``react`` the
@@ -55,6 +58,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tests.fakes.files import FileHost
+from tests.fakes.slack_agent import AgentSurfaces
 from tests.fakes.slack_socket import Connection, SocketMode
 
 __all__ = ["BOT_USER", "BOT_ID", "TEAM", "Call", "Connection", "FakeSlack"]
@@ -106,7 +110,7 @@ class Failure:
 
 
 @dataclass
-class FakeSlack(SocketMode):
+class FakeSlack(SocketMode, AgentSurfaces):
     names: dict[str, str] = field(default_factory=dict)
     seed: int = 0  # of ``rng``: which connection a random delivery takes
     max_connections: int = 10  # Slack's limit of Socket Mode connections per app
@@ -131,6 +135,7 @@ class FakeSlack(SocketMode):
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self.open_socket_mode(self.seed)
+        self.open_agent_surfaces()
         self._limits: dict[str, tuple[int, float, str]] = {}
         self._windows: dict[tuple[str, ...], tuple[float, int]] = {}
         self._penalty: dict[tuple[str, str], float] = {}
