@@ -87,3 +87,31 @@ def test_readme_table_lists_every_setting():
 def test_the_log_level_is_read_in_any_case(monkeypatch, written, level):
     monkeypatch.setenv("BOT_LOG_LEVEL", written)
     assert load_settings(_env_file=None).bot_log_level == level
+
+
+def test_slack_prompts_and_loading_messages_are_json_lists(monkeypatch):
+    monkeypatch.setenv("SLACK_SUGGESTED_PROMPTS", '["Say hi", {"title": "Review", "message": "Review this, please:"}]')
+    monkeypatch.setenv("SLACK_LOADING_MESSAGES", '["Reading, slowly…", "Writing…"]')
+    s = load_settings(_env_file=None)
+    assert [p.model_dump() for p in s.slack_suggested_prompts] == [
+        {"title": "Say hi", "message": "Say hi"}, {"title": "Review", "message": "Review this, please:"},
+    ]
+    assert s.slack_loading_messages == ["Reading, slowly…", "Writing…"]  # commas stay inside a message
+    monkeypatch.setenv("SLACK_SUGGESTED_PROMPTS", "[]")
+    assert load_settings(_env_file=None).slack_suggested_prompts == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SLACK_LOADING_MESSAGES", "Reading, Writing", "must be a JSON list"),
+        ("SLACK_SUGGESTED_PROMPTS", '["1", "2", "3", "4", "5"]', "at most 4"),  # Slack shows 4
+        ("SLACK_LOADING_MESSAGES", "[" + ", ".join(f'"m{n}"' for n in range(11)) + "]", "at most 10"),
+        ("SLACK_SUGGESTED_PROMPTS", '[{"title": "No message"}]', "Field required"),
+    ],
+)
+def test_a_wrong_slack_list_is_one_line_naming_the_variable(monkeypatch, name, value, says):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    assert str(info.value).startswith(f"{name}: ") and says in str(info.value) and "\n" not in str(info.value)
