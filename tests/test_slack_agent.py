@@ -164,12 +164,8 @@ async def test_slacks_stop_while_thinking_ends_the_answer_before_it_starts(slack
 async def test_the_assistant_view_greets_with_the_settings_and_plain_dms_stay_flat(slack, start_bot, fake_llm):
     await start_bot(slack_greeting="Hello from settings.", slack_suggested_prompts=PROMPTS,
                     slack_loading_messages=["Pondering…"])
-    thread_ts = slack.next_ts()
-    started = {
-        "type": "assistant_thread_started",
-        "assistant_thread": {"user_id": "U1", "channel_id": "D9", "thread_ts": thread_ts, "context": {}},
-        "event_ts": thread_ts,
-    }
+    started = slack.thread_started("U1", "D9")
+    thread_ts = started["assistant_thread"]["thread_ts"]
     await slack.deliver(slack.callback(started))
     await until(lambda: slack.prompts.get(("D9", thread_ts)) == PROMPTS, what="the thread's prompts")
     assert thread_texts(slack, "D9", thread_ts) == ["Hello from settings."]

@@ -133,12 +133,8 @@ async def test_native_stream_provider_error_leaves_a_note(slack, start_bot, fake
 async def test_assistant_thread_greets_shows_status_titles_and_answers(slack, start_bot, fake_llm):
     fake_llm.reply("Here is a haiku.")
     await start_bot()
-    thread_ts = slack.next_ts()
-    started = {
-        "type": "assistant_thread_started",
-        "assistant_thread": {"user_id": "U1", "channel_id": "D9", "thread_ts": thread_ts, "context": {}},
-        "event_ts": thread_ts,
-    }
+    started = slack.thread_started("U1", "D9")
+    thread_ts = started["assistant_thread"]["thread_ts"]
     await slack.deliver(slack.callback(started))
     await until(lambda: slack.called("assistant.threads.setSuggestedPrompts"), what="suggested prompts")
     assert any(c.params.get("thread_ts") == thread_ts for c in slack.called("chat.postMessage"))

@@ -12,7 +12,8 @@ Mixed into ``FakeSlack`` (which dispatches ``POST /api/{method}`` to ``_method_n
   ``invalid_arguments``; a ``thread_ts`` is needed (thread-based sessions in channels and DMs),
   a ``title`` of at most 200 characters; ``sessions`` keeps each session's statuses in order.
 * ``views.publish``: a ``home`` view for a ``user_id`` (at most 100 blocks), kept in ``home``.
-* ``app_opened(user, channel, tab)`` builds the ``app_home_opened`` event of a user opening the
+* ``thread_started(user, channel)`` builds the ``assistant_thread_started`` event of a new
+  assistant thread; ``app_opened(user, channel, tab)`` builds the ``app_home_opened`` event of a user opening the
   app's Messages or Home tab; ``stop_session(channel, thread_ts)`` is Slack's stop button: it
   stops the bot's open streams in that thread (as Slack does) and returns the
   ``agent_session_stopped`` event naming them.
@@ -50,6 +51,16 @@ class AgentSurfaces:
         self.home: dict[str, dict[str, Any]] = {}
 
     # -- events ----------------------------------------------------------------------------------
+
+    def thread_started(self, user: str = "U1", channel: str = "D9") -> dict[str, Any]:
+        """The ``assistant_thread_started`` event of ``user`` opening a new assistant thread (its
+        ``thread_ts`` is in ``event["assistant_thread"]``)."""
+        thread_ts = self.next_ts()
+        return {
+            "type": "assistant_thread_started",
+            "assistant_thread": {"user_id": user, "channel_id": channel, "thread_ts": thread_ts, "context": {}},
+            "event_ts": thread_ts,
+        }
 
     def app_opened(self, user: str = "U1", channel: str = "D1", tab: str = "messages") -> dict[str, Any]:
         """The ``app_home_opened`` event of ``user`` opening the app's ``tab`` (messages or home)."""
