@@ -31,7 +31,11 @@ async def agent_bot(slack, start_bot, **settings):
 
 
 async def test_opening_the_agent_dm_shows_the_greeting_once_and_the_prompts(slack, start_bot):
-    await agent_bot(slack, start_bot, slack_greeting="Welcome! Ask away.", slack_suggested_prompts=PROMPTS)
+    await agent_bot(
+        slack, start_bot, slack_greeting="Welcome! Ask away.", slack_suggested_prompts=PROMPTS,
+        slack_allowed_users="U1,U3",
+    )
+    await slack.deliver(slack.callback(slack.app_opened("U2", "D2", "messages")))  # not allowed to ask
 
     await slack.deliver(slack.callback(slack.app_opened("U1", "D1", "messages")))
     await until(lambda: thread_texts(slack, "D1", None) == ["Welcome! Ask away."], what="the greeting")
@@ -42,6 +46,12 @@ async def test_opening_the_agent_dm_shows_the_greeting_once_and_the_prompts(slac
     await until(lambda: len(slack.called("assistant.threads.setSuggestedPrompts")) == 2, what="the prompts again")
     assert thread_texts(slack, "D1", None) == ["Welcome! Ask away."]  # greeted once
     assert not slack.called("assistant.threads.setStatus") and not slack.home
+    assert "D2" not in slack.prompts and not slack.bot_messages("D2")
+
+    slack.say("an old question", channel="D3", user="U3")  # a DM with messages already
+    await slack.deliver(slack.callback(slack.app_opened("U3", "D3", "messages")))
+    await until(lambda: slack.prompts.get("D3") == PROMPTS, what="the prompts in a DM with messages")
+    assert not slack.bot_messages("D3")  # no greeting there
 
 
 async def test_an_agent_dm_message_is_answered_in_its_thread_with_the_session_and_loading_status(
@@ -81,6 +91,18 @@ async def test_an_agent_dm_message_is_answered_in_its_thread_with_the_session_an
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert sent[1]["content"] == "what is a B-tree?" and sent[-1]["content"] == "is it balanced?"
     await until(lambda: slack.sessions[("D1", thread)][-2:] == ["processing", "active"], what="the session again")
+
+
+async def test_a_rate_limited_session_call_is_waited_out(slack, start_bot, fake_llm):
+    """A session left ``processing`` would keep Slack's stop button on a finished answer."""
+    await agent_bot(slack, start_bot)
+    fake_llm.reply("Done anyway.")
+    slack.fail("agents.sessions.setStatus", "ratelimited", status=429, retry_after=1, calls=2)
+    question = slack.say("hello", channel="D1")
+    await slack.deliver(slack.callback(question))
+    await reply_text(slack, "D1", question["ts"], "Done anyway.")
+    await until(lambda: slack.sessions[("D1", question["ts"])][-1:] == ["active"], what="the session to end")
+    assert len(slack.failed("agents.sessions.setStatus")) == 2
 
 
 async def test_slacks_stop_button_stops_the_answer_like_stop(slack, start_bot, fake_llm):

@@ -37,10 +37,11 @@ async def set_session(
     api: SlackApi, channel: str, thread_ts: str, status: str, *, title: str | None = None, user: str | None = None
 ) -> None:
     """Set the agent session of a thread to ``status`` (Slack creates it, with ``title`` and
-    ``user`` as its initiator, the first time)."""
+    ``user`` as its initiator, the first time).  A 429 is waited out once: a session left
+    ``processing`` would keep showing Slack's stop button."""
     try:
         await api.call(
-            "agents.sessions.setStatus", channel_id=channel, thread_ts=thread_ts, status=status,
+            "agents.sessions.setStatus", retries=1, channel_id=channel, thread_ts=thread_ts, status=status,
             title=title or None, initiator_user_id=user,
         )
     except PlatformError as exc:

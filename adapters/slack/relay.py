@@ -174,12 +174,13 @@ class SlackRelay:
         if user is None:
             return
         tab = event.get("tab")
+        team = str(body.get("team_id") or self.team or "") or None
+        caller = Caller("slack", user, channel or "", team, direct=True)
         if tab == "home":
-            team = str(body.get("team_id") or self.team or "") or None
-            caller = Caller("slack", user, channel or "", team, direct=True)
             await home.publish(self.api, self.core, caller, self.bot_name, agent_view=self.settings.slack_agent_view)
         elif tab == "messages" and channel is not None and self.settings.slack_agent_view:
-            await self.agent_dms.opened(channel)
+            if self.core.may_ask(caller):  # no greeting for someone the bot does not answer
+                await self.agent_dms.opened(channel)
 
 
 def placeholder_affordable(budget: EditPacer) -> bool:
