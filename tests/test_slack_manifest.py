@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from adapters.slack.shortcuts import CALLBACK
 from bot.settings import Settings
 
 MANIFEST = Path(__file__).resolve().parents[1] / "config" / "slack-app-manifest.yaml"
@@ -39,6 +40,9 @@ def test_manifest_covers_the_adapter():
     assert commands == {"/ask", "/relay"}
     assert all(c["url"].endswith("/slack/events") for c in manifest["features"]["slash_commands"])
     assert manifest["settings"]["socket_mode_enabled"] is True
+    # the message shortcut the adapter listens for
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert shortcut["type"] == "message" and shortcut["callback_id"] == CALLBACK
 
 
 def test_manifest_declares_the_default_suggested_prompts():

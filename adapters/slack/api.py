@@ -142,7 +142,7 @@ class SlackApi:
             await self.posts.turn(channel)
         self.calls += 1
         try:
-            if method.startswith(("chat.", "assistant.", "agents.", "views.")):
+            if method.startswith(("chat.", "assistant.", "agents.", "views.")):  # JSON bodies (views: nested objects)
                 response = await self.client.api_call(method, json=params)
             else:
                 response = await self.client.api_call(method, params=params)

@@ -1,8 +1,8 @@
 """The Bolt ``AsyncApp`` and its listeners, and the connection that feeds it.
 
 Listeners only hand over to ``SlackRelay`` (Bolt acks events itself before
-they run; ``/ask`` acks first thing).  ``SlackBot`` owns the connection:
-Socket Mode when an app token is set (``SLACK_SOCKET_CONNECTIONS`` websockets,
+they run; ``/ask``, the message shortcut and its form ack first thing).
+``SlackBot`` owns the connection: Socket Mode when an app token is set (``SLACK_SOCKET_CONNECTIONS`` websockets,
 ``sockets.SocketPool``), else the HTTP Events API on ``SLACK_PORT`` (all
 interfaces) at ``/slack/events`` with Bolt's signature check.  Every Web API
 call goes through one ``aiohttp`` session, opened by ``start()`` and closed by
@@ -29,6 +29,7 @@ from bot.settings import Settings
 from .api import SlackApi
 from .http_guard import guard
 from .relay import SlackRelay
+from .shortcuts import CALLBACK, VIEW
 from .sockets import SocketPool
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,20 @@ def build_app(relay: SlackRelay, client: AsyncWebClient, signing_secret: str | N
     async def on_relay(ack: Any, command: dict[str, Any], respond: Any) -> None:
         await ack()
         await respond(text=await relay.commands.relay_command(command), response_type="ephemeral")
+
+    @app.shortcut(CALLBACK)
+    async def on_shortcut(ack: Any, body: dict[str, Any]) -> None:
+        await ack()  # then the form, while the trigger id is valid (3 s)
+        await relay.shortcut.open(body)
+
+    @app.view(VIEW)
+    async def on_question(ack: Any, view: dict[str, Any]) -> None:
+        errors = relay.shortcut.errors(view)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()  # closes the form; the answer comes in the message's thread
+        relay.shortcut.submit(view)
 
     @app.command("/ask")
     async def on_ask(ack: Any, command: dict[str, Any], respond: Any) -> None:

@@ -7,8 +7,9 @@ the root of its own thread, ``agent``), and hands the core an ``Incoming``: dedu
 event id, and the message's channel+ts so an ``app_mention`` and a
 ``message`` for one message answer once), the caller, a history reader
 (``conversations``) and where the reply goes (``surface``).  The core decides
-the rest; the slash commands live in ``commands``, the App Home tab in
-``home``.  ``SlackRelay`` is also the core's ``Platform`` after a restart.
+the rest; the slash commands live in ``commands``, the message shortcut in
+``shortcuts``, the App Home tab in ``home``.  ``SlackRelay`` is also the core's
+``Platform`` after a restart.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .conversations import Conversations
 from .edits import SlackEdits
 from .events import Trigger
 from .files import SlackFiles
+from .shortcuts import MessageShortcut
 from .surface import STREAM_LIFETIME, Place, UpdateSurface, surface_for
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class SlackRelay:
         #: seconds before a native stream continues in a new one (Slack ends streams after ~5 minutes)
         self.stream_lifetime = STREAM_LIFETIME
         self.commands = SlashCommands(self)
+        self.shortcut = MessageShortcut(self)
         self.controls = SlackControls(self)
         self.edits = SlackEdits(self)
         self.prompts = [p.model_dump() for p in settings.slack_suggested_prompts]
@@ -91,6 +94,8 @@ class SlackRelay:
         )
 
     async def revive(self, origin: dict[str, Any]) -> Incoming | None:
+        if isinstance(origin.get("shortcut"), dict):
+            return self.shortcut.revive(origin["shortcut"])
         trig = _trigger(origin.get("trigger"))
         if trig is None:
             return None

@@ -34,6 +34,8 @@
   click on one of a message's buttons (deliver it with ``kind="interactive"``), ``react`` the
   ``reaction_added`` event and ``edit`` the ``message_changed`` event of a person's edit.
   ``response_url`` calls land as the method ``respond``.
+* Message shortcuts and forms (``slack_views``): ``shortcut`` builds a ``message_action``,
+  ``views.open`` keeps the form in ``views``, ``submit`` builds its ``view_submission``.
 * Slack's own limits, always on (a regression against them fails a test): every
   call needs the bot token (``apps.connections.open`` the app token), else
   ``invalid_auth`` / ``not_allowed_token_type``; ``text`` of at most 40,000
@@ -60,6 +62,7 @@ from aiohttp import web
 from tests.fakes.files import FileHost
 from tests.fakes.slack_agent import AgentSurfaces
 from tests.fakes.slack_socket import Connection, SocketMode
+from tests.fakes.slack_views import Views
 
 __all__ = ["BOT_USER", "BOT_ID", "TEAM", "Call", "Connection", "FakeSlack"]
 
@@ -110,7 +113,7 @@ class Failure:
 
 
 @dataclass
-class FakeSlack(SocketMode, AgentSurfaces):
+class FakeSlack(SocketMode, AgentSurfaces, Views):
     names: dict[str, str] = field(default_factory=dict)
     seed: int = 0  # of ``rng``: which connection a random delivery takes
     max_connections: int = 10  # Slack's limit of Socket Mode connections per app
@@ -136,6 +139,7 @@ class FakeSlack(SocketMode, AgentSurfaces):
         self._ids = itertools.count(1)
         self.open_socket_mode(self.seed)
         self.open_agent_surfaces()
+        self.open_views()
         self._limits: dict[str, tuple[int, float, str]] = {}
         self._windows: dict[tuple[str, ...], tuple[float, int]] = {}
         self._penalty: dict[tuple[str, str], float] = {}
