@@ -126,7 +126,7 @@ class RelayClient(discord.Client):
 
     async def revive(self, origin: dict[str, Any]) -> Incoming | None:
         if "ask" in origin:
-            return self.commands.revive(origin["ask"])
+            return await self.commands.revive(origin["ask"])
         if "message" not in origin or self.user is None:
             return None
         channel = self.get_channel(int(origin["channel"])) or await _call(self.fetch_channel(int(origin["channel"])))

@@ -1,6 +1,6 @@
 """The conversation behind a Discord message, as turns oldest first.
 
-Three shapes: a reply chain (walked back through ``message.reference``, from
+Three shapes (and ``recent``, a channel's latest messages, for a summary): a reply chain (walked back through ``message.reference``, from
 discord.py's cache or a small cache of our own, fetched when missing), a
 thread the bot started (its history plus the starter message the thread grew
 from), or recent direct messages.  Reading stops once the token budget is
@@ -133,18 +133,22 @@ class HistoryReader:
 
     async def direct(self, message: discord.Message) -> list[Turn]:
         """Recent direct messages, within budget."""
+        return await self.recent(message, labelled=False)
+
+    async def recent(self, message: discord.Message, *, labelled: bool = True, limit: int = DM_LIMIT) -> list[Turn]:
+        """The channel's messages up to ``message`` (at most ``limit``), within budget."""
         newest_first = [message]
-        spent = self._cost(message, False)
+        spent = self._cost(message, labelled)
         try:
-            async for older in message.channel.history(limit=DM_LIMIT, before=message):
+            async for older in message.channel.history(limit=limit, before=message):
                 newest_first.append(older)
-                spent += self._cost(older, False)
+                spent += self._cost(older, labelled)
                 if spent > self.budget:
                     break
         except MAPPED as exc:
-            log.warning("discord DM %s: history unavailable: %s", message.channel.id, map_error(exc))
+            log.warning("discord channel %s: history unavailable: %s", message.channel.id, map_error(exc))
         newest_first.reverse()
-        return to_turns(newest_first, self.bot_id, labelled=False)
+        return to_turns(newest_first, self.bot_id, labelled=labelled)
 
     # -- single messages --------------------------------------------------------------------
 

@@ -25,6 +25,11 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
   the shard's guilds, then whatever the test injects (``say``, ``interact``), each
   event on the session of its guild's shard (DMs on shard 0), as Discord does.
   ``add_guild`` adds a guild (with one text channel) on a chosen shard.
+* Interactions: ``interact`` uses a slash command, ``use_menu`` a message context-menu command
+  (``data.type`` 3, ``target_id``, ``resolved.messages``), each optionally through the user's
+  own install of the app (``user_install``: ``authorizing_integration_owners`` names the user);
+  ``FOREIGN_CHANNEL_ID`` (a guild the bot is not in) and ``PRIVATE_CHANNEL_ID`` (a DM between
+  two people) answer the bot's REST calls with 403, as Discord does.
 * Controls: messages keep their ``components``; ``press`` clicks one of a message's buttons
   (a component INTERACTION_CREATE; ephemeral followups land in ``interaction_messages``),
   ``react`` adds a reaction (MESSAGE_REACTION_ADD), ``edit`` edits a person's message
@@ -52,8 +57,11 @@ from tests.fakes.discord_payloads import (
     BOT_ID,
     CHANNEL_ID,
     DM_CHANNEL_ID,
+    FOREIGN_CHANNEL_ID,
+    FOREIGN_GUILD_ID,
     GUILD_ID,
     MESSAGE_CONTENT,
+    PRIVATE_CHANNEL_ID,
     OTHER_BOT,
     OTHER_CHANNEL_ID,
     ROLE_ID,
@@ -64,7 +72,9 @@ from tests.fakes.discord_payloads import (
     dm_channel,
     interaction,
     message,
+    message_command,
     now_iso,
+    placed,
     reaction_add,
     shard_of,
     snowflake,
@@ -79,10 +89,12 @@ __all__ = [
     "BOT_ID",
     "CHANNEL_ID",
     "DM_CHANNEL_ID",
+    "FOREIGN_CHANNEL_ID",
     "GUILD_ID",
     "MESSAGE_CONTENT",
     "OTHER_BOT",
     "OTHER_CHANNEL_ID",
+    "PRIVATE_CHANNEL_ID",
     "ROLE_ID",
     "USERS",
     "Call",
@@ -169,6 +181,10 @@ class FakeDiscord(Gateway):
         for cid, name in ((CHANNEL_ID, "general"), (OTHER_CHANNEL_ID, "random")):
             self.channels[cid] = text_channel(cid, name)
         self.channels[DM_CHANNEL_ID] = dm_channel(DM_CHANNEL_ID, ALICE)
+        # where only a user-installed app is used: the bot cannot read or write there (403)
+        self.channels[FOREIGN_CHANNEL_ID] = text_channel(FOREIGN_CHANNEL_ID, "elsewhere", FOREIGN_GUILD_ID)
+        self.channels[PRIVATE_CHANNEL_ID] = dm_channel(PRIVATE_CHANNEL_ID, BOB)
+        self.closed = {FOREIGN_CHANNEL_ID, PRIVATE_CHANNEL_ID}
         self.open_gateway()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -269,9 +285,22 @@ class FakeDiscord(Gateway):
         }
 
     async def interact(
-        self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID
+        self, name: str, options: dict[str, str], *, author: int = ALICE, channel: int = CHANNEL_ID,
+        user_install: bool = False,
     ) -> dict[str, Any]:
+        """``author`` uses ``/name``; ``user_install``: through their own install of the app."""
         payload = interaction(name, options, self.channels[channel], author, self.roles.get(author))
+        placed(payload, self.channels[channel], author, user_install=user_install)
+        self._interactions[str(payload["id"])] = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def use_menu(
+        self, name: str, msg: dict[str, Any], *, author: int = ALICE, user_install: bool = False
+    ) -> dict[str, Any]:
+        """``author`` uses the message command ``name`` (Apps > name) on the message ``msg``."""
+        channel = self.channels[int(msg["channel_id"])]
+        payload = message_command(name, msg, channel, author, self.roles.get(author), user_install=user_install)
         self._interactions[str(payload["id"])] = time.monotonic()
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
@@ -460,8 +489,9 @@ class FakeDiscord(Gateway):
         if path == "/gateway/bot":
             return 200, self.bot_gateway(), None
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
-            self.commands = [
-                {**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"} for c in body
+            self.commands = [  # Discord answers every command with a description ("" for a context menu)
+                {"description": "", **c, "id": str(snowflake()), "application_id": str(APP_ID), "version": "1"}
+                for c in body
             ]
             return 200, self.commands, None
         if parts[0] == "channels":
@@ -483,6 +513,8 @@ class FakeDiscord(Gateway):
         cid = int(parts[0])
         if cid not in self.channels:
             return 404, {"code": 10003, "message": "Unknown Channel"}, None
+        if cid in self.closed:  # a guild the bot is not in, a DM it is not part of
+            return 403, {"code": 50001, "message": "Missing Access"}, None
         rest = parts[1:]
         if not rest and method == "GET":
             return 200, self.channels[cid], None

@@ -19,6 +19,10 @@ CHANNEL_ID = 920_000_000_000_000_001
 OTHER_CHANNEL_ID = 920_000_000_000_000_002
 DM_CHANNEL_ID = 930_000_000_000_000_001
 ROLE_ID = 940_000_000_000_000_001
+#: a guild the bot is not in, and a DM between two people: reached only as a user-installed app
+FOREIGN_GUILD_ID = 915_000_000_000_000_001
+FOREIGN_CHANNEL_ID = 960_000_000_000_000_001
+PRIVATE_CHANNEL_ID = 935_000_000_000_000_001
 ALICE = 950_000_000_000_000_001
 BOB = 950_000_000_000_000_002
 OTHER_BOT = 950_000_000_000_000_003
@@ -288,6 +292,40 @@ def interaction(
             "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
         },
     }
+
+
+def placed(payload: dict[str, Any], channel: dict[str, Any], author: int, *, user_install: bool) -> dict[str, Any]:
+    """An interaction's context as Discord sends it: a guild (0), the bot's DM (1) or another
+    private channel (2), and who installed the app that gets it (a guild, or the user)."""
+    if channel.get("guild_id"):
+        payload["context"] = 0
+    else:
+        for key in ("guild_id", "member", "guild_locale"):
+            payload.pop(key, None)
+        payload["user"] = USERS[author]
+        payload["context"] = 1 if int(channel["id"]) == DM_CHANNEL_ID else 2
+    if user_install:
+        payload["authorizing_integration_owners"] = {"1": str(author)}
+    elif not channel.get("guild_id"):
+        payload["authorizing_integration_owners"] = {"0": "0"}
+    return payload
+
+
+def message_command(
+    name: str, msg: dict[str, Any], channel: dict[str, Any], author: int, roles: list[int] | None,
+    *, user_install: bool = False,
+) -> dict[str, Any]:
+    """INTERACTION_CREATE for the message context-menu command ``name`` used on ``msg``: an
+    application command whose ``data.type`` is 3, with ``target_id`` and the message resolved."""
+    payload = placed(interaction(name, {}, channel, author, roles), channel, author, user_install=user_install)
+    payload["data"] = {
+        "id": str(snowflake()),
+        "name": name,
+        "type": 3,
+        "target_id": msg["id"],
+        "resolved": {"messages": {msg["id"]: {k: v for k, v in msg.items() if k != "allowed_mentions"}}},
+    }
+    return payload
 
 
 def component_interaction(
