@@ -27,7 +27,9 @@ import pytest
 from aiohttp import web
 
 from adapters.discord import format as fmt
+from adapters.discord.menus import SUMMARIZE
 from adapters.discord.surface import LIMIT, MAX_CHARS
+from bot import about
 from bot.recovery import INTERRUPTED_NOTE, NOT_ANSWERED_NOTE, REANSWER_WITHIN
 from tests.discord_harness import crash_bot, running_bot, settle, start_bot, stop_bot, wait_for
 from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, OTHER_CHANNEL_ID, FakeDiscord
@@ -372,6 +374,32 @@ async def test_an_ask_accepted_before_a_crash_is_answered_in_its_response_after_
         assert edit.body["allowed_mentions"]["parse"] == []
         state = await second.service.store.request(record.id)
         assert state is not None and state.state == "done"
+    finally:
+        await stop_bot(second)
+
+
+async def test_a_summary_accepted_before_a_crash_is_answered_in_its_response_after_the_restart(
+    make_settings, fake_llm, fake
+):
+    first_message = await fake.say("shall we ship on Friday?", author=BOB, dispatch=False)
+    target = await fake.say("yes, Friday it is", dispatch=False)
+    async with HeldModel([]) as model:  # no first token: the first process dies waiting
+        first = await start_bot(make_settings, fake, openai_base_url=model.base_url, bot_first_token_timeout=600)
+        try:
+            payload = await fake.use_menu(SUMMARIZE, target, author=BOB)
+            await until(lambda: in_flight_unshown(first), what="the summary to be accepted")
+        finally:
+            await crash_bot(first)
+
+    fake_llm.reply("They will ship on Friday.")
+    second = await start_bot(make_settings, fake)
+    try:
+        token = payload["token"]
+        await wait_for(lambda: fake.interaction_messages(token) == ["They will ship on Friday."], what="the summary")
+        await wait_for(lambda: not second.service.tasks, what="the recovered answer to be settled")
+        assert [m["content"] for m in fake_llm.requests[0]["messages"][1:]] == [
+            f"Bob: {first_message['content']}", f"Alice A.: {target['content']}", about.SUMMARIZE,
+        ]
     finally:
         await stop_bot(second)
 

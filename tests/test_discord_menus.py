@@ -40,7 +40,10 @@ async def test_commands_declare_where_they_can_be_installed_and_used(make_settin
 async def test_ask_about_a_message_answers_in_the_interaction_response(make_settings, fake_llm):
     fake_llm.reply(ANSWER, delay=0.01)
     async with running_bot(make_settings) as bot:
-        target = await bot.fake.say("the build fails with E42 @everyone", author=BOB, dispatch=False)
+        log = bot.fake.attach("build.log", b"step 3: E42 no space left on device\n")
+        target = await bot.fake.say(
+            "the build fails with E42 @everyone", author=BOB, dispatch=False, attachments=[log]
+        )
         payload = await bot.fake.use_menu(ASK_ABOUT, target)
         await wait_for(lambda: bot.fake.interaction_messages(payload["token"]) == [ANSWER], what="the answer")
         calls = interaction_calls(bot.fake, payload)
@@ -48,9 +51,11 @@ async def test_ask_about_a_message_answers_in_the_interaction_response(make_sett
         writes = calls[1:]
         assert writes and all(c.body["allowed_mentions"] == {"parse": []} for c in writes)
         assert bot.fake.bot_messages(CHANNEL_ID) == []  # not a channel message: the response
-    assert user_contents(fake_llm.requests[0]) == [
-        ("user", "Alice A.: Explain this message.\n\n[message from Bob]\nthe build fails with E42 @everyone\n[end of message]")
-    ]
+    (asked,) = user_contents(fake_llm.requests[0])
+    assert asked[1] == (
+        "Alice A.: Explain this message.\n\n[message from Bob]\nthe build fails with E42 @everyone\n"
+        "[end of message]\n\n[file: build.log]\nstep 3: E42 no space left on device\n\n[end of file: build.log]"
+    )
 
 
 async def test_summarize_reads_the_channel_up_to_the_message_within_the_window(make_settings, fake_llm):

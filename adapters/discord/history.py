@@ -1,9 +1,10 @@
 """The conversation behind a Discord message, as turns oldest first.
 
-Three shapes (and ``recent``, a channel's latest messages, for a summary): a reply chain (walked back through ``message.reference``, from
+Three shapes: a reply chain (walked back through ``message.reference``, from
 discord.py's cache or a small cache of our own, fetched when missing), a
 thread the bot started (its history plus the starter message the thread grew
-from), or recent direct messages.  Reading stops once the token budget is
+from), or recent direct messages (``recent`` reads any channel that way, for a
+summary).  Reading stops once the token budget is
 spent (one message more, so the core can say that earlier ones were left
 out).  People's messages become user turns labelled with their display name;
 the bot's own become assistant turns, a reply split over several messages

@@ -134,7 +134,7 @@ class MessageMenus:
             if isinstance(channel, discord.Thread):
                 turns = await reader.thread(message, channel)
             else:
-                turns = await reader.recent(message, labelled=message.guild is not None, limit=SUMMARY_MESSAGES)
+                turns = await reader.recent(message, labelled=interaction.guild_id is not None, limit=SUMMARY_MESSAGES)
             return [*turns, Turn("user", about.SUMMARIZE)]
 
         saved = {"menu": {"summary": {"channel": str(message.channel.id), "message": str(message.id)}}}
@@ -147,7 +147,11 @@ class MessageMenus:
         summary = saved.get("summary")
         if not isinstance(summary, dict):
             return None
-        channel = self.commands.client.get_partial_messageable(int(summary["channel"]))
+        client = self.commands.client
+        found = client.get_channel(int(summary["channel"]))  # a thread's, to read its starter too
+        channel = found if isinstance(found, discord.abc.Messageable) else client.get_partial_messageable(
+            int(summary["channel"])
+        )
         try:
             message = await channel.fetch_message(int(summary["message"]))
         except MAPPED as exc:
