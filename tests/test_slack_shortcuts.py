@@ -113,3 +113,14 @@ async def test_over_the_quota_the_refusal_shows_in_the_thread(slack, start_bot, 
     refusal = thread_texts(slack, "C1", message["ts"])[-1]
     assert refusal.startswith("<@U1> asked: two\n\n") and "You are" in refusal
     assert len(fake_llm.requests) == 1
+
+
+async def test_in_a_channel_the_bot_is_not_in_the_user_is_told_how_to_invite_it(slack, start_bot, fake_llm):
+    await start_bot()
+    message = slack.say("a message in a channel without the bot", channel="C5", user="U2")
+    slack.errors["conversations.replies"] += ["not_in_channel"] * 2
+    slack.errors["chat.postMessage"] += ["not_in_channel"] * 3
+    view_id = await open_form(slack, "C5", message["ts"])
+    await slack.deliver(slack.submit(view_id, "what is this?"), kind="interactive")
+    await until(lambda: respond_texts(slack), what="the private hint")
+    assert respond_texts(slack) == ["I can't post in this channel yet: invite me with `/invite @relaybot` and ask again."]
