@@ -117,3 +117,16 @@ async def test_user_installed_app_answers_through_the_webhook_where_the_bot_is_n
         assert channel_calls == []  # no typing, no send, no history read: only the interaction's webhook
     assert "[message from Bob]\nerror E42 again" in user_contents(fake_llm.requests[0])[0][1]
     assert user_contents(fake_llm.requests[1]) == [("user", "hi there")]  # a DM: no name label
+
+
+async def test_over_the_quota_the_refusal_shows_in_the_response(make_settings, fake_llm):
+    fake_llm.reply(ANSWER)
+    async with running_bot(make_settings, bot_user_requests_per_minute=1) as bot:
+        first = await bot.fake.interact("ask", {"question": "what is E42?"})
+        await wait_for(lambda: bot.fake.interaction_messages(first["token"]) == [ANSWER], what="the first answer")
+        target = await bot.fake.say("E42 again", author=BOB, dispatch=False)
+        payload = await bot.fake.use_menu(SUMMARIZE, target)
+        await wait_for(lambda: bot.fake.interaction_messages(payload["token"]), what="the refusal")
+        (refusal,) = bot.fake.interaction_messages(payload["token"])
+    assert "You are asking faster than 1 questions a minute" in refusal
+    assert len(fake_llm.requests) == 1

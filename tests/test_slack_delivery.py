@@ -247,3 +247,35 @@ async def test_a_question_queued_when_the_process_dies_is_answered_after_restart
     assert len(fake_llm.requests) == 2
     assert fake_llm.requests[1]["messages"][-1] == {"role": "user", "content": "Ada: second question"}
     assert [state for state, _ in requests_of(database)] == ["partial", "done"]
+
+
+async def test_a_shortcut_question_queued_in_a_thread_is_answered_after_a_crash(
+    slack, start_bot, fake_llm, serve_bot, make_settings
+):
+    """A question asked with the message shortcut waits behind an answer streaming in the same
+    thread (one answer at a time per thread); SIGKILL; the next start answers it there, once."""
+    database = Path(make_settings().bot_database)
+    fake_llm.reply(SLOW, delay=0.3)
+    fake_llm.reply("It is the deploy log.")
+    async with serve_bot() as proc:
+        first = mention(slack, f"<@{BOT_USER}> summarise the incident")
+        await slack.deliver(slack.callback(first), timeout=60)
+        await until(lambda: saved_words(database, 1), timeout=60, what="the first answer to be streaming")
+        await slack.deliver(slack.shortcut("C1", first["ts"]), kind="interactive")
+        await until(lambda: slack.views, timeout=30, what="the question form")
+        (view_id,) = slack.views
+        await slack.deliver(slack.submit(view_id, "what is this?"), kind="interactive")
+        await until(lambda: len(requests_of(database)) == 2, timeout=30, what="the question accepted")
+        assert requests_of(database)[1] == ("accepted", "")  # queued behind the answer in its thread
+        await crash(proc)
+    assert len(fake_llm.requests) == 1
+
+    bot = await start_bot()
+    expected = "<@U1> asked: what is this?\n\nIt is the deploy log."
+    texts = await reply_text(slack, "C1", first["ts"], expected, timeout=30)
+    await settled(bot, slack)
+    assert texts.count(expected) == 1
+    assert fake_llm.requests[1]["messages"][-1]["content"].startswith(
+        "Ada: what is this?\n\n[message from Ada]\nsummarise the incident\n[end of message]"
+    )
+    assert [state for state, _ in requests_of(database)] == ["partial", "done"]
