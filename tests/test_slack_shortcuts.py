@@ -124,3 +124,15 @@ async def test_in_a_channel_the_bot_is_not_in_the_user_is_told_how_to_invite_it(
     await slack.deliver(slack.submit(view_id, "what is this?"), kind="interactive")
     await until(lambda: respond_texts(slack), what="the private hint")
     assert respond_texts(slack) == ["I can't post in this channel yet: invite me with `/invite @relaybot` and ask again."]
+
+
+async def test_a_long_message_is_read_whole_though_the_form_carries_only_part_of_it(slack, start_bot, fake_llm):
+    fake_llm.reply("A long log of retries.")
+    await start_bot()
+    long_text = "\n".join(f"line {n}: retrying the upload after a timeout" for n in range(250))
+    message = slack.say(long_text, user="U2")
+    view_id = await open_form(slack, "C1", message["ts"])
+    assert len(slack.views[view_id]["private_metadata"]) <= 3000
+    await slack.deliver(slack.submit(view_id, ""), kind="interactive")
+    await reply_text(slack, "C1", message["ts"], "<@U1> asked: Explain this message.\n\nA long log of retries.")
+    assert long_text in fake_llm.requests[0]["messages"][-1]["content"]

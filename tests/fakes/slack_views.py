@@ -3,7 +3,8 @@
 ``shortcut(channel, ts)`` builds the ``message_action`` payload of a person using the app's
 message shortcut on a stored message (deliver it with ``kind="interactive"``); ``views.open``
 keeps the view it opens in ``views`` (a trigger id is good for one view, within 3 s of the
-shortcut, else ``expired_trigger_id``); ``submit(view_id, text)`` builds the
+shortcut, else ``expired_trigger_id``; ``private_metadata`` of at most 3,000 characters, else
+``invalid_arguments``); ``submit(view_id, text)`` builds the
 ``view_submission`` payload of that form submitted with ``text`` typed in its input.
 """
 
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 TRIGGER_LIFETIME = 3.0  # seconds a trigger id can open a view
+METADATA_LIMIT = 3000  # characters of a view's private_metadata
 
 
 class Views:
@@ -90,5 +92,7 @@ class Views:
         view_id = f"V{self._view_ids:06d}"
         view = params["view"]
         view = json.loads(view) if isinstance(view, str) else view
+        if len(view.get("private_metadata") or "") > METADATA_LIMIT:
+            return {"ok": False, "error": "invalid_arguments"}
         self.views[view_id] = view
         return {"ok": True, "view": {**view, "id": view_id}}
