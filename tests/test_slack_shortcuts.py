@@ -7,6 +7,7 @@ it; the answer lands in the message's thread with the message in the model's use
 from __future__ import annotations
 
 from adapters.slack.commands import NOT_ALLOWED
+from adapters.slack.shortcuts import NO_MESSAGE
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.slack_helpers import reply_text, thread_texts, until
 
@@ -136,3 +137,17 @@ async def test_a_long_message_is_read_whole_though_the_form_carries_only_part_of
     await slack.deliver(slack.submit(view_id, ""), kind="interactive")
     await reply_text(slack, "C1", message["ts"], "<@U1> asked: Explain this message.\n\nA long log of retries.")
     assert long_text in fake_llm.requests[0]["messages"][-1]["content"]
+
+
+async def test_malformed_shortcut_and_form_payloads_get_a_clear_word_and_no_model_call(slack, start_bot, fake_llm):
+    await start_bot()
+    message = slack.say("hello", user="U2")
+    broken = slack.shortcut("C1", message["ts"])
+    broken["message"] = "not a message"
+    ack = await slack.deliver(broken, kind="interactive")  # acked, then ignored
+    view_id = await open_form(slack, "C1", message["ts"])
+    submission = slack.submit(view_id, "why?")
+    submission["view"]["private_metadata"] = "{not json"
+    ack = await slack.deliver(submission, kind="interactive")
+    assert ack["payload"] == {"response_action": "errors", "errors": {"question": NO_MESSAGE}}  # the form stays open
+    assert len(slack.views) == 1 and fake_llm.requests == [] and slack.bot_messages("C1") == []
