@@ -176,6 +176,14 @@ async def crash(proc: asyncio.subprocess.Process) -> None:
 SLOW = " ".join(f"word{n}" for n in range(100))
 
 
+async def slow_answer_streaming(slack: FakeSlack, database: Path, question: str) -> dict:
+    """A mention asking ``question`` in C1, once its (slow) answer streams: its event."""
+    first = mention(slack, f"<@{BOT_USER}> {question}")
+    await slack.deliver(slack.callback(first), timeout=60)
+    await until(lambda: saved_words(database, 1), timeout=60, what="the first answer to be streaming")
+    return first
+
+
 @pytest.fixture
 def serve_bot(tmp_path, slack, fake_llm, make_settings):
     """``serve_bot()``: a ``serve`` process against the fakes, on the SQLite file ``start_bot`` uses."""
@@ -225,9 +233,7 @@ async def test_a_question_queued_when_the_process_dies_is_answered_after_restart
     fake_llm.reply(SLOW, delay=0.3)
     fake_llm.reply("The second answer.")
     async with serve_bot() as proc:
-        first = mention(slack, f"<@{BOT_USER}> first question")
-        await slack.deliver(slack.callback(first), timeout=60)
-        await until(lambda: saved_words(database, 1), timeout=60, what="the first answer to be streaming")
+        first = await slow_answer_streaming(slack, database, "first question")
         second = mention(slack, f"<@{BOT_USER}> second question", thread_ts=first["ts"])
         second_body = slack.callback(second)
         await slack.deliver(second_body)
@@ -258,9 +264,7 @@ async def test_a_shortcut_question_queued_in_a_thread_is_answered_after_a_crash(
     fake_llm.reply(SLOW, delay=0.3)
     fake_llm.reply("It is the deploy log.")
     async with serve_bot() as proc:
-        first = mention(slack, f"<@{BOT_USER}> summarise the incident")
-        await slack.deliver(slack.callback(first), timeout=60)
-        await until(lambda: saved_words(database, 1), timeout=60, what="the first answer to be streaming")
+        first = await slow_answer_streaming(slack, database, "summarise the incident")
         await slack.deliver(slack.shortcut("C1", first["ts"]), kind="interactive")
         await until(lambda: slack.views, timeout=30, what="the question form")
         (view_id,) = slack.views
