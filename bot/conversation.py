@@ -22,6 +22,8 @@ Role = Literal["system", "user", "assistant"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 CUT_MARKER = "\n\n[… {n} tokens cut from the middle of this message …]\n\n"
 LEFT_OUT_NOTE = "(earlier messages were left out)"
+SUMMARISED_NOTE = "(earlier messages were summarised to fit)"
+PART_SUMMARISED_NOTE = "(earlier messages were summarised to fit; the oldest were left out)"
 CUT_NOTE = "(your message was too long: its middle was cut)"
 
 
@@ -66,11 +68,15 @@ class Fitted:
     dropped: int  # older turns left out
     cut_tokens: int  # tokens cut from the middle of the newest user turn
     prompt_tokens: int  # exact size of the prompt, template included
+    #: of the ``dropped`` turns, how many a summary in the system prompt stands for (``bot.summary``)
+    summarised: int = 0
 
     @property
     def notes(self) -> list[str]:
         notes = []
-        if self.dropped:
+        if self.dropped and self.summarised:
+            notes.append(SUMMARISED_NOTE if self.summarised >= self.dropped else PART_SUMMARISED_NOTE)
+        elif self.dropped:
             notes.append(LEFT_OUT_NOTE)
         if self.cut_tokens:
             notes.append(CUT_NOTE)

@@ -1,10 +1,14 @@
-"""The usage and cost ledger: what one answer cost, recorded in the store and the metrics."""
+"""The usage and cost ledger: what one answer cost, recorded in the store and the metrics.
+
+A provider call that is not an answer (a summary of the history, ``bot.summary``) is recorded
+the same way (``record_call``): a row of its own, so it counts in usage reports and daily budgets.
+"""
 
 from __future__ import annotations
 
 from . import tokens
 from .metrics import Metrics
-from .providers.base import Usage
+from .providers.base import ProviderInfo, Usage
 from .providers.router import Routed
 from .reply import ReplyOutcome
 from .store import Store, UsageRecord
@@ -48,3 +52,25 @@ class Ledger:
             platform, outcome, info, started, usage.prompt_tokens, usage.completion_tokens, cost
         )
         return usage
+
+    async def record_call(
+        self, platform: str, user: str | None, channel: str, request_id: int | None, info: ProviderInfo, usage: Usage
+    ) -> None:
+        """Record a provider call made for an answer but not streamed to anyone (a summary)."""
+        cost = info.cost(usage)
+        await self.store.record_usage(
+            UsageRecord(
+                platform=platform,
+                provider=info.name,
+                model=info.model,
+                user_id=user,
+                channel=channel,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost,
+                reply_id=request_id,
+            )
+        )
+        self.metrics.tokens.labels(info.name, "in").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels(info.name, "out").inc(usage.completion_tokens)
+        self.metrics.cost.labels(info.name).inc(cost)

@@ -11,8 +11,9 @@
 6. the history, read within the core's token budget with the core's counter;
 7. the answer: the first platform call (typing, status, placeholder), then the
    files of the conversation read into their turns (``bot.attachments``), channel
-   settings, fit to the provider's window, stream through the router into a
-   ``ReplyStream``, then the request's final state, usage and cost.
+   settings, fit to the provider's window (with ``BOT_HISTORY=summary``, the turns left out
+   summarised: ``bot.summary``), stream through the router into a ``ReplyStream``, then the
+   request's final state, usage and cost.
 
 ``answer`` is step 7 alone (the terminal, tests).  Background tasks live in
 ``bot.tasks``, the ledger in ``bot.ledger``, restart recovery in
@@ -52,6 +53,7 @@ from .reply import ReplyOutcome, ReplyStream, Save
 from .settings import Settings
 from .shared_pacing import edit_budget
 from .store import RequestRecord, Store
+from .summary import READ_FACTOR, Asker, Summaries
 from .surface import Ref, Surface, capability
 from .tasks import Tasks
 from .tokens import TokenCounter
@@ -108,6 +110,7 @@ class RelayService:
         self.counter = counter or TokenCounter()
         self.metrics = metrics or Metrics(settings.replica_name())
         self.ledger = Ledger(store, self.metrics)
+        self.summaries = Summaries(store, router, self.ledger)
         #: this process: requests it accepted are its own; recovery settles only others'
         self.owner = f"{settings.replica_name()}/{uuid.uuid4().hex[:12]}"
         self.access = AccessPolicy(settings, store, owner=self.owner)
@@ -224,11 +227,13 @@ class RelayService:
     def _history_budget(self) -> int:
         s = self.settings
         windows = [s.provider(name).context_window for name in s.provider_order()]
-        return max(max(windows, default=8192) - s.bot_max_tokens, MIN_HISTORY_BUDGET)
+        budget = max(max(windows, default=8192) - s.bot_max_tokens, MIN_HISTORY_BUDGET)
+        return budget * READ_FACTOR if s.bot_history == "summary" else budget  # older turns: summarised
 
     def history_budget(self) -> int:
-        """The most history any configured provider could take, in tokens (settings do not change
-        while the service runs: worked out once, off every question's path to its first call)."""
+        """The most history any configured provider could take, in tokens; ``READ_FACTOR`` times that
+        with summaries on (the older part is summarised).  Settings do not change while the service
+        runs: worked out once, off every question's path to its first call."""
         return self._history_budget
 
     # -- the pipeline ----------------------------------------------------------------------
@@ -402,7 +407,7 @@ class RelayService:
         stream.start()
         try:
             await asyncio.sleep(0)
-            routed, file_notes = await self._route(request)
+            routed, file_notes = await self._route(request, request_id)
             if admission is not None:
                 await admission.grow(*routed.worst_case())
             await self.store.update_request(request_id, state="answering")
@@ -484,7 +489,7 @@ class RelayService:
         rows.update(await self.store.channel_settings(platform, channel))
         return rows
 
-    async def _route(self, request: Request) -> tuple[Routed, list[str]]:
+    async def _route(self, request: Request, request_id: int) -> tuple[Routed, list[str]]:
         """The routed answer, and notes about the question's files (``bot.attachments``)."""
         turns, said = await self.attachments.read(request.turns)
         question = turns[-1] if turns and turns[-1].role == "user" else None
@@ -508,6 +513,12 @@ class RelayService:
         routed = self.router.answer(
             turns, max_tokens, self.counter, sampling, request.provider, order=order, model=config.model
         )
+        if self.settings.bot_history == "summary":
+            asker = Asker(
+                request.conversation_key or f"{request.platform}:{request.thread or request.channel}",
+                request.platform, request.user_id, request.channel, request_id,
+            )
+            await self.summaries.apply(routed, turns, max_tokens, self.counter, asker)
         return routed, notes
 
     # -- token-count cache -------------------------------------------------------------------

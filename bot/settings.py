@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     bot_message_limit: int = Field(0, ge=0)  # continue in a new message past this; 0: the platform's limit
     bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_log_json: bool = False
+    # a history longer than the window: "trim" drops the oldest turns, "summary" replaces them with a
+    # short summary made by the answering provider (cached per conversation, see bot/summary.py)
+    bot_history: Literal["trim", "summary"] = "trim"
 
     # sampling (checked against each provider's ranges when a request is built)
     bot_temperature: float | None = None

@@ -189,6 +189,18 @@ MIGRATIONS: list[str | Dialects] = [
     );
     CREATE INDEX votes_by_provider ON votes(provider, at);
     """,
+    # 5: summarised history (``BOT_HISTORY=summary``, ``bot.summary``): per conversation, the summary
+    # of the turns its answers left out, with the fingerprints of the turns it covers (oldest first,
+    # space-separated) so that it is reused while they stay the same and extended when more are left out.
+    """
+    CREATE TABLE summaries (
+        conversation TEXT PRIMARY KEY,
+        covers TEXT NOT NULL,
+        text TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -216,7 +228,8 @@ def migration(version: int, dialect: str) -> str:
 
 #: Every table of the schema, parents before children: the order ``db copy`` fills them in.
 TABLES = (
-    "events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests", "votes"
+    "events", "conversations", "turns", "token_counts", "replies", "usage", "channel_settings", "requests", "votes",
+    "summaries",
 )
 #: What running replicas keep for each other (heartbeats, shared limits): not history, not copied.
 LIVE_TABLES = ("replicas", "edit_grants", "edit_streams", "edit_pauses", "rate_hits", "reservations")
@@ -253,6 +266,15 @@ class UsageRecord:
     completion_tokens: int
     cost_usd: float
     reply_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A conversation's cached summary of the turns left out (``bot.summary``)."""
+
+    covers: tuple[str, ...]  # fingerprints of the turns it covers, oldest first
+    text: str
+    provider: str  # the provider that wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +325,8 @@ class Store(Protocol):
     async def reset_conversation(self, key: str) -> None: ...
     async def cached_counts(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]: ...
     async def save_counts(self, rows: Sequence[tuple[str, str, int]]) -> None: ...
+    async def summary(self, conversation: str) -> Summary | None: ...
+    async def save_summary(self, conversation: str, summary: Summary) -> None: ...
     async def accept(
         self, keys: Sequence[str], platform: str, conversation: str, origin: dict[str, Any], owner: str
     ) -> int | None: ...

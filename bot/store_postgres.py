@@ -38,6 +38,7 @@ from .store import (
     REQUEST_COLUMNS,
     USAGE_GROUPS,
     RequestRecord,
+    Summary,
     UsageRecord,
     UsageTotal,
     check_request_fields,
@@ -311,8 +312,9 @@ class PostgresStore:
             )
 
     async def reset_conversation(self, key: str) -> None:
-        async with self.connection() as con:
+        async with self.connection() as con, con.transaction():
             await con.execute("DELETE FROM conversations WHERE key = $1", key)
+            await con.execute("DELETE FROM summaries WHERE conversation = $1", key)
 
     # -- token counts --------------------------------------------------------------------
 
@@ -330,6 +332,23 @@ class PostgresStore:
                 "INSERT INTO token_counts(message_id, digest, tokens) VALUES ($1, $2, $3) "
                 "ON CONFLICT (message_id) DO UPDATE SET digest = EXCLUDED.digest, tokens = EXCLUDED.tokens",
                 sorted(rows),  # one order for every writer: two saves of the same ids never deadlock
+            )
+
+    # -- summarised history (``bot.summary``) ----------------------------------------------
+
+    async def summary(self, conversation: str) -> Summary | None:
+        sql = "SELECT covers, text, provider FROM summaries WHERE conversation = $1"
+        async with self.connection() as con:
+            row = await con.fetchrow(sql, conversation)
+        return Summary(tuple(row[0].split()), row[1], row[2]) if row is not None else None
+
+    async def save_summary(self, conversation: str, summary: Summary) -> None:
+        async with self.connection() as con:
+            await con.execute(
+                "INSERT INTO summaries(conversation, covers, text, provider, updated_at) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (conversation) DO UPDATE SET covers = EXCLUDED.covers, text = EXCLUDED.text, "
+                "provider = EXCLUDED.provider, updated_at = EXCLUDED.updated_at",
+                conversation, " ".join(summary.covers), summary.text, summary.provider, time.time(),
             )
 
     # -- per-channel settings -------------------------------------------------------------

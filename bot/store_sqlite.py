@@ -26,6 +26,7 @@ from .store import (
     REQUEST_COLUMNS,
     USAGE_GROUPS,
     RequestRecord,
+    Summary,
     UsageRecord,
     UsageTotal,
     check_request_fields,
@@ -174,9 +175,16 @@ class SqliteStore:
             raise
         await self._db.execute("COMMIT")
 
-    @waits_for_locks
+    @in_transaction
     async def reset_conversation(self, key: str) -> None:
-        await self._db.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.execute("DELETE FROM conversations WHERE key = ?", (key,))
+            await self._db.execute("DELETE FROM summaries WHERE conversation = ?", (key,))
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
 
     # -- token counts --------------------------------------------------------------------
 
@@ -199,6 +207,22 @@ class SqliteStore:
             await self._db.executemany(
                 "INSERT OR REPLACE INTO token_counts(message_id, digest, tokens) VALUES (?, ?, ?)", rows
             )
+
+    # -- summarised history (``bot.summary``) ----------------------------------------------
+
+    @waits_for_locks
+    async def summary(self, conversation: str) -> Summary | None:
+        sql = "SELECT covers, text, provider FROM summaries WHERE conversation = ?"
+        async with self._db.execute(sql, (conversation,)) as cur:
+            row = await cur.fetchone()
+        return Summary(tuple(row[0].split()), row[1], row[2]) if row is not None else None
+
+    @waits_for_locks
+    async def save_summary(self, conversation: str, summary: Summary) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO summaries(conversation, covers, text, provider, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (conversation, " ".join(summary.covers), summary.text, summary.provider, time.time()),
+        )
 
     # -- requests -------------------------------------------------------------------------
 

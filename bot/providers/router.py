@@ -92,6 +92,16 @@ class Routed:
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._run()
 
+    @property
+    def first(self) -> Plan | None:
+        """The plan tried first (the provider expected to answer)."""
+        return self._plans[0] if self._plans else None
+
+    def replace_first(self, plan: Plan) -> None:
+        """Try ``plan`` first instead (the same provider, its history summarised: ``bot.summary``)."""
+        self._plans[0] = plan
+        self.fitted = plan.fitted
+
     def worst_case(self) -> tuple[int, float]:
         """The most any plan may use: (prompt + max_tokens, that usage's cost at its provider's prices)."""
         usages = [(p.provider.info, Usage(p.fitted.prompt_tokens, p.max_tokens)) for p in self._plans]
@@ -185,6 +195,7 @@ def shrink(plan: Plan, counter: TokenCounter | None, limit: int = SAFE_WINDOW) -
         dropped=plan.fitted.dropped + again.dropped,
         cut_tokens=plan.fitted.cut_tokens + again.cut_tokens,
         prompt_tokens=again.prompt_tokens,
+        summarised=plan.fitted.summarised,
     )
     return Plan(plan.provider, fitted, max(1, min(plan.max_tokens, limit - again.prompt_tokens)), plan.model)
 

@@ -2,7 +2,8 @@
 
 It speaks ``POST /v1/chat/completions`` with real SSE over real HTTP.  Queue
 behaviours with ``reply``, ``fail``, ``cut`` ...; when the queue is empty it
-answers ``default_text``.  Every request body is kept in ``requests``; ``sent`` counts the
+answers ``default_text``; a request whose system message starts with a prefix given to
+``when_system`` gets that behaviour instead, every time (the bot's summary calls).  Every request body is kept in ``requests``; ``sent`` counts the
 content chunks each streamed request got, and ``hung_up`` the streams the client closed before
 their end (a stopped answer).
 
@@ -60,6 +61,7 @@ class FakeLLM:
         self.default_text = default_text
         self.default = Behaviour(text=default_text)
         self.queue: deque[Behaviour] = deque()
+        self.by_system: dict[str, Behaviour] = {}  # system-message prefix -> behaviour, not queued
         self.requests: list[dict[str, object]] = []
         self.headers: list[dict[str, str]] = []
         self.sent: list[int] = []  # content chunks sent, per streamed request
@@ -83,6 +85,19 @@ class FakeLLM:
 
     def cut(self, text: str, after: int) -> None:
         self.push(Behaviour(text=text, cut_after=after))
+
+    def when_system(self, prefix: str, behaviour: Behaviour) -> None:
+        """Answer every request whose system message starts with ``prefix`` with ``behaviour``."""
+        self.by_system[prefix] = behaviour
+
+    def _behaviour(self, body: dict[str, object]) -> Behaviour:
+        messages = body.get("messages") or []
+        first = messages[0] if isinstance(messages, list) and messages else {}
+        system = str(first.get("content") or "") if isinstance(first, dict) and first.get("role") == "system" else None
+        for prefix, behaviour in self.by_system.items():
+            if system is not None and system.startswith(prefix):
+                return behaviour
+        return self.queue.popleft() if self.queue else Behaviour(text=self.default_text)
 
     # -- server ------------------------------------------------------------------------
 
@@ -114,7 +129,7 @@ class FakeLLM:
         too_long = self._over_window(body)
         if too_long is not None:
             return too_long
-        b = self.queue.popleft() if self.queue else Behaviour(text=self.default_text)
+        b = self._behaviour(body)
         if b.status >= 400:
             return web.json_response(b.body, status=b.status, headers=b.headers)
         if b.json_body or not body.get("stream"):

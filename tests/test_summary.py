@@ -1,0 +1,146 @@
+"""Summarised history (``BOT_HISTORY=summary``) through the real path: the service, the HTTP
+provider client and router against the fake model server on 127.0.0.1, a real SQLite store.
+
+The fake server refuses (as llama.cpp does) any prompt that does not fit its window, and every
+test counts the answer request exactly with the Llama 3 tokenizer."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot import summary, tokens
+from bot.conversation import LEFT_OUT_NOTE, PART_SUMMARISED_NOTE, SUMMARISED_NOTE, Turn
+from bot.runtime import open_service
+from bot.service import Request
+from tests.fakes.llm import Behaviour, FakeLLM
+from tests.fakes.sinks import RecordingSurface
+
+WINDOW = 2048
+MAX_TOKENS = 128
+SUMMARY = "Ana and the assistant went through topics 0 to 20 and agreed on the plan."
+
+
+def history(pairs: int, start: int = 0) -> list[Turn]:
+    """``pairs`` questions and answers of about 40 tokens each, every one with its platform id."""
+    turns = []
+    for i in range(start, start + pairs):
+        turns.append(Turn("user", f"Question {i}: " + "tell me about topic %d " % i * 5, author="Ana", message_id=f"u{i}"))
+        turns.append(Turn("assistant", f"Answer {i}: " + "topic %d is fine " % i * 6, message_id=f"a{i}"))
+    return turns
+
+
+def ask(turns: list[Turn], question: str) -> Request:
+    return Request("slack", "C1", [*turns, Turn("user", question, author="Ana", message_id=question)],
+                   thread="C1:1.0", user_id="U1")
+
+
+def summary_calls(server: FakeLLM) -> list[dict]:
+    return [r for r in server.requests if r["messages"][0]["content"] == summary.PROMPT]
+
+
+def answers(server: FakeLLM) -> list[dict]:
+    return [r for r in server.requests if r["messages"][0]["content"] != summary.PROMPT]
+
+
+def exact_size(request: dict) -> int:
+    """Prompt + max_tokens of a request as sent, counted with the Llama 3 template."""
+    contents = [m["content"] for m in request["messages"]]
+    return tokens.prompt_tokens(contents) + request["max_tokens"]
+
+
+@pytest.fixture
+def small(make_settings, fake_llm):
+    fake_llm.window = WINDOW  # refuses what does not fit, like a llama.cpp server
+
+    def settings(**extra: object):
+        return make_settings(openai_context_window=WINDOW, bot_max_tokens=MAX_TOKENS, **extra)
+
+    return settings
+
+
+async def test_left_out_turns_are_summarised_cached_and_extended(small, fake_llm):
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    turns = history(30)
+    async with open_service(small(bot_history="summary")) as service:
+        first = RecordingSurface()
+        out = await service.answer(ask(turns, "What now?"), first)
+        assert out.state == "complete" and first.notes == [SUMMARISED_NOTE]
+
+        (call,) = summary_calls(fake_llm)  # one summarising request, then the answer
+        assert fake_llm.requests[0] is call and call["max_tokens"] == summary.room(WINDOW) and call["stream"]
+        assert exact_size(call) <= WINDOW
+        (answer,) = answers(fake_llm)
+        system, *kept = answer["messages"]
+        assert system["role"] == "system" and system["content"].endswith(summary.HEADER + SUMMARY)
+        assert exact_size(answer) <= WINDOW and fake_llm.refused == 0
+        # The summary covers exactly the turns the answer leaves out: no gap, no overlap.
+        left_out = len(turns) - (len(kept) - 1)
+        transcript = call["messages"][1]["content"]
+        assert transcript.startswith("Ana: Question 0:")
+        assert transcript.endswith(turns[left_out - 1].content()) and left_out > 4
+        assert kept[0]["content"] == turns[left_out].content() and kept[-1]["content"] == "Ana: What now?"
+
+        again = RecordingSurface()  # the same turns left out: the stored summary, no second call
+        await service.answer(ask(turns, "And then?"), again)
+        assert len(summary_calls(fake_llm)) == 1 and again.notes == [SUMMARISED_NOTE]
+        assert answers(fake_llm)[-1]["messages"][:-1] == answer["messages"][:-1]
+
+        longer = turns + history(6, start=30)  # more turns left out: the summary is extended
+        fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY + " Then topics 21 to 23."))
+        later = RecordingSurface()
+        await service.answer(ask(longer, "Last one?"), later)
+        assert later.notes == [SUMMARISED_NOTE]
+        extension = summary_calls(fake_llm)[-1]["messages"][1]["content"]
+        assert len(summary_calls(fake_llm)) == 2
+        assert extension.startswith(f"Summary so far:\n{SUMMARY}\n\nMessages that follow it:\n\nAna: Question {left_out // 2}:")
+        assert "Question 0:" not in extension  # only the turns left out since
+        last = answers(fake_llm)[-1]
+        assert last["messages"][0]["content"].endswith(" Then topics 21 to 23.") and exact_size(last) <= WINDOW
+
+        # Summary calls are provider calls in the ledger: they count in usage and daily budgets.
+        (total,) = await service.store.usage_totals("user")
+        assert (total.key, total.requests) == ("U1", 5)
+
+
+async def test_trim_is_the_default_and_makes_no_summary_call(small, fake_llm):
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    async with open_service(small()) as service:
+        assert service.settings.bot_history == "trim"
+        sink = RecordingSurface()
+        await service.answer(ask(history(30), "What now?"), sink)
+    assert summary_calls(fake_llm) == [] and len(fake_llm.requests) == 1
+    assert sink.notes == [LEFT_OUT_NOTE] and exact_size(fake_llm.requests[0]) <= WINDOW
+
+
+@pytest.mark.parametrize(
+    "failure", [Behaviour(status=503, body={"error": {"message": "overloaded"}}), Behaviour(ttft=5.0)],
+    ids=["server-error", "no-first-token"],
+)
+async def test_a_failing_summary_call_still_answers_with_the_trim_note(small, fake_llm, caplog, failure):
+    fake_llm.when_system(summary.PROMPT, failure)
+    fake_llm.reply("Answered all the same.")
+    caplog.set_level(logging.WARNING, logger="bot.summary")
+    async with open_service(small(bot_history="summary", bot_first_token_timeout=0.3)) as service:
+        sink = RecordingSurface()
+        out = await service.answer(ask(history(30), "What now?"), sink)
+        assert await service.store.summary("slack:C1:1.0") is None  # nothing cached
+    assert out.state == "complete" and sink.messages == ["Answered all the same."]
+    assert sink.notes == [LEFT_OUT_NOTE]
+    assert summary_calls(fake_llm) and exact_size(answers(fake_llm)[-1]) <= WINDOW
+    said = [r.getMessage() for r in caplog.records if r.name == "bot.summary"]
+    assert len(said) == 1 and said[0].startswith("could not summarise the earlier messages, leaving them out: ")
+
+
+async def test_a_long_history_needing_too_many_calls_summarises_its_newest_part(small, fake_llm):
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    turns = history(180)  # about 14,000 tokens left out: more than MAX_CALLS pieces of a 2,048 window
+    async with open_service(small(bot_history="summary")) as service:
+        sink = RecordingSurface()
+        await service.answer(ask(turns, "What now?"), sink)
+    calls = summary_calls(fake_llm)
+    assert len(calls) == summary.MAX_CALLS and all(exact_size(c) <= WINDOW for c in calls)
+    assert all(c["messages"][1]["content"].startswith("Summary so far:") for c in calls[1:])
+    assert "Question 0:" not in calls[0]["messages"][1]["content"]  # the oldest are left out
+    assert sink.notes == [PART_SUMMARISED_NOTE] and exact_size(answers(fake_llm)[-1]) <= WINDOW
