@@ -56,6 +56,9 @@ HEADER = "\n\nSummary of the earlier part of this conversation (its messages are
 SO_FAR = "Summary so far:\n{summary}\n\nMessages that follow it:\n\n"
 ROOM = 400  # tokens: max_tokens of a summary call, and the most a summary takes in an answer's window
 MAX_CALLS = 4  # summary calls per question
+#: A summary call leaves out this fraction of the window more than needed (1/4), so that the next
+#: questions find the turns they must leave out summarised already.
+AHEAD = 4
 TIMEOUT = 30.0  # seconds one summary call may take, retries included
 #: With summaries on, how much more history than the largest window the platforms read.
 READ_FACTOR = 4
@@ -133,45 +136,56 @@ class Summaries:
         info = plan.provider.info
         window, reserve = info.context_window, min(max_tokens, info.context_window // 2)
         set_aside = room(window) + tokens.count(HEADER) + _JOIN
-        try:
-            narrow = fit(turns, window - set_aside, reserve, counter, date_preamble=info.date_preamble)
-        except WindowTooSmall:
+        narrow = _fit(turns, window - set_aside, reserve, counter, info.date_preamble)
+        if narrow is None or not narrow.dropped:
             return None
-        if narrow.cut_tokens or not narrow.dropped:
-            return None
-        text, summarised = await self._summary_of(list(turns[1 : 1 + narrow.dropped]), plan, counter, asker)
+        question = narrow.turns[-1]
+        history = list(turns[1 : 1 + narrow.dropped + len(narrow.turns) - 2])  # the turns before the question
+        prints = [fingerprint(t) for t in history]
+        stored = await self.store.summary(asker.conversation)
+        known = covered(stored.covers, prints) if stored is not None else None
+        if stored is not None and known is not None and known[0] >= narrow.dropped:
+            (end, summarised), text = known, stored.text  # it covers what must be left out: no call
+        else:  # a call: leave out more than needed, so that the next questions can reuse it
+            ahead = _fit(turns, window - set_aside - window // AHEAD, reserve, counter, info.date_preamble)
+            end = (ahead or narrow).dropped
+            text, summarised = await self._summary_of(history[:end], prints[:end], stored, known, plan, counter, asker)
         system = replace(turns[0], text=turns[0].text + HEADER + text, message_id=None)
-        final = fit([system, *narrow.turns[1:]], window, reserve, counter, date_preamble=info.date_preamble)
+        final = fit([system, *history[end:], question], window, reserve, counter, date_preamble=info.date_preamble)
         if final.dropped or final.cut_tokens:
             log.info("the summary of the earlier messages does not fit %s's window: they are left out", info.name)
             return None
-        fitted = Fitted(final.turns, narrow.dropped, 0, final.prompt_tokens, summarised=summarised)
+        fitted = Fitted(final.turns, end, 0, final.prompt_tokens, summarised=summarised)
         asked = plan.max_tokens
         if info.window_includes_output:
             asked = max(1, min(asked, window - final.prompt_tokens))
         return replace(plan, fitted=fitted, max_tokens=asked)
 
     async def _summary_of(
-        self, left_out: list[Turn], plan: Plan, counter: TokenCounter, asker: Asker
+        self,
+        left_out: list[Turn],
+        prints: list[str],
+        stored: Summary | None,
+        known: tuple[int, int] | None,
+        plan: Plan,
+        counter: TokenCounter,
+        asker: Asker,
     ) -> tuple[str, int]:
-        """The summary of ``left_out`` (from the store, extended, or new) and how many turns it covers."""
-        prints = [fingerprint(t) for t in left_out]
-        stored = await self.store.summary(asker.conversation)
-        known = covered(stored.covers, prints) if stored is not None else None
+        """A summary of ``left_out``: the stored one extended (``known``: how it covers their
+        beginning), or a new one; and how many of the turns it covers."""
+        name = plan.provider.info.name
         if stored is not None and known is not None:
             end, overlap = known
-            if end == len(prints):
-                return stored.text, overlap
             pieces = self._pieces(left_out[end:], plan, counter)
             if len(pieces) <= MAX_CALLS:
                 text = await self._write(pieces, stored.text, plan, asker)
-                await self._keep(asker, Summary((*stored.covers, *prints[end:]), text, plan.provider.info.name))
+                await self._keep(asker, Summary((*stored.covers, *prints[end:]), text, name))
                 return text, overlap + len(prints) - end
         pieces = self._pieces(left_out, plan, counter)[:MAX_CALLS]
         pieces.reverse()  # packed newest first: written oldest first
         text = await self._write(pieces, None, plan, asker)
         count = sum(len(p) for p in pieces)
-        await self._keep(asker, Summary(tuple(prints[len(prints) - count :]), text, plan.provider.info.name))
+        await self._keep(asker, Summary(tuple(prints[len(prints) - count :]), text, name))
         return text, count
 
     def _pieces(self, turns: list[Turn], plan: Plan, counter: TokenCounter) -> list[list[str]]:
@@ -239,6 +253,15 @@ class Summaries:
             await self.store.save_summary(asker.conversation, summary)
         except RelayError as exc:  # used for this answer all the same; the next one writes it again
             log.warning("could not store the summary of the earlier messages: %s", exc)
+
+
+def _fit(turns: Sequence[Turn], window: int, reserve: int, counter: TokenCounter, preamble: bool) -> Fitted | None:
+    """``turns`` fitted to ``window`` without cutting the question; None when it would be cut."""
+    try:
+        fitted = fit(turns, window, reserve, counter, date_preamble=preamble)
+    except WindowTooSmall:
+        return None
+    return None if fitted.cut_tokens else fitted
 
 
 def clip(text: str, limit: int) -> str:

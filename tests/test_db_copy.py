@@ -14,7 +14,7 @@ import pytest
 from bot import db_copy
 from bot.conversation import Turn
 from bot.errors import ConfigError, StoreInUse
-from bot.store import LIVE_TABLES, TABLES, Store, UsageRecord, open_store
+from bot.store import LIVE_TABLES, TABLES, Store, Summary, UsageRecord, open_store
 from bot.store_sqlite import SqliteStore
 
 
@@ -36,6 +36,7 @@ async def fill(store: Store) -> dict[str, int]:
     await store.set_channel_setting("discord", "G1", "prompt", "be brief")
     await store.record_usage(UsageRecord("slack", "deepinfra", "m", "U1", "C1", 100, 50, 0.25, first))
     await store.record_usage(UsageRecord("discord", "openai", "m2", "U2", "G1", 10, 5, 0.5, second))
+    await store.save_summary("terminal:kept", Summary(("f1", "f2"), "They said hello.", "openai"))
     return {"first": first, "second": second, "third": third}
 
 
@@ -50,6 +51,7 @@ async def snapshot(store: Store) -> dict[str, object]:
         "settings": [await store.channel_settings("slack", "C1"), await store.channel_settings("discord", "G1")],
         "usage": [await store.usage_totals(by) for by in ("provider", "user", "channel", "model")],
         "usage_of": await store.usage_of("user", "U1", since=0),
+        "summary": await store.summary("terminal:kept"),
     }
 
 
@@ -70,6 +72,7 @@ async def test_copy_moves_every_table_with_its_ids(sqlite_file, postgres_url):
     assert [c.table for c in copied] == list(TABLES)
     assert counts["events"] == 5 and counts["requests"] == 3 and counts["turns"] == 3 and counts["usage"] == 2
     assert counts["conversations"] == 2 and counts["token_counts"] == 2 and counts["channel_settings"] == 2
+    assert counts["summaries"] == 1
 
     store = await open_store(postgres_url)
     try:
@@ -127,7 +130,7 @@ async def test_the_db_copy_command(sqlite_file, postgres_server, postgres_url, t
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
-    assert lines[-1] == f"copied 19 rows into {postgres_url.replace(postgres_server.password, '***')}"
+    assert lines[-1] == f"copied 20 rows into {postgres_url.replace(postgres_server.password, '***')}"
     assert postgres_server.password not in out.decode() + err.decode()
     assert lines[0].split() == ["events", "5"]
 

@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 
 from bot.conversation import Turn
-from bot.store import MIGRATIONS, UsageRecord
+from bot.store import MIGRATIONS, Summary, UsageRecord
 
 
 async def test_migrations_are_versioned_and_idempotent(make_store):
@@ -99,6 +99,21 @@ async def test_request_records_and_usage_ledger(store):
     assert await store.usage_of("user", "U1", since=0) == (300, 0.75)
     assert await store.usage_of("channel", "C9", since=0) == (0, 0.0)
     assert await store.usage_of("user", "U1", since=2**40) == (0, 0.0)  # nothing recorded after then
+
+
+async def test_summaries_are_kept_per_conversation_replaced_and_reset(make_store):
+    store = await make_store()
+    assert await store.summary("terminal:a") is None
+    await store.add_turns("terminal:a", [Turn("user", "hi")])
+    await store.save_summary("terminal:a", Summary(("f1", "f2"), "They said hi. ünïcode", "openai"))
+    await store.save_summary("slack:C1:1.0", Summary(("f9",), "Another thread.", "deepinfra"))
+    await store.save_summary("terminal:a", Summary(("f1", "f2", "f3"), "Extended.", "openai"))
+    await store.close()
+    store = await make_store()  # kept across restarts
+    assert await store.summary("terminal:a") == Summary(("f1", "f2", "f3"), "Extended.", "openai")
+    await store.reset_conversation("terminal:a")  # /reset forgets the summary with the turns
+    assert await store.summary("terminal:a") is None and await store.load_turns("terminal:a") == []
+    assert await store.summary("slack:C1:1.0") == Summary(("f9",), "Another thread.", "deepinfra")
 
 
 async def test_update_request_refuses_unknown_fields(store):

@@ -7,6 +7,7 @@ test counts the answer request exactly with the Llama 3 tokenizer."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import pytest
 
@@ -16,6 +17,8 @@ from bot.runtime import open_service
 from bot.service import Request
 from tests.fakes.llm import Behaviour, FakeLLM
 from tests.fakes.sinks import RecordingSurface
+from tests.test_cli import run
+from tests.test_context_window import env_for, questions
 
 WINDOW = 2048
 MAX_TOKENS = 128
@@ -87,7 +90,12 @@ async def test_left_out_turns_are_summarised_cached_and_extended(small, fake_llm
         assert len(summary_calls(fake_llm)) == 1 and again.notes == [SUMMARISED_NOTE]
         assert answers(fake_llm)[-1]["messages"][:-1] == answer["messages"][:-1]
 
-        longer = turns + history(6, start=30)  # more turns left out: the summary is extended
+        grown = RecordingSurface()  # two more pairs: within what the call left out ahead, no call
+        await service.answer(ask(turns + history(2, start=30), "And now?"), grown)
+        assert len(summary_calls(fake_llm)) == 1 and grown.notes == [SUMMARISED_NOTE]
+        assert answers(fake_llm)[-1]["messages"][0] == system and exact_size(answers(fake_llm)[-1]) <= WINDOW
+
+        longer = turns + history(12, start=30)  # more left out than it covers: the summary is extended
         fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY + " Then topics 21 to 23."))
         later = RecordingSurface()
         await service.answer(ask(longer, "Last one?"), later)
@@ -101,7 +109,7 @@ async def test_left_out_turns_are_summarised_cached_and_extended(small, fake_llm
 
         # Summary calls are provider calls in the ledger: they count in usage and daily budgets.
         (total,) = await service.store.usage_totals("user")
-        assert (total.key, total.requests) == ("U1", 5)
+        assert (total.key, total.requests) == ("U1", 6)
 
 
 async def test_trim_is_the_default_and_makes_no_summary_call(small, fake_llm):
@@ -144,3 +152,27 @@ async def test_a_long_history_needing_too_many_calls_summarises_its_newest_part(
     assert all(c["messages"][1]["content"].startswith("Summary so far:") for c in calls[1:])
     assert "Question 0:" not in calls[0]["messages"][1]["content"]  # the oldest are left out
     assert sink.notes == [PART_SUMMARISED_NOTE] and exact_size(answers(fake_llm)[-1]) <= WINDOW
+
+
+async def test_chat_in_the_terminal_says_the_earlier_messages_were_summarised(tmp_path):
+    """End to end: ``llama-relay chat`` in a subprocess, its history in the SQLite file, notes on stderr."""
+    server = FakeLLM("A short answer.", window=1024)
+    server.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    await server.start()
+    try:
+        env = env_for(server, tmp_path, OPENAI_CONTEXT_WINDOW="1024", BOT_MAX_TOKENS="128", BOT_HISTORY="summary")
+        code, out, err = await run(["chat", "--session", "s"], env, tmp_path, stdin=questions(16))
+    finally:
+        await server.stop()
+    assert code == 0, err
+    assert out == "A short answer.\n" * 16
+    notes = err.splitlines()
+    assert notes[-1] == SUMMARISED_NOTE and LEFT_OUT_NOTE not in notes and "Traceback" not in err
+    assert server.refused == 0 and all(exact_size(r) <= 1024 for r in server.requests)
+    last = answers(server)[-1]["messages"]
+    assert last[0]["content"].endswith(summary.HEADER + SUMMARY) and last[-1]["content"].startswith("Question 15:")
+    # Fewer summary calls than answers that needed one: the stored summary is reused or extended.
+    assert 0 < len(summary_calls(server)) < notes.count(SUMMARISED_NOTE)
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        (row,) = db.execute("SELECT text, provider FROM summaries WHERE conversation = 'terminal:s'").fetchall()
+    assert row == (SUMMARY, "openai")
