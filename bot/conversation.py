@@ -23,7 +23,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 CUT_MARKER = "\n\n[… {n} tokens cut from the middle of this message …]\n\n"
 LEFT_OUT_NOTE = "(earlier messages were left out)"
 SUMMARISED_NOTE = "(earlier messages were summarised to fit)"
-PART_SUMMARISED_NOTE = "(earlier messages were summarised to fit; the oldest were left out)"
+PART_SUMMARISED_NOTE = "(earlier messages were summarised to fit; some were left out)"
 CUT_NOTE = "(your message was too long: its middle was cut)"
 
 

@@ -30,7 +30,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from . import tokens
@@ -94,9 +93,10 @@ def label(turn: Turn) -> str:
 
 
 def covered(covers: Sequence[str], prints: Sequence[str]) -> tuple[int, int] | None:
-    """How a stored summary covering ``covers`` stands to the turns left out now (``prints``):
-    (how many of them it accounts for, from the first; how many of those it summarises), or None
-    when it cannot be used (its last turn is not among them, or the turns before it differ)."""
+    """How a stored summary covering ``covers`` stands to the turns before the question now
+    (``prints``, oldest first): (how many of them it accounts for, from the first; how many of those
+    it summarises: fewer when it left the oldest out), or None when it cannot be used (its last
+    turn is not among them, or a turn it covers differs now: edited, or another conversation's)."""
     if not covers or covers[-1] not in prints:
         return None
     end = len(prints) - prints[::-1].index(covers[-1])  # just after the last covered turn
@@ -235,11 +235,16 @@ class Summaries:
         request = ChatRequest(turns, longest, Sampling(), time.monotonic() + TIMEOUT, plan.model)
         parts: list[str] = []
         usage: Usage | None = None
-        async with asyncio.timeout(TIMEOUT):
-            async with aclosing(self.router.attempt(plan.provider, request, fallback=True)) as deltas:
+        deltas = self.router.attempt(plan.provider, request, fallback=True)
+        try:
+            async with asyncio.timeout(TIMEOUT):
                 async for delta in deltas:
                     parts.append(delta.text)
                     usage = delta.usage or usage
+        finally:
+            closer = getattr(deltas, "aclose", None)  # the HTTP response, when it timed out mid-stream
+            if closer is not None:
+                await closer()
         text = "".join(parts).strip()
         if usage is None:
             usage = Usage(prompt, tokens.count(text))

@@ -1,5 +1,6 @@
 """Summarised history (``BOT_HISTORY=summary``) through the real path: the service, the HTTP
-provider client and router against the fake model server on 127.0.0.1, a real SQLite store.
+provider client and router against the fake model server on 127.0.0.1, a real SQLite store; end
+to end through ``llama-relay chat`` and through the real Bolt app against the fake Slack.
 
 The fake server refuses (as llama.cpp does) any prompt that does not fit its window, and every
 test counts the answer request exactly with the Llama 3 tokenizer."""
@@ -17,8 +18,12 @@ from bot.runtime import open_service
 from bot.service import Request
 from tests.fakes.llm import Behaviour, FakeLLM
 from tests.fakes.sinks import RecordingSurface
+from tests.fakes.slack import BOT_USER
+from tests.slack_helpers import mention, reply_text
 from tests.test_cli import run
 from tests.test_context_window import env_for, questions
+
+pytest_plugins = ("tests.slack_env",)
 
 WINDOW = 2048
 MAX_TOKENS = 128
@@ -29,8 +34,9 @@ def history(pairs: int, start: int = 0) -> list[Turn]:
     """``pairs`` questions and answers of about 40 tokens each, every one with its platform id."""
     turns = []
     for i in range(start, start + pairs):
-        turns.append(Turn("user", f"Question {i}: " + "tell me about topic %d " % i * 5, author="Ana", message_id=f"u{i}"))
-        turns.append(Turn("assistant", f"Answer {i}: " + "topic %d is fine " % i * 6, message_id=f"a{i}"))
+        asked = f"Question {i}: " + f"tell me about topic {i} " * 5
+        turns.append(Turn("user", asked, author="Ana", message_id=f"u{i}"))
+        turns.append(Turn("assistant", f"Answer {i}: " + f"topic {i} is fine " * 6, message_id=f"a{i}"))
     return turns
 
 
@@ -176,3 +182,25 @@ async def test_chat_in_the_terminal_says_the_earlier_messages_were_summarised(tm
     with sqlite3.connect(tmp_path / "bot.db") as db:
         (row,) = db.execute("SELECT text, provider FROM summaries WHERE conversation = 'terminal:s'").fetchall()
     assert row == (SUMMARY, "openai")
+
+
+async def test_a_long_slack_thread_shows_the_summary_note_in_its_answer(slack, start_bot, fake_llm):
+    """End to end through the real Bolt app and the fake Slack: the final message carries the note."""
+    fake_llm.window = WINDOW
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    fake_llm.reply("Here is the plan.")
+    await start_bot(openai_context_window=WINDOW, bot_max_tokens=MAX_TOKENS, bot_history="summary")
+    root = slack.say("Let's plan the launch.", user="U2")
+    for i in range(40):
+        text = f"Point {i}: " + f"we should check item {i} " * 6
+        slack.say(text, user=("U1", "U2")[i % 2], thread_ts=root["ts"])
+    event = mention(slack, f"<@{BOT_USER}> what now?", thread_ts=root["ts"])
+    await slack.deliver(slack.callback(event))
+
+    texts = await reply_text(slack, "C1", root["ts"], "Here is the plan.\n\n_(earlier messages were summarised to fit)_")
+    assert len(texts) == 1
+    (call,) = summary_calls(fake_llm)
+    assert call["messages"][1]["content"].startswith("Grace: Let's plan the launch.\n\nAda: Point 0:")
+    (answer,) = answers(fake_llm)
+    assert answer["messages"][0]["content"].endswith(summary.HEADER + SUMMARY)
+    assert answer["messages"][-1]["content"] == "Ada: what now?" and exact_size(answer) <= WINDOW
