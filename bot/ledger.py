@@ -34,20 +34,7 @@ class Ledger:
         usage, cost = Usage(0, 0), 0.0
         if info is not None and fitted is not None:
             usage = outcome.usage or Usage(fitted.prompt_tokens, tokens.count(outcome.text) if outcome.text else 0)
-            cost = info.cost(usage)
-            await self.store.record_usage(
-                UsageRecord(
-                    platform=platform,
-                    provider=info.name,
-                    model=info.model,
-                    user_id=user,
-                    channel=channel,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost_usd=cost,
-                    reply_id=request_id,
-                )
-            )
+            cost = await self._write(platform, user, channel, request_id, info, usage)
         self.metrics.observe(
             platform, outcome, info, started, usage.prompt_tokens, usage.completion_tokens, cost
         )
@@ -57,6 +44,15 @@ class Ledger:
         self, platform: str, user: str | None, channel: str, request_id: int | None, info: ProviderInfo, usage: Usage
     ) -> None:
         """Record a provider call made for an answer but not streamed to anyone (a summary)."""
+        cost = await self._write(platform, user, channel, request_id, info, usage)
+        self.metrics.tokens.labels(info.name, "in").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels(info.name, "out").inc(usage.completion_tokens)
+        self.metrics.cost.labels(info.name).inc(cost)
+
+    async def _write(
+        self, platform: str, user: str | None, channel: str, request_id: int | None, info: ProviderInfo, usage: Usage
+    ) -> float:
+        """One row of the ledger; its cost."""
         cost = info.cost(usage)
         await self.store.record_usage(
             UsageRecord(
@@ -71,6 +67,4 @@ class Ledger:
                 reply_id=request_id,
             )
         )
-        self.metrics.tokens.labels(info.name, "in").inc(usage.prompt_tokens)
-        self.metrics.tokens.labels(info.name, "out").inc(usage.completion_tokens)
-        self.metrics.cost.labels(info.name).inc(cost)
+        return cost
