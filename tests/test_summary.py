@@ -204,3 +204,32 @@ async def test_a_long_slack_thread_shows_the_summary_note_in_its_answer(slack, s
     (answer,) = answers(fake_llm)
     assert answer["messages"][0]["content"].endswith(summary.HEADER + SUMMARY)
     assert answer["messages"][-1]["content"] == "Ada: what now?" and exact_size(answer) <= WINDOW
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("abc", (3, 3)),  # the same turns: reused
+        ("abcde", (3, 3)),  # more turns since: extended with d and e
+        ("cde", (1, 1)),  # a and b no longer read (a long thread's start): still covered
+        ("xabcd", (4, 3)),  # an older turn read now that it does not cover
+        ("aXcd", None),  # b was edited: written anew
+        ("ab", None),  # fewer turns: its last is not there
+        ("", None),
+    ],
+)
+def test_a_stored_summary_is_used_while_the_turns_it_covers_are_the_same(now, expected):
+    assert summary.covered(tuple("abc"), list(now)) == expected
+
+
+async def test_an_edited_early_message_gets_a_new_summary(small, fake_llm):
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    turns = history(30)
+    async with open_service(small(bot_history="summary")) as service:
+        await service.answer(ask(turns, "What now?"), RecordingSurface())
+        edited = [Turn("user", "Question 0: never mind", author="Ana", message_id="u0"), *turns[1:]]
+        sink = RecordingSurface()
+        await service.answer(ask(edited, "What now?"), sink)
+    first, second = (c["messages"][1]["content"] for c in summary_calls(fake_llm))
+    assert second.startswith("Ana: Question 0: never mind\n\n") and not first.startswith("Ana: Question 0: never")
+    assert sink.notes == [SUMMARISED_NOTE]
