@@ -225,8 +225,9 @@ class Summaries:
         piece: list[str] = []
         used = 0
         for turn in reversed(turns):
-            text = label(turn) + turn.content()
-            cost = counter.count(turn.content(), turn.message_id) + tokens.count(label(turn)) + _JOIN
+            content, start = turn.content(), label(turn)
+            text = start + content
+            cost = counter.count(content, turn.message_id) + tokens.count(start) + _JOIN
             if cost > space:
                 text, cost = clip(text, space - _JOIN), space
             if piece and used + cost > space:
@@ -300,8 +301,8 @@ def clip(text: str, limit: int) -> str:
     marker = " […] "
     keep = limit - tokens.count(marker) - 2
     while keep > 0:
-        head, tail = ids[: keep - keep // 4], ids[len(ids) - keep // 4 :] if keep // 4 else []
-        out = tokens.decode(head) + marker + tokens.decode(tail)
+        tail = keep // 4  # a quarter from the end: how a long message ends often matters
+        out = tokens.decode(ids[: keep - tail]) + marker + tokens.decode(ids[len(ids) - tail :] if tail else [])
         if tokens.count(out) <= limit:
             return out
         keep -= 4

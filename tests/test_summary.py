@@ -233,3 +233,16 @@ async def test_an_edited_early_message_gets_a_new_summary(small, fake_llm):
     first, second = (c["messages"][1]["content"] for c in summary_calls(fake_llm))
     assert second.startswith("Ana: Question 0: never mind\n\n") and not first.startswith("Ana: Question 0: never")
     assert sink.notes == [SUMMARISED_NOTE]
+
+
+async def test_an_early_message_too_long_for_a_summary_call_goes_in_cut_in_the_middle(small, fake_llm):
+    fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
+    log = Turn("user", "Here is the log:\n" + "line of the log\n" * 1500 + "the end", author="Ana", message_id="log")
+    async with open_service(small(bot_history="summary")) as service:
+        sink = RecordingSurface()
+        await service.answer(ask([log, *history(10)], "What now?"), sink)
+    (call,) = summary_calls(fake_llm)
+    assert exact_size(call) <= WINDOW
+    sent = call["messages"][1]["content"]
+    assert sent.startswith("Ana: Here is the log:\nline of the log") and " […] " in sent and "the end" in sent
+    assert sink.notes == [SUMMARISED_NOTE] and exact_size(answers(fake_llm)[-1]) <= WINDOW
