@@ -36,6 +36,10 @@ class Metrics:
         self.edits = Counter("relay_platform_edits", "Platform posts and edits", ["platform"], registry=r)
         self.rate_limited = Counter("relay_platform_rate_limited", "Platform 429s", ["platform"], registry=r)
         self.refused = Counter("relay_refused", "Requests refused by quota", ["platform"], registry=r)
+        self.summaries = Counter(
+            "relay_history_summaries", "Summarised histories (BOT_HISTORY=summary) by how the summary came",
+            ["result"], registry=r,
+        )  # result: reused (no call), extended, new, failed
         self.feedback = Gauge(
             "relay_feedback_votes", "Feedback votes on answers by provider (stored totals)", ["provider", "vote"],
             registry=r,

@@ -15,7 +15,7 @@ conversation, ``Summaries.apply``:
    includes it.  If even that does not fit, the plainly trimmed plan stays.
 
 Each summary call is recorded in the ledger as a provider call of its own (usage reports, daily
-budgets).  A summary that cannot be made (a provider error, a timeout, the store) costs one log
+budgets); ``relay_history_summaries{result}`` counts summaries reused, extended, new and failed.  A summary that cannot be made (a provider error, a timeout, the store) costs one log
 line: the answer goes on with the history trimmed as usual ("earlier messages were left out").
 
 The cache: one row per conversation, the summary and the fingerprints of the turns it covers.
@@ -149,6 +149,7 @@ class Summaries:
             better = await self._summarised(plan, turns, max_tokens, counter, asker)
         except (RelayError, TimeoutError) as exc:
             log.warning("could not summarise the earlier messages, leaving them out: %s", str(exc) or "timed out")
+            self._count("failed")
             return
         if better is not None:
             routed.replace_first(better)
@@ -169,6 +170,7 @@ class Summaries:
         known = covered(stored.covers, prints) if stored is not None else None
         if stored is not None and known is not None and known[0] >= narrow.dropped:
             (end, summarised), text = known, stored.text  # it covers what must be left out: no call
+            self._count("reused")
         else:  # a call: leave out more than needed, so that the next questions can reuse it
             ahead = _fit(turns, window - set_aside - window // AHEAD, reserve, counter, info.date_preamble)
             end = (ahead or narrow).dropped
@@ -203,12 +205,14 @@ class Summaries:
             if len(pieces) <= MAX_CALLS:
                 text = await self._write(pieces, stored.text, plan, asker)
                 await self._keep(asker, Summary((*stored.covers, *prints[end:]), text, name))
+                self._count("extended")
                 return text, overlap + len(prints) - end
         pieces = self._pieces(left_out, plan, counter)[:MAX_CALLS]
         pieces.reverse()  # packed newest first: written oldest first
         text = await self._write(pieces, None, plan, asker)
         count = sum(len(p) for p in pieces)
         await self._keep(asker, Summary(tuple(prints[len(prints) - count :]), text, name))
+        self._count("new")
         return text, count
 
     def _pieces(self, turns: list[Turn], plan: Plan, counter: TokenCounter) -> list[list[str]]:
@@ -276,6 +280,9 @@ class Summaries:
         if not text:
             raise ProviderError(info.display, "empty summary", hint="it returned no text")
         return clip(text, longest)
+
+    def _count(self, result: str) -> None:
+        self.ledger.metrics.summaries.labels(result).inc()
 
     async def _keep(self, asker: Asker, summary: Summary) -> None:
         try:

@@ -72,7 +72,7 @@ def small(make_settings, fake_llm):
 async def test_left_out_turns_are_summarised_cached_and_extended(small, fake_llm):
     fake_llm.when_system(summary.PROMPT, Behaviour(text=SUMMARY))
     turns = history(30)
-    async with open_service(small(bot_history="summary")) as service:
+    async with open_service(small(bot_history="summary", bot_replica="r1")) as service:
         first = RecordingSurface()
         out = await service.answer(ask(turns, "What now?"), first)
         assert out.state == "complete" and first.notes == [SUMMARISED_NOTE]
@@ -116,6 +116,9 @@ async def test_left_out_turns_are_summarised_cached_and_extended(small, fake_llm
         # Summary calls are provider calls in the ledger: they count in usage and daily budgets.
         (total,) = await service.store.usage_totals("user")
         assert (total.key, total.requests) == ("U1", 6)
+        shown = service.metrics.render().decode()
+        for result, times in (("new", 1), ("reused", 2), ("extended", 1)):
+            assert f'relay_history_summaries_total{{replica="r1",result="{result}"}} {times}.0' in shown
 
 
 async def test_trim_is_the_default_and_makes_no_summary_call(small, fake_llm):
@@ -136,10 +139,12 @@ async def test_a_failing_summary_call_still_answers_with_the_trim_note(small, fa
     fake_llm.when_system(summary.PROMPT, failure)
     fake_llm.reply("Answered all the same.")
     caplog.set_level(logging.WARNING, logger="bot.summary")
-    async with open_service(small(bot_history="summary", bot_first_token_timeout=0.3)) as service:
+    settings = small(bot_history="summary", bot_first_token_timeout=0.3, bot_replica="r1")
+    async with open_service(settings) as service:
         sink = RecordingSurface()
         out = await service.answer(ask(history(30), "What now?"), sink)
         assert await service.store.summary("slack:C1:1.0") is None  # nothing cached
+        assert 'relay_history_summaries_total{replica="r1",result="failed"} 1.0' in service.metrics.render().decode()
     assert out.state == "complete" and sink.messages == ["Answered all the same."]
     assert sink.notes == [LEFT_OUT_NOTE]
     assert summary_calls(fake_llm) and exact_size(answers(fake_llm)[-1]) <= WINDOW
