@@ -22,7 +22,9 @@ from .surface import Ref, Surface
 from .tokens import TokenCounter
 
 #: Reads the conversation (oldest first, ending with the question) within a token budget;
-#: None when there is nothing to answer and the bot should stay silent.
+#: None when there is nothing to answer and the bot should stay silent.  Called once the question
+#: is admitted (allowed, not blocked, within quota) and its turn in the conversation has come: an
+#: adapter may show its pending indicator from here (Discord's typing).
 ReadHistory = Callable[[int, TokenCounter], Awaitable[list[Turn] | None]]
 #: Where the reply goes (may open a thread); called once the caller is known to be allowed.
 OpenSurface = Callable[[list[Turn]], Awaitable[Surface]]

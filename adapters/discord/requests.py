@@ -23,7 +23,7 @@ from bot.tokens import TokenCounter
 from .conversations import Conversations, conversation_key, message_caller
 from .events import Trigger
 from .pacing import Budgets, Watch
-from .surface import ChannelSurface
+from .surface import ChannelSurface, EarlyTyping
 
 if TYPE_CHECKING:
     from discord.abc import PartialMessageableChannel
@@ -43,12 +43,20 @@ class MessageRequests:
     def incoming(self, message: discord.Message, trigger: Trigger, keys: Keys) -> Incoming:
         channel = message.channel
         reply_to = None if trigger in (Trigger.DM, Trigger.THREAD) else message.id
+        # Typing as the history is read (the first platform call sooner by the read and the
+        # routing); only for a question with words, which is always answered.
+        typing = EarlyTyping(channel, channel.id) if (message.content or "").strip() else None
 
         async def read(budget: int, counter: TokenCounter) -> list[Turn] | None:
+            if typing is not None:
+                typing.show()
             return await self.conversations.turns(message, trigger, budget, counter)
 
         async def open_(turns: list[Turn]) -> Surface:
-            return await self._open(message, trigger, reply_to, turns)
+            surface = await self._open(message, trigger, reply_to, turns)
+            if typing is not None:
+                typing.hand_over(surface)
+            return surface
 
         return Incoming(
             caller=message_caller(message),
@@ -67,7 +75,7 @@ class MessageRequests:
 
     async def _open(
         self, message: discord.Message, trigger: Trigger, reply_to: int | None, turns: list[Turn]
-    ) -> Surface:
+    ) -> ChannelSurface:
         """Where the answer goes: a new thread for a mention in thread mode, else the channel."""
         # A bot is never in a group DM (the one channel kind without partial messages).
         target = cast("PartialMessageableChannel", message.channel)

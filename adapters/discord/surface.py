@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -52,6 +53,37 @@ GONE_CODES = {
     10062: "unknown interaction",
     50027: "invalid webhook token",
 }
+
+
+async def show_typing(channel: discord.abc.Messageable, label: str) -> bool:
+    """One typing indicator (Discord shows it for 10 s); False when it was refused (logged)."""
+    try:
+        await channel.typing()
+    except MAPPED as exc:
+        log.info("%s: no typing indicator: %s", label, map_error(exc))
+        return False
+    return True
+
+
+class EarlyTyping:
+    """Typing shown in the question's channel as soon as the core reads the history: the
+    question is admitted by then (allowed, not blocked, within quota; ``bot.incoming``), while
+    the reply's surface, which may be a thread opened from the question, does not exist yet.
+    The surface in that channel renews it from then on (``ChannelSurface.typing_since``)."""
+
+    def __init__(self, channel: discord.abc.Messageable, channel_id: int) -> None:
+        self.channel, self.channel_id = channel, channel_id
+        self.shown_at: float | None = None
+        self._task: asyncio.Task[bool] | None = None
+
+    def show(self) -> None:
+        if self._task is None:
+            self.shown_at = time.monotonic()
+            self._task = asyncio.ensure_future(show_typing(self.channel, f"discord channel {self.channel_id}"))
+
+    def hand_over(self, surface: ChannelSurface) -> None:
+        if self.shown_at is not None and getattr(surface.channel, "id", None) == self.channel_id:
+            surface.typing_since = self.shown_at
 
 
 def map_error(exc: Exception) -> PlatformError:
@@ -148,6 +180,8 @@ class ChannelSurface(_Surface):
         self.channel = channel
         self.reply_to = reply_to
         self._previous: int | None = None  # the last message posted
+        #: when typing was shown here before this surface existed (``EarlyTyping``): renewed from then
+        self.typing_since: float | None = None
 
     @property
     def place(self) -> dict[str, Any]:
@@ -155,12 +189,9 @@ class ChannelSurface(_Surface):
 
     async def pending(self) -> None:
         """The typing indicator, renewed until the core cancels it (the first text shows)."""
-        while True:
-            try:
-                await self.channel.typing()
-            except MAPPED as exc:
-                log.info("%s: no typing indicator: %s", self.label, map_error(exc))
-                return
+        if self.typing_since is not None:
+            await asyncio.sleep(max(0.0, self.typing_since + TYPING_EVERY - time.monotonic()))
+        while await show_typing(self.channel, self.label):
             await asyncio.sleep(TYPING_EVERY)
 
     async def post(self, draft: Draft) -> Ref:
