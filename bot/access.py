@@ -311,6 +311,8 @@ class AccessPolicy:
         return [b for b in budgets if b.max_tokens > 0 or b.max_cost > 0]
 
     async def _reserve(self, budgets: list[_Budget], tokens: int, cost: float, now: float) -> Admission:
+        if not budgets:  # no daily budget applies: nothing to read, nothing to hold
+            return LocalAdmission(self._held, (), tokens, cost)
         # Who held what *before* the ledger read: one that settles during the read is not missed.
         before = {b.key: set(self._held.get(b.key, ())) for b in budgets}
         since = start_of_day_utc(now)
