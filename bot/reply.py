@@ -8,7 +8,9 @@
   final edits go first; a platform 429 pauses that budget and slows this
   stream down;
 * past the surface's length limit (or its ``max_message_age``) the answer
-  continues in a new message, cut on a safe boundary (``bot.splitting``);
+  continues in a new message, cut on a safe boundary (``bot.splitting``); in
+  the last message a surface allows (``max_messages``) it is cut there instead,
+  and the final notes say so (``cut_note``);
 * every message it posts, and the text last shown in it, is saved through
   ``save`` as it appears, so a restart can finish the reply (``bot.recovery``);
 * whatever fails, the reply ends in a final state: complete, or the partial
@@ -55,6 +57,12 @@ MAX_INTERVAL = 8.0
 INTERRUPT_TIMEOUT = 5.0  # shutdown: how long the "interrupted" final edit may take
 #: How long the end of a message waits for an edit before the rest continues in a new message.
 FINAL_WAIT = 1.0
+
+
+def cut_note(messages: int) -> str:
+    """The note under an answer cut because its place holds only ``messages`` messages."""
+    return f"(the answer was cut here: a reply in this place can use at most {messages} messages)"
+
 
 State = Literal["complete", "partial", "failed", "stopped"]
 #: the buttons of a message still streaming, and of the reply's final message (``bot.controls``)
@@ -129,6 +137,8 @@ class ReplyStream:
         self.budget = budget
         self._save_to = save
         self._max_age: float | None = capability(surface, "max_message_age")
+        self._max_messages: int | None = capability(surface, "max_messages")
+        self._clipped = False  # the last message the surface allows could not hold the answer
         #: do new messages draw from the edit budget? (Slack's chat.postMessage has a limit of its own)
         self._posts_paced: bool = capability(surface, "paced_posts", True)
         self._joined = False  # counted in the budget's streaming replies (``join``)
@@ -461,6 +471,8 @@ class ReplyStream:
         it is edited instead (an edit is granted, it shows no answer yet, or its end would look
         different from what it shows)."""
         if self._posts_paced or self._current is None or not self._message_shown or self._gone or self._stale:
+            return None
+        if self._last_message():
             return None  # (where a new message draws from the same budget, it would not help)
         shown = self._shown
         end = max(shown.rfind(" "), shown.rfind("\n")) + 1 or len(shown)  # a word boundary if it has one
@@ -543,6 +555,8 @@ class ReplyStream:
         """Finish messages while ``text`` is too long; return what stays in the current one."""
         limit = (limit or self.max_chars) - room
         while self._measure(text) > limit:
+            if self._last_message():
+                return self._clip(text, limit)
             rest = None if quick else await self._end_here(text)
             if rest is not None:
                 text, limit = rest, self.max_chars - room
@@ -560,9 +574,22 @@ class ReplyStream:
             limit = self.max_chars - room
         return text
 
+    def _last_message(self) -> bool:
+        """Is the current message the last one the surface allows (``max_messages``)?"""
+        return self._max_messages is not None and self._part + 1 >= self._max_messages
+
+    def _clip(self, text: str, limit: int) -> str:
+        """The head of ``text`` that fits the last message allowed; the rest is not shown."""
+        try:
+            cut = splitting.cut(text, limit, self._measure)
+        except ValueError as exc:
+            raise NoRoom("the message has no room left for the answer") from exc
+        self._clipped = True
+        return cut.head
+
     async def _age_out(self, text: str) -> str:
         """A message older than the surface's ``max_message_age`` ends with what it shows."""
-        if self._max_age is None or self._current is None or not self._shown:
+        if self._max_age is None or self._current is None or not self._shown or self._last_message():
             return text
         if time.monotonic() - self._opened_at < self._max_age:
             return text
@@ -614,6 +641,10 @@ class ReplyStream:
             room = self.surface.measure(final) - self._measure("") if notes else 0
             try:
                 text = await self._roll_over(self._current_text(), room=room, quick=quick)
+                if self._clipped and self._max_messages is not None:
+                    notes.append(cut_note(self._max_messages))
+                    room = self.surface.measure(replace(final, notes=tuple(notes))) - self._measure("")
+                    text = await self._roll_over(self._current_text(), room=room, quick=quick)
             except NoRoom:
                 text = ""  # show at least the notes: never leave a placeholder behind
             if not quick and (rest := await self._end_here(text)) is not None:

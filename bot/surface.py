@@ -30,6 +30,10 @@ Optional capabilities, each with what the core does without it
   the answer continues in a new one (Slack's native streams expire); without
   it, messages roll over by length only.
 
+* ``max_messages: int`` - the most messages one reply may use (a place that takes only a few):
+  the last one ends with the answer cut where it fits and a note saying so
+  (``bot.reply.cut_note``); without it, a reply uses as many messages as the answer needs.
+
 * ``delete(ref) -> None`` - delete one of the bot's messages: the extra messages of an answer
   a shorter regenerated one replaces; without it they keep the old text.
 * ``controls: bool`` - buttons under a reply (``Draft.controls``, ``bot.controls``): Stop

@@ -12,6 +12,9 @@ from adapters.discord.menus import ASK_ABOUT, SUMMARIZE
 from adapters.discord.responses import NOT_ALLOWED
 from bot import about, tokens
 from bot.conversation import LEFT_OUT_NOTE
+from bot.reply import cut_note
+from bot.splitting import join_parts
+from adapters.discord.format import strip_notes
 from tests.discord_harness import running_bot, wait_for
 from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FOREIGN_CHANNEL_ID, PRIVATE_CHANNEL_ID, FakeDiscord
 
@@ -117,6 +120,33 @@ async def test_user_installed_app_answers_through_the_webhook_where_the_bot_is_n
         assert channel_calls == []  # no typing, no send, no history read: only the interaction's webhook
     assert "[message from Bob]\nerror E42 again" in user_contents(fake_llm.requests[0])[0][1]
     assert user_contents(fake_llm.requests[1]) == [("user", "hi there")]  # a DM: no name label
+
+
+async def test_a_user_installed_answer_past_its_followups_ends_with_a_note(make_settings, fake_llm):
+    """Discord takes 5 followups to an interaction used through a user's install alone: a long
+    answer ends visibly in the last one instead of losing its end to a refused 6th."""
+    text = "\n\n".join(f"Paragraph {i}: " + " ".join(f"word{i}-{j}" for j in range(60)) for i in range(12))
+    fake_llm.reply(text)
+    fake_llm.reply(text)
+    note = cut_note(6)
+    async with running_bot(make_settings, bot_message_limit=600) as bot:
+        ask = await bot.fake.interact(
+            "ask", {"question": "write a lot"}, channel=PRIVATE_CHANNEL_ID, user_install=True
+        )
+        token = ask["token"]
+        await wait_for(lambda: note in "".join(bot.fake.interaction_messages(token)), what="the cut note")
+        shown = bot.fake.interaction_messages(token)
+        followups = bot.fake.find("POST", rf"/webhooks/\d+/{token}")
+        server = await bot.fake.interact("ask", {"question": "write a lot"})
+        await wait_for(
+            lambda: join_parts(bot.fake.interaction_messages(server["token"])) == text, what="the whole answer"
+        )
+        in_server = bot.fake.interaction_messages(server["token"])
+    assert len(shown) == 6 and shown[-1].endswith(note)
+    assert len(followups) == 5  # never a 6th, which Discord would refuse
+    said = join_parts([strip_notes(m) for m in shown])
+    assert text.startswith(said) and len(said) > 5 * 500  # the first six messages' worth, cut on a boundary
+    assert len(in_server) > 6 and note not in "".join(in_server)  # installed in the server: no such limit
 
 
 async def test_over_the_quota_the_refusal_shows_in_the_response(make_settings, fake_llm):

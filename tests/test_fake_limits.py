@@ -63,6 +63,16 @@ async def test_a_late_interaction_response_is_an_unknown_interaction(discord):
     assert (status, body["code"]) == (404, 10062)
 
 
+async def test_a_user_installed_interaction_takes_five_followups_and_not_a_sixth(discord):
+    discord.ready.set()
+    for user_install, allowed in ((True, 5), (False, 7)):  # installed in the server: no such limit
+        interaction = await discord.interact("ask", {"question": "hi"}, user_install=user_install)
+        url = f"{discord.api_url}/webhooks/{interaction['application_id']}/{interaction['token']}"
+        answers = [await send(url, {"content": f"part {n}"}, {}) for n in range(7)]
+        assert [status for status, _ in answers] == [200] * allowed + [400] * (7 - allowed)
+        assert all(body["code"] == 40094 for status, body in answers if status == 400)
+
+
 async def test_slack_wants_the_right_token_and_short_enough_text(slack):
     url = f"{slack.api_url}chat.postMessage"
     assert (await send(url, {"channel": "C1", "text": "hi"}, {"Authorization": "Bearer xoxb-other"}))[1]["error"] == (

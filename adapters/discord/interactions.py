@@ -16,6 +16,8 @@ import discord
 
 #: Discord's default upload limit; discord.py reads it from every interaction payload.
 ATTACHMENT_SIZE_LIMIT = 8 * 1024 * 1024
+#: Followups Discord accepts to an interaction used through a user's install alone (error 40094 past it).
+USER_INSTALL_FOLLOWUPS = 5
 
 
 def saved(interaction: discord.Interaction) -> dict[str, Any]:
@@ -27,7 +29,14 @@ def saved(interaction: discord.Interaction) -> dict[str, Any]:
         "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
         "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
         "user": {"id": str(user.id), "username": user.name, "global_name": user.global_name},
+        "user_install_only": user_install_only(interaction),
     }
+
+
+def user_install_only(interaction: discord.Interaction) -> bool:
+    """Was it used through the user's own install of the app alone (not the server's)?  Discord
+    then allows only ``USER_INSTALL_FOLLOWUPS`` followups to its response."""
+    return interaction.is_user_integration() and not interaction.is_guild_integration()
 
 
 def rebuilt(client: discord.Client, data: dict[str, Any]) -> discord.Interaction | None:
@@ -49,6 +58,8 @@ def rebuilt(client: discord.Client, data: dict[str, Any]) -> discord.Interaction
             payload["member"] = {"user": user, "roles": [], "joined_at": None, "flags": 0, "deaf": False, "mute": False}
         else:
             payload["user"] = user
+        if data.get("user_install_only"):
+            payload["authorizing_integration_owners"] = {"1": user["id"]}
         interaction = discord.Interaction(data=payload, state=client._connection)
     except (KeyError, TypeError, ValueError):
         return None

@@ -232,9 +232,11 @@ def _followup_view(draft: Draft) -> dict[str, Any]:
 
 class InteractionSurface(_Surface):
     """Answer a deferred ``/ask``: the original response first, then followups (with the
-    reply's buttons, as in a channel)."""
+    reply's buttons, as in a channel).  Used through a user's own install alone, Discord takes
+    only a few followups: ``max_messages`` tells the core, which cuts the answer in the last one."""
 
     controls = True
+    max_messages: int | None = None
 
     def __init__(self, interaction: discord.Interaction, watch: Watch | None = None) -> None:
         super().__init__(watch, f"discord interaction {interaction.id}")
@@ -242,6 +244,8 @@ class InteractionSurface(_Surface):
         # Its token lets a restarted process finish the response, for 15 minutes (``interactions``).
         self.place = {"kind": "interaction", "interaction": interactions.saved(interaction)}
         self._posted = 0
+        if interactions.user_install_only(interaction):
+            self.max_messages = 1 + interactions.USER_INSTALL_FOLLOWUPS  # the response, then its followups
 
     async def post(self, draft: Draft) -> Ref:
         self._check_alive()

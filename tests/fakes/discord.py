@@ -28,6 +28,7 @@ here (the adapter does that from DISCORD_API_URL / DISCORD_GATEWAY_URL).
 * Interactions: ``interact`` uses a slash command, ``use_menu`` a message context-menu command
   (``data.type`` 3, ``target_id``, ``resolved.messages``), each optionally through the user's
   own install of the app (``user_install``: ``authorizing_integration_owners`` names the user);
+  such an interaction takes at most 5 followups (the 6th: 400 / 40094, as Discord answers);
   ``FOREIGN_CHANNEL_ID`` (a guild the bot is not in) and ``PRIVATE_CHANNEL_ID`` (a DM between
   two people) answer the bot's REST calls with 403, as Discord does.
 * Controls: messages keep their ``components``; ``press`` clicks one of a message's buttons
@@ -109,6 +110,12 @@ CONTENT_LIMIT = 2000  # characters of ``content``, on create and on edit (bots h
 INTERACTION_DEADLINE = 3.0  # seconds to the first response of an interaction
 UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
 UNKNOWN_INTERACTION = {"message": "Unknown interaction", "code": 10062}
+#: Followups Discord accepts to an interaction used through a user's install alone (its docs,
+#: "Create Followup Message"), and its answer to one more (JSON error code 40094).
+USER_INSTALL_FOLLOWUPS = 5
+TOO_MANY_FOLLOWUPS = {
+    "code": 40094, "message": "This interaction has hit the maximum number of follow up messages"
+}
 
 
 def too_long() -> dict[str, Any]:
@@ -155,6 +162,8 @@ class FakeDiscord(Gateway):
         self.token = token
         self.interaction_deadline = interaction_deadline
         self._interactions: dict[str, float] = {}  # interaction id -> when it was dispatched
+        #: tokens of interactions used through a user's install alone -> followups posted so far
+        self._capped_followups: dict[str, int] = {}
         self.reject_privileged = reject_privileged
         self.max_concurrency = max_concurrency
         self.recommended_shards = recommended_shards
@@ -291,7 +300,7 @@ class FakeDiscord(Gateway):
         """``author`` uses ``/name``; ``user_install``: through their own install of the app."""
         payload = interaction(name, options, self.channels[channel], author, self.roles.get(author))
         placed(payload, self.channels[channel], author, user_install=user_install)
-        self._interactions[str(payload["id"])] = time.monotonic()
+        self._dispatched(payload)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -301,9 +310,16 @@ class FakeDiscord(Gateway):
         """``author`` uses the message command ``name`` (Apps > name) on the message ``msg``."""
         channel = self.channels[int(msg["channel_id"])]
         payload = message_command(name, msg, channel, author, self.roles.get(author), user_install=user_install)
-        self._interactions[str(payload["id"])] = time.monotonic()
+        self._dispatched(payload)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
+
+    def _dispatched(self, payload: dict[str, Any]) -> None:
+        """Start an interaction's clocks and counts: its 3 s to the first response and, used through
+        the user's install alone, its followup allowance."""
+        self._interactions[str(payload["id"])] = time.monotonic()
+        if set(payload.get("authorizing_integration_owners", {})) == {"1"}:
+            self._capped_followups[payload["token"]] = 0
 
     async def autocomplete(
         self, name: str, option: str, typed: str, *, author: int = ALICE, channel: int = CHANNEL_ID
@@ -579,6 +595,10 @@ class FakeDiscord(Gateway):
         key = -abs(hash(token))  # a pseudo channel per interaction token
         self.channels.setdefault(key, {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID)})
         if len(parts) == 2 and method == "POST":
+            if token in self._capped_followups:
+                if self._capped_followups[token] >= USER_INSTALL_FOLLOWUPS:
+                    return 400, TOO_MANY_FOLLOWUPS, None
+                self._capped_followups[token] += 1
             msg = self._message(key, BOT_ID, body.get("content") or "")
             msg["channel_id"] = str(CHANNEL_ID)
             msg["flags"] = body.get("flags", 0)
