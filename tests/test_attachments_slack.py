@@ -103,6 +103,20 @@ async def test_an_oversize_file_is_cut_with_a_note(slack, start_bot, fake_llm):
     assert "app.log is larger than 2 KB: only its beginning was read" in text
 
 
+async def test_files_past_the_count_are_not_read_and_a_long_text_loses_its_middle(slack, start_bot, fake_llm):
+    await start_bot(bot_attachment_max_files=2, bot_attachment_max_chars=1000)
+    lines = "".join(f"entry {n:04d}\n" for n in range(300)).encode()  # 3,300 characters
+    files = [slack.file("a.log", lines), slack.file("b.txt", b"second"), slack.file("c.txt", b"third")]
+    sent, text = await ask_with_files(slack, fake_llm, "read all", files, answer="Two of three.", note="3 files")
+    assert "only the first 2 of the 3 files attached were read" in text
+    assert "a.log is longer than 1,000 characters: its middle was cut" in text
+    assert sent.startswith("Ada: read all\n\n[file: a.log]\nentry 0000\n")
+    assert "[… 2,300 characters cut from the middle of this file …]" in sent and "entry 0299\n" in sent
+    assert "entry 0150" not in sent
+    assert sent.endswith("[file: b.txt]\nsecond\n[end of file: b.txt]") and "third" not in sent
+    assert sorted(name for name, _ in slack.files.downloads) == ["a.log", "b.txt"]  # the third is not fetched
+
+
 async def test_a_file_too_long_for_the_window_is_cut_in_the_middle(slack, start_bot, fake_llm):
     await start_bot(openai_context_window=4096, bot_max_tokens=512)
     words = " ".join(f"word{n}" for n in range(6000)).encode()
