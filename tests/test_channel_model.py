@@ -10,6 +10,8 @@ from bot.conversation import Turn
 from bot.errors import ConfigError
 from bot.runtime import open_service
 from bot.service import Request
+from tests.discord_harness import running_bot, wait_for
+from tests.fakes.discord import ALICE, CHANNEL_ID
 from tests.fakes.sinks import RecordingSurface
 from tests.fakes.slack import BOT_USER
 from tests.slack_helpers import mention, reply_text, until
@@ -72,3 +74,19 @@ async def test_the_channel_file_sets_a_model_and_a_wrong_one_is_a_config_error(m
     async with open_service(make_settings(bot_channel_config=path)) as service:
         await service.answer(Request("discord", "C9", [Turn("user", "hi")], user_id="U1"), RecordingSurface())
     assert fake_llm.requests[-1]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+async def test_relay_config_model_on_discord_reaches_the_provider_request(make_settings, fake_llm):
+    """The same through the real discord.py command tree: ``/relay`` answers privately, and the
+    next question in the channel names the channel's model."""
+    fake_llm.reply("Answered.")
+    async with running_bot(make_settings, bot_admins=str(ALICE)) as bot:
+        interaction = await bot.fake.interact("relay", {"command": "config model qwen-local:32b"})
+        path = rf"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        (answer,) = await wait_for(lambda: bot.fake.find("POST", path), what="the /relay answer")
+        assert "`model` is now `qwen-local:32b`" in answer.body["data"]["content"]
+        await bot.fake.say("which model?", mention_bot=True)
+        await wait_for(
+            lambda: [m["content"] for m in bot.fake.bot_messages(CHANNEL_ID)] == ["Answered."], what="the answer"
+        )
+    assert fake_llm.requests[-1]["model"] == "qwen-local:32b"
