@@ -18,13 +18,18 @@ from bot.attachments import Download, DownloadFailed
 CHUNK = 64 * 1024
 
 
-async def download(url: str, max_bytes: int, headers: Mapping[str, str] | None = None) -> Download:
-    """The first ``max_bytes`` of ``url`` (``truncated`` when there was more)."""
+async def download(
+    url: str, max_bytes: int, headers: Mapping[str, str] | None = None, *, redirected: str | None = None
+) -> Download:
+    """The first ``max_bytes`` of ``url`` (``truncated`` when there was more).  A redirect is not
+    followed (it would carry the headers elsewhere): it fails with ``redirected``, or a plain reason."""
     try:
         async with (
             httpx.AsyncClient(timeout=None, follow_redirects=False) as client,
             client.stream("GET", url, headers=dict(headers or {})) as response,
         ):
+            if response.is_redirect and redirected is not None:
+                raise DownloadFailed(redirected)
             if response.status_code != 200:
                 raise DownloadFailed(_status(response.status_code))
             data = bytearray()

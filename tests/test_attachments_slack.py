@@ -141,6 +141,17 @@ async def test_a_failed_download_is_a_note_and_the_question_is_answered(slack, s
     assert sent == "Ada: read these\n\n[attached, not readable here: gone.txt, slow.txt]"
 
 
+async def test_a_token_slack_does_not_take_for_files_gets_a_note_naming_the_scope(slack, start_bot, fake_llm):
+    """Without ``files:read`` Slack answers a download with its sign-in page (a redirect)."""
+    await start_bot()
+    slack.files.token = "xoxb-another-install"  # the file host takes another token than the bot's
+    sent, text = await ask_with_files(
+        slack, fake_llm, "read it", [slack.file("plan.txt", b"ship it")], answer="Could not see it.", note="plan.txt"
+    )
+    assert "could not download plan.txt: Slack sent its sign-in page instead (does the app have the files:read scope?" in text
+    assert sent == "Ada: read it\n\n[attached, not readable here: plan.txt]"
+
+
 async def test_the_bot_token_goes_to_slack_only(slack, start_bot, fake_llm):
     await start_bot()
     elsewhere = slack.file("leak.txt", b"secret")

@@ -16,6 +16,8 @@ from bot.attachments import Attachment, Download, DownloadFailed
 
 from ..downloads import download
 
+#: Why a download Slack answers with its sign-in page failed: the token may not read files.
+SIGN_IN = "Slack sent its sign-in page instead (does the app have the files:read scope? reinstall it after adding one)"
 #: ``mode`` of a file Slack no longer has (deleted) or only links to
 SKIPPED_MODES = frozenset({"tombstone"})
 
@@ -44,7 +46,7 @@ class SlackFiles:
             if not self._trusted(url):
                 raise DownloadFailed("it is not hosted by Slack")
             headers = {"Authorization": f"Bearer {self._token}"}
-            return await download(url, max_bytes, headers)
+            return await download(url, max_bytes, headers, redirected=SIGN_IN)
 
         return Attachment(
             id=f"slack:{file_id or url}",
