@@ -9,7 +9,7 @@ import pytest
 from bot.errors import PlatformRateLimited, ProviderUnavailable, StreamInterrupted
 from bot.pacing import EditBudget
 from bot.providers.base import Delta, Usage
-from bot.reply import ReplyStream
+from bot.reply import ReplyStream, cut_note
 from bot.splitting import join_parts
 from tests.fakes.sinks import RecordingSurface
 
@@ -62,6 +62,23 @@ async def test_rolls_over_into_continuation_messages():
     assert all(len(m) <= 300 for m in sink.messages)
     assert join_parts(sink.messages) == answer
     assert all(m.count("```") % 2 == 0 for m in sink.messages)
+
+
+@pytest.mark.parametrize("error", [None, StreamInterrupted("DeepInfra", "reset", hint="ask again")], ids=["complete", "cut"])
+async def test_a_surface_with_few_messages_ends_the_answer_in_its_last_one_with_a_note(error):
+    """``max_messages``: the last message allowed takes what fits, closes an open fence and says
+    the answer was cut, beside any other note; no message past it is ever posted."""
+    sink = RecordingSurface(max_chars=300)
+    sink.max_messages = 3  # type: ignore[attr-defined]
+    code = "\n".join(f"    value_{i} = compute({i})" for i in range(60))
+    answer = "Intro paragraph.\n\n```python\n" + code + "\n```\n\nThe end."
+    out = await ReplyStream(sink, interval=0.0).run(deltas(list(answer), error=error, after=len(answer) - 1))
+    assert len(sink.messages) == 3 and out.messages == 3
+    assert all(m.count("```") % 2 == 0 for m in sink.messages)  # the fence is closed in the last one
+    assert sink.notes[-1] == cut_note(3) and len(sink.notes) == (1 if error is None else 2)
+    assert sink.measure(sink.drafts[-1]) <= 300  # the notes fit beside the text
+    shown = join_parts(sink.messages)
+    assert answer.startswith(shown.removesuffix("\n```")) and len(shown) > 2 * 250
 
 
 async def test_stream_cut_mid_answer_keeps_partial_text_with_a_note():
