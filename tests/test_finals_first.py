@@ -161,3 +161,23 @@ async def test_placeholders_get_their_first_text_while_later_replies_fill_the_wo
         assert texts and texts[0] != PLACEHOLDER
         assert final[channel].startswith(texts[0]) and texts[0] != final[channel]  # shown as it came, not at the end
     assert no_placeholder(slack)
+
+
+async def test_eyes_marks_keep_to_the_reactions_limits(slack, start_bot, fake_llm):
+    # 25 questions at once in a workspace with no edit room: each may get :eyes:, but
+    # reactions.remove is Tier 2 (20 a minute): 20 marks come off at once, the rest wait their
+    # turn instead of being refused.
+    slack.slack_limits()
+    await start_bot(slack_edits_per_minute=1)
+    events = [mention(slack, f"<@{BOT_USER}> question {n}", channel=f"C{n + 50}") for n in range(25)]
+    for n, _ in enumerate(events):
+        fake_llm.reply(f"Answer {n}.", ttft=0.5)
+    for event in events:
+        await slack.deliver(slack.callback(event))
+    await until(lambda: all(thread_texts(slack, e["channel"], e["ts"]) for e in events), timeout=30, what="answers")
+    await until(lambda: len(slack.called("reactions.remove")) == 20, what="the first minute's removals")
+    added = slack.called("reactions.add")
+    assert len(added) == 25  # every question showed it was seen
+    assert not [c for c in slack.calls if c.method.startswith("reactions.") and c.status == 429]
+    still = [e for e in events if slack.reactions(e["channel"], e["ts"])]
+    assert len(still) == 5  # up until the remove budget turns (a minute), then taken off

@@ -37,6 +37,7 @@ from .conversations import Conversations
 from .edits import SlackEdits
 from .events import Trigger
 from .files import SlackFiles
+from .marks import ADDS_PER_MINUTE, REMOVES_PER_MINUTE, Marks
 from .shortcuts import MessageShortcut
 from .surface import STREAM_LIFETIME, Place, UpdateSurface, surface_for
 
@@ -64,6 +65,7 @@ class SlackRelay:
         self.shortcut = MessageShortcut(self)
         self.controls = SlackControls(self)
         self.edits = SlackEdits(self)
+        self._marks: dict[str, Marks] = {}
         self.prompts = [p.model_dump() for p in settings.slack_suggested_prompts]
         self.agent_dms = AgentDMs(api, settings.slack_greeting, self.prompts)
 
@@ -85,6 +87,19 @@ class SlackRelay:
             f"slack:{team or self.team or '-'}:chat.update",
             per_minute, burst=max(1, int(per_minute)), window=60.0, reserve=True, adapt=True,
         )
+
+    def marks(self, team: str | None) -> Marks:
+        """The workspace's :eyes: marks, with their reactions budgets (``marks``)."""
+        key = team or self.team or "-"
+        if key not in self._marks:
+            adds = self.core.edit_budget(
+                f"slack:{key}:reactions.add", ADDS_PER_MINUTE, burst=ADDS_PER_MINUTE, window=60.0
+            )
+            removes = self.core.edit_budget(
+                f"slack:{key}:reactions.remove", REMOVES_PER_MINUTE, burst=REMOVES_PER_MINUTE, window=60.0
+            )
+            self._marks[key] = Marks(self.api, adds, removes)
+        return self._marks[key]
 
     # -- the core's Platform ---------------------------------------------------------------
 
@@ -155,7 +170,7 @@ class SlackRelay:
             surface = self.surface(place.as_dict())
             if isinstance(surface, UpdateSurface) and not placeholder_affordable(budget):
                 surface.placeholder = False  # the first text is posted instead of edited in
-                surface.seen_ts = trig.ts  # :eyes: on the question shows it was seen meanwhile
+                surface.seen_ts, surface.marks = trig.ts, self.marks(trig.team)  # :eyes: meanwhile
             return surface
 
         return Incoming(

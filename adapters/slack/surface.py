@@ -26,6 +26,7 @@ from bot.surface import Draft, Ref
 from . import agent
 from .api import SlackApi
 from .controls import blocks
+from .marks import Marks
 from .events import PLACEHOLDER, REPLY_EVENT
 from .format import footer, markdown_footer, to_markdown, to_mrkdwn, utf8_len
 
@@ -38,10 +39,6 @@ STREAM_LIMIT = 8000
 #: native streams end after ~5 minutes; the core continues in a fresh one before that
 STREAM_LIFETIME = 270.0
 STATUS = "is thinking…"
-#: the reaction a busy workspace puts on a question while its answer has not shown yet
-SEEN = "eyes"
-#: 429s a mark's removal waits out (Tier 2: 20 a minute per workspace; bursts wait their turn)
-REMOVE_RETRIES = 3
 #: ends the render of a message whose native stream is still open (never sent to Slack)
 OPEN = "\x00open"
 
@@ -105,6 +102,7 @@ class _Messages:
         self.first_ts: str | None = None
         #: the question's ts, marked :eyes: until the first text shows (no placeholder: ``slack.relay``)
         self.seen_ts: str | None = None
+        self.marks: Marks | None = None
 
     @property
     def place(self) -> dict[str, Any]:
@@ -147,8 +145,8 @@ class _Messages:
             )
         if where.status:
             await self._status()
-        elif self.seen_ts is not None:
-            await self._seen(self.seen_ts)
+        elif self.seen_ts is not None and self.marks is not None:
+            await self._seen(self.seen_ts, self.marks)
 
     async def _status(self) -> None:
         where = self.where
@@ -163,34 +161,20 @@ class _Messages:
         except PlatformError as exc:
             log.info("assistant status not shown: %s", exc)
 
-    async def _seen(self, ts: str) -> None:
-        """:eyes: on the question while this runs, taken off when it is cancelled.
-
-        Reactions have their own method budgets (``reactions.add`` Tier 3, ``reactions.remove``
-        Tier 2), apart from ``chat.update``'s: the mark costs the edits nothing.  A mark that
-        cannot be added (rate limited, no ``reactions:write`` scope) is simply not shown; one
-        that was added is taken off even when this is cancelled while adding it.
-        """
-        adding = asyncio.ensure_future(self._react("reactions.add", ts))
+    async def _seen(self, ts: str, marks: Marks) -> None:
+        """:eyes: on the question while this runs, taken off when it is cancelled (``marks``: the
+        mark costs ``chat.update``'s budget nothing); taken off even when this is cancelled while
+        the mark is being added."""
+        adding = asyncio.ensure_future(marks.add(self.where.channel, ts))
         try:
             if await asyncio.shield(adding):
                 await asyncio.Event().wait()  # until the core cancels the indicator
         finally:
-            await asyncio.shield(self._unmark(adding, ts))
+            await asyncio.shield(self._unmark(adding, ts, marks))
 
-    async def _unmark(self, adding: asyncio.Future[bool], ts: str) -> None:
+    async def _unmark(self, adding: asyncio.Future[bool], ts: str, marks: Marks) -> None:
         if await adding:
-            await self._react("reactions.remove", ts, retries=REMOVE_RETRIES)
-
-    async def _react(self, method: str, ts: str, *, retries: int = 0) -> bool:
-        if method in self.api.unscoped:
-            return False
-        try:
-            await self.api.call(method, channel=self.where.channel, timestamp=ts, name=SEEN, retries=retries)
-        except PlatformError as exc:
-            log.info("%s :%s: on %s: %s", method, SEEN, ts, exc)
-            return False
-        return True
+            await marks.remove(self.where.channel, ts)
 
     async def written(self, draft: Draft) -> None:
         """After a write: the reply's last message ends an agent DM's ``processing``."""
