@@ -33,6 +33,7 @@ from .store import (
     migration,
     request_record,
 )
+from .sqlite_claims import Claim, Claims
 from .store_locks import BUSY_TIMEOUT, DEFAULT_WAIT, LockWait, ProcessLock, in_transaction, waits_for_locks
 
 _T = TypeVar("_T")
@@ -47,6 +48,7 @@ class SqliteStore:
         self, db: aiosqlite.Connection, *, lock_wait: LockWait | None = None, process_lock: ProcessLock | None = None
     ) -> None:
         self._db = db
+        self._claims = Claims(self._in_thread)
         self._lock_wait = lock_wait or LockWait(":memory:")
         self._process_lock = process_lock
 
@@ -234,34 +236,11 @@ class SqliteStore:
 
         None when any key was claimed before (a redelivery, or the same message
         arriving as two events): nothing is written then.  The transaction runs
-        on the connection's thread in one step: it is on the path to the first
-        platform call of every question, and nothing can interleave with it.
+        on the connection's thread in one step, shared by the questions that
+        arrive while another runs (``sqlite_claims``): it is on the path to the
+        first platform call of every question.
         """
-        now, data = time.time(), json.dumps(origin)
-
-        def claim(db: sqlite3.Connection) -> int | None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for key in keys:
-                    added = db.execute(
-                        "INSERT OR IGNORE INTO events(event_id, platform, received_at) VALUES (?, ?, ?)",
-                        (key, platform, now),
-                    )
-                    if added.rowcount != 1:
-                        db.execute("ROLLBACK")
-                        return None
-                row = db.execute(
-                    "INSERT INTO requests(platform, conversation, origin, state, owner, created_at, updated_at) "
-                    "VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
-                    (platform, conversation, data, owner, now, now),
-                ).lastrowid
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return row
-
-        return await self._in_thread(claim)
+        return await self._claims.claim(Claim(tuple(keys), platform, conversation, json.dumps(origin), owner, time.time()))
 
     async def _in_thread(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``work`` on the sqlite3 connection in aiosqlite's thread, as one queued step

@@ -159,6 +159,23 @@ async def test_concurrent_accepts_and_updates_do_not_interleave_transactions(sto
     assert record is not None and record.shown.startswith("text ")
 
 
+async def test_questions_accepted_at_once_each_get_their_own_record(store):
+    # SQLite claims the questions arriving while a transaction runs together (bot.sqlite_claims):
+    # each caller still gets the id of its own request, and a repeated key only its own None.
+    ids = await asyncio.gather(
+        *(store.accept([f"slack:event:E{n}", f"slack:message:C1:{n % 25}"], "slack", f"C1:{n}", {"n": n}, "me")
+          for n in range(30))
+    )
+    for n in range(5):  # the message n and the message n + 25 are the same message: one is answered
+        assert (ids[n] is None) != (ids[n + 25] is None)
+    taken = [i for i in ids if i is not None]
+    assert len(set(taken)) == 25
+    for n, request_id in enumerate(ids):
+        if request_id is not None:
+            record = await store.request(request_id)
+            assert record is not None and record.origin == {"n": n} and record.conversation == f"C1:{n}"
+
+
 async def test_a_stop_press_marks_only_an_open_request_once(store):
     open_id = await store.accept(["k:1"], "slack", "C1:1", {}, "me")
     done_id = await store.accept(["k:2"], "slack", "C1:2", {}, "me")
