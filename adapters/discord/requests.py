@@ -9,6 +9,7 @@ the request (``RelayClient.revive``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -50,6 +51,7 @@ class MessageRequests:
         async def read(budget: int, counter: TokenCounter) -> list[Turn] | None:
             if typing is not None:
                 typing.show()
+                await asyncio.sleep(0)  # let it go out before the history is read
             return await self.conversations.turns(message, trigger, budget, counter)
 
         async def open_(turns: list[Turn]) -> Surface:
