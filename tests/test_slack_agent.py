@@ -213,11 +213,12 @@ async def test_the_assistant_view_greets_with_the_settings_and_plain_dms_stay_fl
 
 
 async def test_the_home_tab_shows_how_to_ask_and_the_users_usage_today(slack, start_bot, fake_llm):
-    await start_bot(bot_user_daily_tokens=1000, bot_admins="U3")
+    bot = await start_bot(bot_user_daily_tokens=1000, bot_admins="U3")
     fake_llm.reply("Counted.", usage={"prompt_tokens": 120, "completion_tokens": 30})
     event = mention(slack, f"<@{BOT_USER}> count me")
     await slack.deliver(slack.callback(event))
     await reply_text(slack, "C1", event["ts"], "Counted.")
+    await bot.service.tasks.wait_idle()  # the usage is recorded just after the final text shows
 
     await slack.deliver(slack.callback(slack.app_opened("U1", "D1", "home")))
     await until(lambda: "U1" in slack.home, what="Ada's Home tab")
