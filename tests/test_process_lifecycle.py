@@ -113,8 +113,11 @@ async def test_sigkill_mid_stream_then_restart_finalises_the_reply(tmp_path, dis
         # The conversation is intact: a reply to the interrupted answer carries it as history.
         fake_llm.reply("continuing")
         await fake.say("go on", reply_to=int(fake.bot_messages(CHANNEL_ID)[0]["id"]))
-        await wait_for(lambda: len(fake.bot_messages(CHANNEL_ID)) >= 2, timeout=30, what="the follow-up answer")
-        assert [m["content"] for m in fake.bot_messages(CHANNEL_ID)][1:] == ["continuing"]
+        await wait_for(
+            lambda: [m["content"] for m in fake.bot_messages(CHANNEL_ID)][1:] == ["continuing"],
+            timeout=30,
+            what="the follow-up answer",
+        )
         assert len(fake_llm.requests) == 2  # the redelivered question never reached the model
         sent = fake_llm.requests[-1]["messages"]
         assert "tell me a long story" in sent[1]["content"]
