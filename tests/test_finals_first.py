@@ -181,3 +181,14 @@ async def test_eyes_marks_keep_to_the_reactions_limits(slack, start_bot, fake_ll
     assert not [c for c in slack.calls if c.method.startswith("reactions.") and c.status == 429]
     still = [e for e in events if slack.reactions(e["channel"], e["ts"])]
     assert len(still) == 5  # up until the remove budget turns (a minute), then taken off
+
+
+async def test_a_mark_left_by_a_dead_process_comes_off_with_the_new_answer(slack, start_bot, fake_llm):
+    await start_bot(slack_edits_per_minute=1)  # never room for a placeholder
+    fake_llm.reply("Answered again.", ttft=0.3)
+    event = mention(slack, f"<@{BOT_USER}> a question asked before a crash")
+    slack.messages["C1"][event["ts"]]["reactions"] = [{"name": "eyes", "users": [BOT_USER], "count": 1}]
+    await slack.deliver(slack.callback(event))
+    await until(lambda: thread_texts(slack, "C1", event["ts"]) == ["Answered again."], what="the answer")
+    await until(lambda: not slack.reactions("C1", event["ts"]), what="the old mark taken off")
+    assert [c.error for c in slack.calls if c.method == "reactions.add"] == ["already_reacted"]

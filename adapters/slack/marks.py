@@ -6,6 +6,8 @@ at once and fewer than a minute's worth of removals are waiting, so no call is r
 mark stays up long after its answer showed; a removal waits its turn in the remove budget.  Both
 budgets are the core's (``Core.edit_budget``: shared by the replicas on a shared database).
 Without the ``reactions:write`` scope the first refusal is logged and no mark is tried again.
+A mark a process left behind when it died (the question answered again after the restart) is
+taken as this answer's own, and comes off with it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from slack_sdk.errors import SlackApiError
+
 from bot.errors import PlatformError
 from bot.pacing import EditPacer
 
-from .api import SlackApi
+from .api import SlackApi, error_code
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,14 @@ class Marks:
         try:
             await self.api.call(method, channel=channel, timestamp=ts, name=NAME, retries=retries)
         except PlatformError as exc:
+            if _code(exc) == "already_reacted":  # left by a process that died before taking it off
+                return True
             log.info("%s :%s: on %s: %s", method, NAME, ts, exc)
             return False
         return True
+
+
+def _code(exc: PlatformError) -> str:
+    """Slack's error code behind ``exc`` (``SlackApi`` raises ours from slack_sdk's)."""
+    cause = exc.__cause__
+    return error_code(cause) if isinstance(cause, SlackApiError) else ""
