@@ -471,9 +471,9 @@ class ReplyStream:
         it is edited instead (an edit is granted, it shows no answer yet, or its end would look
         different from what it shows)."""
         if self._posts_paced or self._current is None or not self._message_shown or self._gone or self._stale:
-            return None
-        if self._last_message():
             return None  # (where a new message draws from the same budget, it would not help)
+        if self._last_message():
+            return None  # no new message allowed: this one is clipped instead
         shown = self._shown
         end = max(shown.rfind(" "), shown.rfind("\n")) + 1 or len(shown)  # a word boundary if it has one
         head = text[:end]
