@@ -101,6 +101,11 @@ class _Connection(asyncio.Protocol):
             return
         body = self.buffer[end + 4 : end + 4 + length]
         self.buffer = self.buffer[end + 4 + length :]
+        if not head.startswith("post ") or not body:  # the bot's window probes (GET /props, /v1/models)
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            self._try_request()
+            return
         self.busy = True
         self._answer(json.loads(body))
 
